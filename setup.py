@@ -1,0 +1,136 @@
+"""Build the compiled core of lrn-core.
+
+All build choices are made here, and each can be overridden from the environment:
+
+    LRN_CORE_NO_OPENMP=1     build without OpenMP (single-threaded kernels)
+    LRN_CORE_NO_AVX2=1       do not build the AVX2/FMA variant of the kernels
+    LRN_CORE_MARCH=native    compile the baseline kernels with -march=<value> (not portable:
+                             a wheel built so crashes on older CPUs)
+    LRN_CORE_CFLAGS="..."    extra compiler flags, appended last
+
+The kernels are always built with the platform's baseline instruction set (x86-64: SSE2), so a
+wheel runs on any CPU. On x86-64 the same Cython source is compiled a second time with
+``-mavx2 -mfma`` into ``lrn_core._kernels_avx2``; at import the package loads that variant only if
+the CPU reports AVX2 and FMA (see ``src/lrn_core/_dispatch.py``). OpenMP is enabled when the
+compiler builds and links a tiny OpenMP program with ``-fopenmp``; otherwise the build goes on
+without it and prints a warning.
+"""
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import textwrap
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_TEST = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        printf("%d\\n", n > 0);
+        return 0;
+    }
+    """
+)
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _compiler_accepts_openmp(compiler):
+    """Compile, link and run a tiny OpenMP program with -fopenmp; True if it works."""
+    tmp = tempfile.mkdtemp(prefix="lrn_core_omp_")
+    try:
+        src = os.path.join(tmp, "omp_test.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_TEST)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
+        exe = os.path.join(tmp, "omp_test")
+        compiler.link_executable(objs, exe, extra_postargs=["-fopenmp"])
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+        return out.returncode == 0 and out.stdout.strip() == "1"
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        msvc = self.compiler.compiler_type == "msvc"
+        use_openmp = not _flag("LRN_CORE_NO_OPENMP")
+        if use_openmp and not msvc and not _compiler_accepts_openmp(self.compiler):
+            print(
+                "\n*** lrn-core: the C compiler cannot build OpenMP programs with -fopenmp.\n"
+                "*** Building single-threaded kernels. Install an OpenMP runtime (e.g. libgomp,\n"
+                "*** or libomp for clang) for multi-threading, or set LRN_CORE_NO_OPENMP=1 to\n"
+                "*** silence this warning.\n",
+                file=sys.stderr,
+            )
+            use_openmp = False
+        march = os.environ.get("LRN_CORE_MARCH", "").strip()
+        extra = os.environ.get("LRN_CORE_CFLAGS", "").split()
+        for ext in self.extensions:
+            if msvc:
+                cflags, ldflags = ["/O2"] + (["/openmp"] if use_openmp else []), []
+            else:
+                # -fno-math-errno lets sqrt/div vectorise; no -ffast-math: NaN/inf must follow IEEE.
+                cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+                ldflags = []
+                if use_openmp:
+                    cflags.append("-fopenmp")
+                    ldflags.append("-fopenmp")
+                if ext.name.endswith("_avx2"):
+                    cflags += ["-mavx2", "-mfma"]
+                elif march:
+                    cflags.append(f"-march={march}")
+            ext.extra_compile_args = cflags + extra
+            ext.extra_link_args = ldflags
+            flags = " ".join(ext.extra_compile_args).replace('"', "")
+            ext.define_macros = [
+                ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                ("LRN_BUILD_CFLAGS", f'"{flags}"'),
+            ]
+        super().build_extensions()
+
+
+def _extensions():
+    names = ["_kernels"]
+    is_x86_64 = platform.machine().lower() in ("x86_64", "amd64") and sys.maxsize > 2**32
+    if is_x86_64 and not _flag("LRN_CORE_NO_AVX2") and "mingw" not in sysconfig.get_platform():
+        names.append("_kernels_avx2")
+    exts = [
+        Extension(f"lrn_core.{name}", [f"src/lrn_core/{name}.pyx"], include_dirs=[np.get_include()])
+        for name in names
+    ]
+    return cythonize(
+        exts,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+            "embedsignature": True,
+        },
+    )
+
+
+setup(
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": BuildExt},
+    package_dir={"": "src", "lrn_core.adapters": "adapters"},
+    packages=["lrn_core", "lrn_core.adapters"],
+)

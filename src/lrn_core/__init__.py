@@ -1,0 +1,21 @@
+"""lrn-core: cross-channel Local Response Normalization, forward and backward.
+
+One Cython/OpenMP core, exact and fast, for float16/float32/float64 arrays of any rank, layout
+and channel axis::
+
+    >>> import numpy as np, lrn_core
+    >>> x = np.random.default_rng(0).standard_normal((2, 8, 4, 4), dtype=np.float32)
+    >>> y = lrn_core.lrn(x, size=5)                       # PyTorch's defaults, NCHW
+    >>> dx = lrn_core.lrn_backward(np.ones_like(y), x, size=5)
+
+Framework adapters live in :mod:`lrn_core.adapters` (``numpy``, ``torch``, ``tensorflow``); each
+imports its framework itself, so ``import lrn_core`` never imports torch or tensorflow.
+Parameter conventions of the frameworks: :mod:`lrn_core.conventions`.
+"""
+
+from ._api import lrn, lrn_backward, window_sum
+from ._config import get_config, show_config
+
+__version__ = "0.1.0"
+
+__all__ = ["lrn", "lrn_backward", "window_sum", "show_config", "get_config", "__version__"]

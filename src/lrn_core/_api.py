@@ -1,0 +1,302 @@
+"""The NumPy face of the core: validation, dtype policy, axis and stride handling.
+
+Everything a user passes is checked here; the compiled kernels trust what they receive.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ._dispatch import kernels
+
+__all__ = ["lrn", "lrn_backward", "window_sum"]
+
+#: dtypes computed natively by the kernels
+NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: dtypes computed in float32 and rounded once to the input dtype at the end
+WIDENED_DTYPES = (np.dtype(np.float16),)
+SUPPORTED = "float16, float32 or float64"
+
+
+# --- argument checks ---------------------------------------------------------------------------
+
+def _check_int(name, value, minimum=None, maximum=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+    value = operator.index(value)
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        if maximum is None:
+            allowed = f">= {minimum}"
+        else:
+            allowed = f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value}")
+    return value
+
+
+def _check_real(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type "
+                        f"{type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_params(size, alpha, beta, k, before):
+    """Validate the LRN parameters; return (size, alpha, beta, k, before) normalised.
+
+    ``before`` defaults to ``size // 2`` (PyTorch's window).
+    """
+    size = _check_int("size", size, minimum=1)
+    alpha = _check_real("alpha", alpha)
+    beta = _check_real("beta", beta)
+    k = _check_real("k", k)
+    if before is None:
+        before = size // 2
+    else:
+        before = _check_int("before", before, minimum=0, maximum=size - 1)
+    return size, alpha, beta, k, before
+
+
+def _as_array(name, a):
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as exc:  # e.g. ragged lists
+            raise TypeError(f"{name} must be array_like, got {type(a).__name__}") from exc
+    if a.dtype not in NATIVE_DTYPES and a.dtype not in WIDENED_DTYPES:
+        raise TypeError(f"{name} must have dtype {SUPPORTED}, got {a.dtype}")
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least 1 dimension (the channel axis), got a 0-d array")
+    return a
+
+
+def _check_axis(axis, ndim):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an integer, got {axis!r} of type {type(axis).__name__}")
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim
+
+
+def _check_like(name, a, ref, ref_name):
+    """``a`` (dy, y) must be an array of the same shape and dtype as ``ref``."""
+    a = _as_array(name, a)
+    if a.shape != ref.shape:
+        raise ValueError(f"{name} must have the shape of {ref_name} {ref.shape}, got {a.shape}")
+    if a.dtype != ref.dtype:
+        raise TypeError(f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {a.dtype}")
+    return a
+
+
+def _check_out(out, shape, dtype, inputs):
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable, got a read-only array")
+    return out
+
+
+# --- views -------------------------------------------------------------------------------------
+
+def _collapse(shape, strides):
+    """(n, stride) for dims that can be walked as one strided axis without a copy, else None."""
+    dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
+    total = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if not dims:
+        return total, 0
+    for (n0, s0), (n1, s1) in zip(dims, dims[1:]):
+        if s0 != s1 * n1:
+            return None
+    return total, dims[-1][1]
+
+
+def _view3(a, axis):
+    """A 3-D (outer, C, inner) view of ``a`` around ``axis``, or None if strides forbid one."""
+    outer = _collapse(a.shape[:axis], a.strides[:axis])
+    inner = _collapse(a.shape[axis + 1:], a.strides[axis + 1:])
+    if outer is None or inner is None:
+        return None
+    (no, so), (ni, si) = outer, inner
+    c, sc = a.shape[axis], a.strides[axis]
+    if ni == 1 and no > 1:
+        # channels are the last non-trivial axis (NHWC, 2-D, 1-D batches): walk the outer
+        # positions as the inner axis so tiles still hold many positions.
+        no, so, ni, si = 1, 0, no, so
+    return as_strided(a, shape=(no, c, ni), strides=(so, sc, si), writeable=a.flags.writeable)
+
+
+def _compute_dtype(dtype):
+    return dtype if dtype in NATIVE_DTYPES else np.dtype(np.float32)
+
+
+def _inputs3(arrays, axis, dtype):
+    """3-D views of the inputs in the compute dtype (copies only where unavoidable)."""
+    views = []
+    for a in arrays:
+        if a.dtype != dtype:
+            a = a.astype(dtype)
+        v = _view3(a, axis)
+        if v is None:
+            v = _view3(np.ascontiguousarray(a), axis)
+        views.append(v)
+    return views
+
+
+def _run(kernel, arrays, axis, out, params):
+    """Call ``kernel(*inputs3, out3, *params)`` honouring ``out``, dtype policy and aliasing."""
+    x = arrays[-1]
+    dtype = _compute_dtype(x.dtype)
+    if x.size == 0:
+        result = out if out is not None else np.empty_like(x)
+        return result
+    ins = _inputs3(arrays, axis, dtype)
+    target = out
+    direct = (
+        out is not None
+        and out.dtype == dtype
+        and not any(np.may_share_memory(out, a) for a in arrays)
+    )
+    if direct:
+        o3 = _view3(out, axis)
+        if o3 is None:
+            direct = False
+    if not direct:
+        work = np.empty_like(x, dtype=dtype)  # same memory layout as x
+        o3 = _view3(work, axis)
+        if o3 is None:  # empty_like(order='K') of an odd layout
+            work = np.empty(x.shape, dtype=dtype)
+            o3 = _view3(work, axis)
+    kernel(*ins, o3, *params)
+    if direct:
+        return out
+    if target is None:
+        return work if work.dtype == x.dtype else work.astype(x.dtype)
+    np.copyto(target, work, casting="same_kind")
+    return target
+
+
+# --- public functions --------------------------------------------------------------------------
+
+def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, out=None):
+    """Cross-channel Local Response Normalization.
+
+    ``y[c] = x[c] * (k + alpha / size * sum(x[j] ** 2 for j in window(c))) ** -beta``
+
+    where ``window(c) = [c - before, c - before + size - 1]`` clipped to the channel axis.
+    alpha is divided by ``size`` (PyTorch, Caffe and ONNX convention); see
+    :mod:`lrn_core.conventions` for TensorFlow's and others'.
+
+    Parameters
+    ----------
+    x : array_like of float16, float32 or float64, at least 1-D
+        Input. float16 is computed in float32 and rounded once at the end.
+    size : int >= 1
+        Number of channels in the window (may exceed the number of channels).
+    alpha, beta, k : float
+        Scale, exponent and additive constant; alpha is divided by ``size``.
+    axis : int, keyword-only
+        Channel axis: 1 for NCHW (the default), -1 for NHWC. Negative values count from the end.
+    before : int in [0, size - 1], keyword-only
+        Channels before the centre; default ``size // 2`` (PyTorch). ``(size - 1) // 2`` gives
+        the ONNX/cuDNN window for even sizes. The window has ``size - 1 - before`` channels after.
+    out : ndarray, keyword-only
+        Where to write the result: same shape and dtype as ``x``. May be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np, lrn_core
+    >>> x = np.arange(6, dtype=np.float32).reshape(1, 3, 2)
+    >>> lrn_core.lrn(x, size=3, alpha=3.0, beta=1.0, k=1.0)[0, :, 0]
+    array([0.       , 0.1      , 0.1764706], dtype=float32)
+    """
+    x = _as_array("x", x)
+    size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
+    axis = _check_axis(axis, x.ndim)
+    out = _check_out(out, x.shape, x.dtype, (x,))
+    return _run(kernels().lrn_forward, [x], axis, out, (size, before, alpha, beta, k))
+
+
+def lrn_backward(dy, x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, y=None,
+                 out=None):
+    """Gradient of :func:`lrn` with respect to ``x``, given the upstream gradient ``dy``.
+
+    ``dx[i] = dy[i] * s[i] ** -beta
+    - 2 * alpha * beta / size * x[i] * sum(dy[j] * x[j] * s[j] ** (-beta - 1) for j with i in
+    window(j))``
+
+    The second sum runs over the *transposed* window (``before`` and ``after`` swapped), which
+    matters for even sizes.
+
+    Parameters
+    ----------
+    dy : array_like
+        Upstream gradient, same shape and dtype as ``x``.
+    x : array_like of float16, float32 or float64
+        The forward input.
+    size, alpha, beta, k, axis, before
+        As for :func:`lrn`.
+    y : array_like, optional
+        The forward output. Accepted so callers that keep it can pass it; it is checked for shape
+        and dtype but the kernel recomputes ``s`` from ``x`` (cheaper than reading ``y``), so the
+        result is identical with or without it.
+    out : ndarray, optional
+        Where to write ``dx``: same shape and dtype as ``x``.
+
+    Returns
+    -------
+    ndarray
+        ``dx``, same shape and dtype as ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np, lrn_core
+    >>> x = np.array([[1.0, 2.0, 3.0]])
+    >>> lrn_core.lrn_backward(np.ones_like(x), x, size=3, alpha=3.0, beta=1.0, k=1.0, axis=1)
+    array([[ 0.12244898, -0.02362949, -0.04      ]])
+    """
+    x = _as_array("x", x)
+    dy = _check_like("dy", dy, x, "x")
+    if y is not None:
+        _check_like("y", y, x, "x")
+    size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
+    axis = _check_axis(axis, x.ndim)
+    out = _check_out(out, x.shape, x.dtype, (x, dy))
+    return _run(kernels().lrn_backward, [dy, x], axis, out, (size, before, alpha, beta, k))
+
+
+def window_sum(v, size, *, axis=1, before=None, out=None):
+    """Sum of ``v`` over the LRN channel window: ``out[c] = sum(v[j] for j in window(c))``.
+
+    The linear building block of LRN; its adjoint is the window with ``before`` and
+    ``after = size - 1 - before`` swapped. Same dtype, axis and ``out`` rules as :func:`lrn`.
+
+    Examples
+    --------
+    >>> import numpy as np, lrn_core
+    >>> lrn_core.window_sum(np.arange(4.0), 3, axis=0)
+    array([1., 3., 6., 5.])
+    """
+    v = _as_array("v", v)
+    size = _check_int("size", size, minimum=1)
+    before = size // 2 if before is None else _check_int("before", before, 0, size - 1)
+    axis = _check_axis(axis, v.ndim)
+    out = _check_out(out, v.shape, v.dtype, (v,))
+    return _run(kernels().window_sum, [v], axis, out, (size, before))

@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+#: dtype -> (rtol, atol) for comparisons against the float64 reference.
+#: float32 is computed with float64 sums and exact beta closed forms: a few ulps.
+#: float16 is computed in float32 and rounded once: half an ulp of float16 plus a little.
+TOL = {
+    np.dtype(np.float64): (1e-12, 1e-300),
+    np.dtype(np.float32): (8 * np.finfo(np.float32).eps, 1e-37),
+    np.dtype(np.float16): (2 * np.finfo(np.float16).eps, 1e-7),
+}
+
+
+def assert_close(actual, expected, dtype=None, scale=None):
+    """Compare against a float64 reference with the tolerance of ``dtype``.
+
+    ``scale`` adds an absolute tolerance relative to a magnitude (for gradients, whose two terms
+    can cancel: their error is relative to the terms, not to the difference).
+    """
+    dtype = np.dtype(dtype or np.asarray(actual).dtype)
+    rtol, atol = TOL[dtype]
+    if scale is not None:
+        atol = max(atol, rtol * float(np.max(np.abs(scale))) if np.size(scale) else 0.0)
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
+                               atol=atol, equal_nan=True)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
