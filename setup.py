@@ -131,6 +131,7 @@ def _extensions():
 setup(
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExt},
-    package_dir={"": "src", "lrn_core.adapters": "adapters"},
-    packages=["lrn_core", "lrn_core.adapters"],
+    # adapters/ and benchmarks/ sit at the top of the repository and install inside the package.
+    package_dir={"": "src", "lrn_core.adapters": "adapters", "lrn_core.benchmarks": "benchmarks"},
+    packages=["lrn_core", "lrn_core.adapters", "lrn_core.benchmarks"],
 )

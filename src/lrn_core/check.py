@@ -1,0 +1,264 @@
+"""``lrn-core check``: run every implementation installed against the float64 reference.
+
+Cases: shapes, axes, window conventions (PyTorch, ONNX, TensorFlow, size > C) and dtypes, forward
+and backward, against :mod:`lrn_core.reference`; a central finite-difference check of the
+gradient; and, for each adapter whose framework is installed, the same against the framework's
+native LRN. Frameworks are imported only here, only when installed and asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _api, conventions, reference
+
+#: dtype name -> tolerated error, relative to the largest magnitude of the expected result.
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 4e-3, "bfloat16": 3e-2}
+
+
+@dataclass
+class Result:
+    suite: str
+    case: str
+    dtype: str
+    error: float
+    tol: float
+
+    @property
+    def ok(self):
+        return bool(self.error <= self.tol)
+
+
+def rel_error(actual, expected):
+    """max |actual - expected| / max |expected| (NaN positions must agree)."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return float("inf")
+    if not np.array_equal(np.isnan(a), np.isnan(e)):
+        return float("inf")
+    mask = ~np.isnan(e)
+    if not mask.any():
+        return 0.0
+    scale = max(float(np.max(np.abs(e[mask]))), 1e-300)
+    return float(np.max(np.abs(a[mask] - e[mask]))) / scale
+
+
+# (name, shape, axis, convention params); params are lrn-core's (size, alpha, beta, k, before).
+CASES = [
+    ("NCHW torch size 5", (2, 16, 7, 7), 1, conventions.from_torch(5, 1e-1, 0.75, 1.0)),
+    ("NCHW torch size 4", (2, 16, 7, 7), 1, conventions.from_torch(4, 1e-1, 0.75, 1.0)),
+    ("NCHW onnx size 4", (2, 16, 7, 7), 1, conventions.from_onnx(4, 1e-1, 0.75, 1.0)),
+    ("NHWC tf radius 2", (2, 7, 7, 16), -1, conventions.from_tensorflow(2, 1.0, 0.5, 0.5)),
+    ("NCHW size 9 > C 6", (3, 6, 5, 5), 1, conventions.from_torch(9, 2.0, 0.6, 2.0)),
+    ("2-D (N, C) beta 1", (8, 33), 1, conventions.from_caffe(5, 1.0, 1.0, 1.0)),
+    ("1-D channels", (40,), 0, conventions.from_torch(7, 1.5, 0.75, 1.0)),
+    ("5-D, axis 2", (2, 3, 10, 4, 3), 2, conventions.from_torch(3, 1.0, 0.75, 1.0)),
+]
+
+
+def _inputs(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    return x, dy
+
+
+def check_core():
+    results = []
+    for i, (name, shape, axis, p) in enumerate(CASES):
+        kw = dict(p._asdict(), axis=axis)
+        for dtype in ("float64", "float32", "float16"):
+            x, dy = _inputs(shape, dtype, i)
+            y = _api.lrn(x, **kw)
+            dx = _api.lrn_backward(dy, x, **kw)
+            tol = TOLERANCE[dtype]
+            results.append(Result("numpy", f"{name} forward", dtype,
+                                  rel_error(y, reference.lrn(x, **kw)), tol))
+            results.append(Result("numpy", f"{name} backward", dtype,
+                                  rel_error(dx, reference.lrn_backward(dy, x, **kw)), tol))
+    # a strided, negative-step view, in and out
+    x, dy = _inputs((4, 12, 6, 8), "float32", 99)
+    v = x[::-1, ::2, :, ::-2]
+    out = np.empty((4, 6, 6, 8), np.float32)[:, :, :, ::2]
+    _api.lrn(v, 5, 0.5, 0.75, 1.0, out=out)
+    results.append(Result("numpy", "strided view, out= strided", "float32",
+                          rel_error(out, reference.lrn(v, 5, 0.5, 0.75, 1.0)), TOLERANCE["float32"]))
+    results.append(check_finite_differences("numpy", lambda x: _api.lrn(x, 4, 2.0, 0.75, 1.0),
+                                            lambda dy, x: _api.lrn_backward(dy, x, 4, 2.0, 0.75,
+                                                                            1.0)))
+    return results
+
+
+def finite_difference(f, x, dy, eps=1e-6):
+    """Central differences of sum(dy * f(x)) with respect to each element of x (float64)."""
+    x = np.array(x, dtype=np.float64)
+    g = np.empty_like(x)
+    xf, gf = x.reshape(-1), g.reshape(-1)
+    for i in range(xf.size):
+        old = xf[i]
+        xf[i] = old + eps
+        up = float(np.sum(dy * f(x)))
+        xf[i] = old - eps
+        down = float(np.sum(dy * f(x)))
+        xf[i] = old
+        gf[i] = (up - down) / (2 * eps)
+    return g
+
+
+def check_finite_differences(suite, forward, backward, shape=(2, 6, 3, 2), seed=7):
+    """Gradient of ``forward`` (float64 arrays in and out) against central differences."""
+    x, dy = _inputs(shape, "float64", seed)
+    num = finite_difference(forward, x, dy)
+    return Result(suite, "finite differences (size 4, even window)", "float64",
+                  rel_error(backward(dy, x), num), 1e-6)
+
+
+# --- adapters -------------------------------------------------------------------------------------
+
+def check_torch():
+    import torch
+    import torch.nn.functional as F
+
+    from .adapters import torch as adapter
+
+    results = []
+    for i, size in enumerate((5, 4, 9)):
+        for dtype, layout in (("float64", "contiguous"), ("float32", "contiguous"),
+                              ("float32", "channels_last")):
+            x, dy = _inputs((2, 7, 6, 5), dtype, 10 + i)
+            fwd_grad = {}
+            for impl, fn in (("lrn-core", adapter.local_response_norm),
+                             ("native", F.local_response_norm)):
+                xt = torch.from_numpy(x)
+                if layout == "channels_last":
+                    xt = xt.contiguous(memory_format=torch.channels_last)
+                xt.requires_grad_(True)
+                y = fn(xt, size, alpha=0.5, beta=0.75, k=1.0)
+                y.backward(torch.from_numpy(dy))
+                fwd_grad[impl] = (y.detach().numpy(), xt.grad.numpy())
+            p = conventions.from_torch(size, 0.5, 0.75, 1.0)._asdict()
+            ours, native = fwd_grad["lrn-core"], fwd_grad["native"]
+            tol = TOLERANCE[dtype]
+            case = f"size {size} {layout}"
+            results += [
+                Result("torch", f"{case} forward vs reference", dtype,
+                       rel_error(ours[0], reference.lrn(x, **p)), tol),
+                Result("torch", f"{case} grad vs reference", dtype,
+                       rel_error(ours[1], reference.lrn_backward(dy, x, **p)), tol),
+                Result("torch", f"{case} forward vs native", dtype, rel_error(ours[0], native[0]),
+                       tol),
+                Result("torch", f"{case} grad vs native", dtype, rel_error(ours[1], native[1]),
+                       tol),
+            ]
+
+    def fwd(a):
+        return adapter.local_response_norm(torch.from_numpy(a), 4, 2.0, 0.75, 1.0).numpy()
+
+    def bwd(dy, a):
+        xt = torch.from_numpy(a).requires_grad_(True)
+        adapter.local_response_norm(xt, 4, 2.0, 0.75, 1.0).backward(torch.from_numpy(dy))
+        return xt.grad.numpy()
+
+    results.append(check_finite_differences("torch", fwd, bwd))
+    return results
+
+
+def check_tensorflow():
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from .adapters import tensorflow as adapter
+
+    results = []
+    for i, (r, bias, alpha, beta) in enumerate(((2, 1.0, 0.5, 0.75), (5, 1.0, 1.0, 0.5),
+                                               (0, 2.0, 0.3, 1.0), (7, 0.5, 0.1, 0.6))):
+        for dtype in ("float32", "float16", "float64"):
+            x, dy = _inputs((2, 5, 4, 12), dtype, 20 + i)
+            kw = dict(depth_radius=r, bias=bias, alpha=alpha, beta=beta)
+            p = conventions.from_tensorflow(**kw)._asdict()
+            tol = TOLERANCE[dtype]
+            case = f"r={r} bias={bias} alpha={alpha} beta={beta}"
+            out = {}
+            impls = [("lrn-core", adapter.local_response_normalization)]
+            if dtype != "float64":  # native TF has no float64 LRN
+                impls.append(("native", tf.nn.local_response_normalization))
+            for impl, fn in impls:
+                xt = tf.constant(x)
+                with tf.GradientTape() as tape:
+                    tape.watch(xt)
+                    y = fn(xt, **kw)
+                g = tape.gradient(y, xt, output_gradients=tf.constant(dy))
+                out[impl] = (y.numpy(), g.numpy())
+            ours = out["lrn-core"]
+            results += [
+                Result("tensorflow", f"{case} forward vs reference", dtype,
+                       rel_error(ours[0], reference.lrn(x, axis=-1, **p)), tol),
+                Result("tensorflow", f"{case} grad vs reference", dtype,
+                       rel_error(ours[1], reference.lrn_backward(dy, x, axis=-1, **p)), tol),
+            ]
+            if "native" in out:
+                # native TF float16 is computed in float16: compare at its precision
+                ntol = max(tol, 2e-2) if dtype == "float16" else tol
+                results += [
+                    Result("tensorflow", f"{case} forward vs native", dtype,
+                           rel_error(ours[0], out["native"][0]), ntol),
+                    Result("tensorflow", f"{case} grad vs native", dtype,
+                           rel_error(ours[1], out["native"][1]), ntol),
+                ]
+
+    def fwd(a):
+        return adapter.local_response_normalization(tf.constant(a), 2, 1.0, 0.4, 0.75).numpy()
+
+    def bwd(dy, a):
+        xt = tf.constant(a)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = adapter.local_response_normalization(xt, 2, 1.0, 0.4, 0.75)
+        return tape.gradient(y, xt, output_gradients=tf.constant(dy)).numpy()
+
+    results.append(check_finite_differences("tensorflow", fwd, bwd, shape=(2, 3, 2, 7)))
+    return results
+
+
+SUITES = {"numpy": (None, check_core), "torch": ("torch", check_torch),
+          "tensorflow": ("tensorflow", check_tensorflow)}
+
+
+def available_suites():
+    return [name for name, (module, _) in SUITES.items()
+            if module is None or importlib.util.find_spec(module) is not None]
+
+
+def run(suites=None, stream=None):
+    """Run the suites (default: all whose framework is installed); print a table; return results."""
+    import sys
+
+    stream = stream or sys.stdout
+    names = suites or available_suites()
+    results = []
+    for name in names:
+        if name not in SUITES:
+            raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
+        module, fn = SUITES[name]
+        if module is not None and importlib.util.find_spec(module) is None:
+            print(f"{name}: {module} is not installed, skipped", file=stream)
+            continue
+        results += fn()
+    widths = [max([len(h)] + [len(getattr(r, a)) for r in results])
+              for h, a in (("adapter", "suite"), ("case", "case"), ("dtype", "dtype"))]
+    head = (f"{'adapter':<{widths[0]}}  {'case':<{widths[1]}}  {'dtype':<{widths[2]}}  "
+            f"{'max rel error':>13}  {'tolerance':>9}  result")
+    print(head, file=stream)
+    print("-" * len(head), file=stream)
+    for r in results:
+        print(f"{r.suite:<{widths[0]}}  {r.case:<{widths[1]}}  {r.dtype:<{widths[2]}}  "
+              f"{r.error:13.2e}  {r.tol:9.0e}  {'pass' if r.ok else 'FAIL'}", file=stream)
+    failed = sum(not r.ok for r in results)
+    print(f"\n{len(results) - failed} passed, {failed} failed", file=stream)
+    return results

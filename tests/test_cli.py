@@ -1,0 +1,58 @@
+"""The command line: info and check (bench is tested in test_bench.py)."""
+
+import subprocess
+import sys
+
+import pytest
+
+import lrn_core
+from lrn_core import check, cli
+
+
+def test_info_prints_the_configuration(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    cfg = lrn_core.get_config()
+    assert f"lrn_core        {lrn_core.__version__}" in out
+    for key in ("openmp", "threads", "build_cflags", "kernels", "frameworks"):
+        assert key in out
+    assert str(cfg["threads"]) in out
+
+
+def test_check_numpy_passes_and_prints_a_table(capsys):
+    assert cli.main(["check", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "max rel error" in out
+    assert "finite differences" in out
+    assert " 0 failed" in out
+    assert "FAIL" not in out
+
+
+def test_check_exits_non_zero_on_a_mismatch(monkeypatch, capsys):
+    """Break the reference on purpose: check must notice and fail."""
+    real = check.reference.lrn
+    monkeypatch.setattr(check.reference, "lrn", lambda *a, **k: real(*a, **k) * (1 + 1e-3))
+    assert cli.main(["check", "numpy"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_check_all_installed_suites(capsys):
+    """Every adapter whose framework is installed, against reference and native."""
+    assert cli.main(["check"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    for suite in check.available_suites():
+        assert f"\n{suite} " in out
+
+
+def test_unknown_suite_is_an_error():
+    with pytest.raises(ValueError, match="unknown suite 'jax'"):
+        check.run(["jax"])
+
+
+def test_python_dash_m_and_console_script():
+    out = subprocess.run([sys.executable, "-m", "lrn_core", "info"], capture_output=True,
+                         text=True, check=True)
+    assert "openmp" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "lrn_core", "nonsense"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -1,0 +1,360 @@
+"""The NumPy API of the core against the independent float64 reference (tests/reference.py)."""
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import TOL, assert_close
+from reference import band, lrn_grad_ref, lrn_ref, numerical_grad
+
+import lrn_core
+
+DTYPES = [np.float32, np.float64]
+# (shape, axis): NCHW, NHWC, 1-D, 2-D, 3-D, 5-D, a channel axis in the middle of many
+SHAPES = [
+    ((2, 7, 5, 3), 1),
+    ((2, 5, 3, 7), -1),
+    ((9,), 0),
+    ((4, 6), 1),
+    ((6, 4), 0),
+    ((3, 8, 10), 1),
+    ((2, 3, 4, 2, 3), 2),
+    ((1, 1, 1, 1), 1),
+]
+SIZES = [1, 2, 3, 4, 5, 7, 10, 25]
+
+
+def _befores(size):
+    return sorted({size // 2, (size - 1) // 2, 0, size - 1})
+
+
+def _params(rng):
+    return {"alpha": float(rng.uniform(0.1, 3.0)), "beta": float(rng.choice([0.75, 0.5, 1.0, 0.6])),
+            "k": float(rng.uniform(0.5, 2.0))}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,axis", SHAPES)
+def test_forward_and_backward_match_reference(rng, dtype, shape, axis):
+    for size in SIZES:
+        for before in _befores(size):
+            p = _params(rng)
+            x = rng.standard_normal(shape).astype(dtype)
+            dy = rng.standard_normal(shape).astype(dtype)
+            y = lrn_core.lrn(x, size, **p, axis=axis, before=before)
+            assert y.dtype == dtype and y.shape == x.shape
+            assert_close(y, lrn_ref(x, size, **p, axis=axis, before=before))
+            dx = lrn_core.lrn_backward(dy, x, size, **p, axis=axis, before=before)
+            assert dx.dtype == dtype and dx.shape == x.shape
+            ref = lrn_grad_ref(dy, x, size, **p, axis=axis, before=before)
+            # dx is a difference of two terms; its error is relative to the terms
+            assert_close(dx, ref, scale=np.abs(dy).max() * np.abs(x).max() + np.abs(ref).max())
+
+
+def test_defaults_are_pytorchs(rng):
+    x = rng.standard_normal((2, 6, 3, 3))
+    assert_close(lrn_core.lrn(x), lrn_ref(x, 5, 1e-4, 0.75, 1.0, axis=1, before=2))
+
+
+@pytest.mark.parametrize("size,before", [(4, 2), (4, 1), (4, 0), (4, 3), (6, 3), (2, 1), (2, 0)])
+def test_backward_matches_finite_differences(rng, size, before):
+    """The gradient is checked against the forward itself, not only against a formula."""
+    x = rng.standard_normal((2, 7, 3))
+    dy = rng.standard_normal((2, 7, 3))
+    p = dict(alpha=2.0, beta=0.75, k=1.0)  # large alpha: the cross terms matter
+
+    def f(z):
+        return lrn_core.lrn(z, size, **p, before=before)
+
+    num = numerical_grad(f, x, dy)
+    dx = lrn_core.lrn_backward(dy, x, size, **p, before=before)
+    np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.0, 0.6, -0.5, 2.3])
+def test_beta_paths_finite_differences(rng, beta):
+    x = rng.standard_normal((3, 6, 2))
+    dy = rng.standard_normal((3, 6, 2))
+    num = numerical_grad(lambda z: lrn_core.lrn(z, 3, 1.5, beta, 0.8), x, dy)
+    np.testing.assert_allclose(lrn_core.lrn_backward(dy, x, 3, 1.5, beta, 0.8), num,
+                               rtol=1e-6, atol=1e-8)
+    assert_close(lrn_core.lrn(x, 3, 1.5, beta, 0.8), lrn_ref(x, 3, 1.5, beta, 0.8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size,before", [(5, 2), (4, 2), (4, 1), (1, 0), (30, 3)])
+def test_window_sum_matches_band_matrix(rng, dtype, size, before):
+    v = rng.standard_normal((3, 11, 4)).astype(dtype)
+    expected = np.einsum("cj,ojh->och", band(11, size, before), v.astype(np.float64))
+    got = lrn_core.window_sum(v, size, before=before)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=TOL[np.dtype(dtype)][0] * size, atol=1e-6)
+
+
+def test_window_sum_adjoint_is_the_swapped_window(rng):
+    u, v = rng.standard_normal((2, 2, 9, 3))
+    for size in (2, 4, 5):
+        for before in range(size):
+            lhs = np.sum(u * lrn_core.window_sum(v, size, before=before))
+            rhs = np.sum(lrn_core.window_sum(u, size, before=size - 1 - before) * v)
+            assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+# --- layouts, strides, out= ---------------------------------------------------------------------
+
+def _layouts(rng):
+    base = rng.standard_normal((4, 6, 5, 7))
+    yield "contiguous", base, 1
+    yield "fortran", np.asfortranarray(base), 1
+    yield "nhwc view", base.transpose(0, 2, 3, 1), -1
+    yield "channels_last", np.ascontiguousarray(base.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), 1
+    yield "negative strides", base[::-1, ::-1, :, ::-1], 1
+    yield "step slices", base[:, ::2, 1::2, ::3], 1
+    yield "broadcast", np.broadcast_to(base[:1], (3, 6, 5, 7)), 1
+    yield "non-collapsible", base[:, :, ::2, :][:, :, :, 1:6].transpose(0, 1, 3, 2), 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_any_strides(rng, dtype):
+    for name, x, axis in _layouts(rng):
+        x = x.astype(dtype, copy=False) if x.dtype != dtype else x
+        dy = np.ones_like(x)
+        y = lrn_core.lrn(x, 3, 0.5, 0.75, 1.0, axis=axis)
+        assert_close(y, lrn_ref(x, 3, 0.5, 0.75, 1.0, axis=axis)), name
+        dx = lrn_core.lrn_backward(dy, x, 3, 0.5, 0.75, 1.0, axis=axis)
+        assert_close(dx, lrn_grad_ref(dy, x, 3, 0.5, 0.75, 1.0, axis=axis), scale=1.0)
+
+
+def test_output_keeps_the_input_layout(rng):
+    x = np.ascontiguousarray(rng.standard_normal((2, 3, 4, 5)).transpose(0, 2, 3, 1))
+    x = x.transpose(0, 3, 1, 2)  # NCHW shape, channels-last memory
+    y = lrn_core.lrn(x, 3)
+    assert y.strides == x.strides
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "strided"])
+def test_out_argument(rng, layout):
+    x = rng.standard_normal((3, 5, 4))
+    buf = np.full((3, 5, 8), np.nan)
+    out = {"contiguous": np.empty_like(x), "transposed": np.empty((4, 5, 3)).transpose(2, 1, 0),
+           "strided": buf[:, :, ::2]}[layout]
+    res = lrn_core.lrn(x, 3, 1.0, 0.75, 1.0, out=out)
+    assert res is out
+    assert_close(out, lrn_ref(x, 3, 1.0, 0.75, 1.0))
+    if layout == "strided":
+        assert np.isnan(buf[:, :, 1::2]).all()  # nothing written between the strides
+    dx = lrn_core.lrn_backward(np.ones_like(x), x, 3, 1.0, 0.75, 1.0, out=out)
+    assert dx is out
+    assert_close(out, lrn_grad_ref(np.ones_like(x), x, 3, 1.0, 0.75, 1.0), scale=1.0)
+
+
+def test_in_place_and_overlapping_out(rng):
+    x = rng.standard_normal((2, 9, 6))
+    expected = lrn_ref(x, 5, 1.0, 0.75, 1.0)
+    a = x.copy()
+    assert lrn_core.lrn(a, 5, 1.0, 0.75, 1.0, out=a) is a
+    assert_close(a, expected)
+    # out overlapping the input shifted by one channel
+    big = np.concatenate([x, x[:, :1]], axis=1)
+    res = lrn_core.lrn(big[:, :9], 5, 1.0, 0.75, 1.0, out=big[:, 1:])
+    assert_close(res, expected)
+    dy = rng.standard_normal(x.shape)
+    g = dy.copy()
+    assert lrn_core.lrn_backward(g, x, 5, 1.0, 0.75, 1.0, out=g) is g
+    assert_close(g, lrn_grad_ref(dy, x, 5, 1.0, 0.75, 1.0), scale=10.0)
+
+
+def test_inputs_are_not_mutated_and_read_only_inputs_work(rng):
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    x0, dy0 = x.copy(), dy.copy()
+    x.flags.writeable = False
+    dy.flags.writeable = False
+    y = lrn_core.lrn(x, 5)
+    lrn_core.lrn_backward(dy, x, 5, y=y)
+    lrn_core.window_sum(x, 5)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(dy, dy0)
+
+
+def test_y_argument_does_not_change_the_result(rng):
+    x = rng.standard_normal((2, 6, 3))
+    dy = rng.standard_normal((2, 6, 3))
+    y = lrn_core.lrn(x, 4, 2.0, 0.75, 1.0)
+    np.testing.assert_array_equal(lrn_core.lrn_backward(dy, x, 4, 2.0, 0.75, 1.0, y=y),
+                                  lrn_core.lrn_backward(dy, x, 4, 2.0, 0.75, 1.0))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (0,)])
+def test_empty_arrays(shape):
+    x = np.zeros(shape, dtype=np.float32)
+    axis = 0 if len(shape) == 1 else 1
+    y = lrn_core.lrn(x, 5, axis=axis)
+    assert y.shape == shape and y.dtype == np.float32
+    dx = lrn_core.lrn_backward(x, x, 5, axis=axis)
+    assert dx.shape == shape and dx.dtype == np.float32
+
+
+def test_array_likes_are_accepted():
+    y = lrn_core.lrn([[1.0, 2.0, 3.0]], size=3, alpha=3.0, beta=1.0, k=1.0)
+    assert y.dtype == np.float64
+    assert_close(y, lrn_ref(np.array([[1.0, 2.0, 3.0]]), 3, 3.0, 1.0, 1.0))
+
+
+# --- dtypes ----------------------------------------------------------------------------------------
+
+def test_float16_is_computed_in_float32_and_rounded_once(rng):
+    x = (rng.standard_normal((2, 8, 5)) * 30).astype(np.float16)
+    y = lrn_core.lrn(x, 5, 1e-2, 0.75, 1.0)
+    assert y.dtype == np.float16
+    # x**2 overflows float16 for |x| >= 256; computed in float32 it must not
+    x[0, 3, 0] = 300.0
+    y = lrn_core.lrn(x, 5, 1e-2, 0.75, 1.0)
+    assert np.isfinite(y).all()
+    expected = lrn_ref(x, 5, 1e-2, 0.75, 1.0)
+    np.testing.assert_array_equal(y, lrn_core.lrn(x.astype(np.float32), 5, 1e-2, 0.75, 1.0)
+                                  .astype(np.float16))
+    assert_close(y, expected)
+    dy = rng.standard_normal(x.shape).astype(np.float16)
+    dx = lrn_core.lrn_backward(dy, x, 5, 1e-2, 0.75, 1.0)
+    assert dx.dtype == np.float16
+    ref = lrn_grad_ref(dy, x, 5, 1e-2, 0.75, 1.0)
+    assert_close(dx, ref, scale=np.abs(ref).max())
+    out = np.empty_like(x)
+    assert lrn_core.lrn(x, 5, 1e-2, 0.75, 1.0, out=out) is out
+    np.testing.assert_array_equal(out, y)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_, np.complex64, np.uint8, object,
+                                   "datetime64[s]", np.longdouble])
+def test_unsupported_dtypes_raise_type_error(dtype):
+    x = np.zeros((1, 3, 2), dtype=dtype)
+    with pytest.raises(TypeError, match=r"x must have dtype float16, float32 or float64, got"):
+        lrn_core.lrn(x, 3)
+    with pytest.raises(TypeError, match=r"x must have dtype float16, float32 or float64"):
+        lrn_core.lrn_backward(np.zeros((1, 3, 2)), x, 3)
+
+
+# --- numerics ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huge_channel_next_to_tiny_ones(dtype):
+    """No cancellation: a running sum that subtracts the leaving square would lose the tiny ones."""
+    C = 40
+    x = np.full((1, C, 3), 1e-3, dtype=dtype)
+    big = np.sqrt(np.finfo(dtype).max) / 8
+    x[0, 10] = big
+    for k in (1.0, 0.0):
+        y = lrn_core.lrn(x, 5, 1.0, 0.75, k)
+        assert_close(y, lrn_ref(x, 5, 1.0, 0.75, k))
+        dx = lrn_core.lrn_backward(np.ones_like(x), x, 5, 1.0, 0.75, k)
+        ref = lrn_grad_ref(np.ones_like(x), x, 5, 1.0, 0.75, k)
+        far = np.r_[0:8, 13:C]  # channels whose windows do not reach channel 10
+        assert_close(dx[:, far], ref[:, far])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_thousands_of_channels(rng, dtype):
+    x = rng.standard_normal((2, 3000, 3)).astype(dtype)
+    dy = rng.standard_normal((2, 3000, 3)).astype(dtype)
+    for size in (5, 64, 513):
+        assert_close(lrn_core.lrn(x, size, 2.0, 0.75, 1.0), lrn_ref(x, size, 2.0, 0.75, 1.0))
+        ref = lrn_grad_ref(dy, x, size, 2.0, 0.75, 1.0)
+        assert_close(lrn_core.lrn_backward(dy, x, size, 2.0, 0.75, 1.0), ref, scale=10.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("size,before", [(5, 2), (4, 2), (4, 1)])
+def test_non_finite_values_stay_in_their_window(dtype, bad, size, before):
+    C = 20
+    x = np.linspace(-1, 1, 2 * C * 3).reshape(2, C, 3).astype(dtype)
+    x[1, 9, 2] = bad
+    y = lrn_core.lrn(x, size, 1.0, 0.75, 1.0, before=before)
+    ref = lrn_ref(x, size, 1.0, 0.75, 1.0, before=before)
+    assert_close(y, ref)
+    after = size - 1 - before
+    hit = np.zeros(x.shape, bool)
+    hit[1, max(0, 9 - after):9 + before + 1, 2] = True  # outputs whose window contains (9)
+    assert np.isfinite(y[~hit]).all()
+    dx = lrn_core.lrn_backward(np.ones_like(x), x, size, 1.0, 0.75, 1.0, before=before)
+    # the gradient reaches one window further (window of a window), and no further
+    reach = np.zeros(x.shape, bool)
+    reach[1, max(0, 9 - size + 1):9 + size, 2] = True
+    assert np.isfinite(dx[~reach]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_extreme_magnitudes_and_degenerate_parameters(rng, dtype):
+    info = np.finfo(dtype)
+    x = rng.standard_normal((2, 9, 4)).astype(dtype)
+    for scale in (float(info.tiny) * 16, 1e-20, 1.0, 1e15, float(np.sqrt(info.max)) / 4):
+        xs = (x * dtype(scale)).astype(dtype)
+        for k, alpha, size in [(1.0, 1e-4, 5), (0.0, 1.0, 5), (2.0, 0.0, 3), (1.0, 1.0, 1),
+                               (1.0, 1.0, 40)]:
+            with np.errstate(all="ignore"):
+                ref = lrn_ref(xs, size, alpha, 0.75, k)
+                y = lrn_core.lrn(xs, size, alpha, 0.75, k)
+            assert_close(y, ref)
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+X = np.zeros((2, 3, 4), dtype=np.float32)
+BAD_CALLS = [
+    (lambda: lrn_core.lrn(X, 0), ValueError, r"size must be an integer >= 1, got 0"),
+    (lambda: lrn_core.lrn(X, 2.5), TypeError, r"size must be an integer, got 2.5"),
+    (lambda: lrn_core.lrn(X, True), TypeError, r"size must be an integer, got True"),
+    (lambda: lrn_core.lrn(X, 3, before=3), ValueError, r"before must be an integer in \[0, 2\], got 3"),
+    (lambda: lrn_core.lrn(X, 3, before=-1), ValueError, r"before must be an integer in \[0, 2\], got -1"),
+    (lambda: lrn_core.lrn(X, 3, alpha="a"), TypeError, r"alpha must be a real number, got 'a'"),
+    (lambda: lrn_core.lrn(X, 3, beta=np.nan), ValueError, r"beta must be finite, got nan"),
+    (lambda: lrn_core.lrn(X, 3, k=np.inf), ValueError, r"k must be finite, got inf"),
+    (lambda: lrn_core.lrn(X, 3, axis=3), np.exceptions.AxisError, r"axis 3 is out of bounds"),
+    (lambda: lrn_core.lrn(X, 3, axis=-4), np.exceptions.AxisError, r"axis -4 is out of bounds"),
+    (lambda: lrn_core.lrn(X, 3, axis=1.0), TypeError, r"axis must be an integer, got 1.0"),
+    (lambda: lrn_core.lrn(np.float32(1.0), 3), ValueError, r"x must have at least 1 dimension"),
+    (lambda: lrn_core.lrn(X, 3, out=np.zeros((2, 3, 5), np.float32)), ValueError,
+     r"out must have shape \(2, 3, 4\), got \(2, 3, 5\)"),
+    (lambda: lrn_core.lrn(X, 3, out=np.zeros((2, 3, 4))), TypeError,
+     r"out must have dtype float32, got float64"),
+    (lambda: lrn_core.lrn(X, 3, out=[0.0]), TypeError, r"out must be a numpy.ndarray, got list"),
+    (lambda: lrn_core.lrn(X, 3, out=np.broadcast_to(np.float32(0), X.shape)), ValueError,
+     r"out must be writeable"),
+    (lambda: lrn_core.lrn_backward(np.zeros((2, 3, 5), np.float32), X, 3), ValueError,
+     r"dy must have the shape of x \(2, 3, 4\), got \(2, 3, 5\)"),
+    (lambda: lrn_core.lrn_backward(np.zeros((2, 3, 4)), X, 3), TypeError,
+     r"dy must have the dtype of x \(float32\), got float64"),
+    (lambda: lrn_core.lrn_backward(X, X, 3, y=np.zeros((3,), np.float32)), ValueError,
+     r"y must have the shape of x"),
+    (lambda: lrn_core.window_sum(X, 0), ValueError, r"size must be an integer >= 1, got 0"),
+    (lambda: lrn_core.window_sum(X, 2, before=2), ValueError, r"before must be an integer in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_CALLS)
+def test_bad_arguments_raise_clear_errors(call, exc, match):
+    x_before = X.copy()
+    with pytest.raises(exc, match=match):
+        call()
+    np.testing.assert_array_equal(X, x_before)
+
+
+def test_failed_call_leaves_out_untouched():
+    out = np.full((2, 3, 4), 7.0, np.float32)
+    with pytest.raises(ValueError):
+        lrn_core.lrn(X, 0, out=out)
+    assert (out == 7.0).all()
+
+
+# --- many sizes, exhaustively small -----------------------------------------------------------
+
+def test_every_size_and_placement_on_small_channel_counts(rng):
+    for C, size in itertools.product(range(1, 9), range(1, 11)):
+        for before in range(size):
+            x = rng.standard_normal((2, C, 3))
+            assert_close(lrn_core.lrn(x, size, 1.3, 0.75, 0.9, before=before),
+                         lrn_ref(x, size, 1.3, 0.75, 0.9, before=before))
+            dy = rng.standard_normal((2, C, 3))
+            assert_close(lrn_core.lrn_backward(dy, x, size, 1.3, 0.75, 0.9, before=before),
+                         lrn_grad_ref(dy, x, size, 1.3, 0.75, 0.9, before=before), scale=10.0)

@@ -1,0 +1,64 @@
+"""Importing lrn-core must never import a framework: each adapter imports its own."""
+
+import subprocess
+import sys
+
+import pytest
+
+import lrn_core
+
+CODE = """
+import sys
+import lrn_core, lrn_core.adapters, lrn_core.adapters.numpy, lrn_core.conventions
+import lrn_core.check, lrn_core.cli
+lrn_core.get_config()
+bad = sorted(m for m in ("torch", "tensorflow", "keras", "jax") if m in sys.modules)
+print(",".join(bad))
+"""
+
+
+def test_import_lrn_core_imports_no_framework():
+    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
+
+
+def test_public_api():
+    assert set(lrn_core.__all__) >= {"lrn", "lrn_backward", "window_sum", "show_config",
+                                     "__version__"}
+    for name in ("lrn", "lrn_backward", "window_sum", "show_config"):
+        doc = getattr(lrn_core, name).__doc__
+        assert doc and len(doc) > 60, name
+
+
+def test_kernels_variant_is_reported_and_baseline_matches(tmp_path):
+    """The portable baseline build and the AVX2 build give the same results."""
+    code = ("import numpy as np, lrn_core, lrn_core._dispatch as d;"
+            "x = np.random.default_rng(1).standard_normal((2, 17, 33), dtype=np.float32);"
+            "np.save(r'{f}', np.stack([lrn_core.lrn(x, 5, 1.0), "
+            "lrn_core.lrn_backward(x, x, 4, 1.0)]));"
+            "print(d.kernels().__name__)")
+    names = []
+    for env in ("baseline", ""):
+        f = tmp_path / f"{env or 'auto'}.npy"
+        out = subprocess.run([sys.executable, "-c", code.format(f=f)], capture_output=True,
+                             text=True, check=True, env={**_env(), "LRN_CORE_KERNELS": env})
+        names.append(out.stdout.strip())
+    assert names[0] == "lrn_core._kernels"
+    import numpy as np
+
+    a, b = np.load(tmp_path / "baseline.npy"), np.load(tmp_path / "auto.npy")
+    np.testing.assert_allclose(a, b, rtol=4e-7, atol=0)
+
+
+def _env():
+    import os
+
+    return dict(os.environ)
+
+
+@pytest.mark.parametrize("module", ["lrn_core._kernels", "lrn_core._kernels_avx2"])
+def test_compiled_module_reports_its_build(module):
+    mod = pytest.importorskip(module)
+    assert isinstance(mod.openmp_enabled, bool)
+    assert mod.max_threads() >= 1
+    assert "-O" in mod.build_cflags
