@@ -358,3 +358,39 @@ def test_every_size_and_placement_on_small_channel_counts(rng):
             dy = rng.standard_normal((2, C, 3))
             assert_close(lrn_core.lrn_backward(dy, x, size, 1.3, 0.75, 0.9, before=before),
                          lrn_grad_ref(dy, x, size, 1.3, 0.75, 0.9, before=before), scale=10.0)
+
+
+# --- accuracy in ulps ----------------------------------------------------------------------------
+
+def _max_ulps(actual, expected, dtype):
+    ulp = np.spacing(np.abs(expected).astype(dtype)).astype(np.float64)
+    return float(np.max(np.abs(actual.astype(np.float64) - expected) / ulp))
+
+
+# float64 against a float64 reference: both round, so the bound covers the reference too
+@pytest.mark.parametrize("dtype,limit", [(np.float32, 6.0), (np.float64, 8.0)])
+def test_forward_error_in_ulps_over_magnitudes(rng, dtype, limit):
+    """float32 is accumulated in float on the fast path (at most 32 channels a window, s in
+    [1e-20, 1e30], no subtraction): a few ulps; everything else in double."""
+    worst = 0.0
+    for _ in range(6):
+        scale = 10.0 ** rng.uniform(-8, 12)
+        x = (rng.standard_normal((2, 24, 40)) * scale).astype(dtype)
+        for size in (3, 5, 16, 25, 32, 33):
+            for beta in (0.75, 0.5, 1.0, 0.6):
+                k, alpha = 10 ** rng.uniform(-3, 2), 10 ** rng.uniform(-5, 1)
+                y = lrn_core.lrn(x, size, alpha, beta, k)
+                worst = max(worst, _max_ulps(y, lrn_ref(x, size, alpha, beta, k), dtype))
+    assert worst <= limit
+
+
+@pytest.mark.parametrize("beta,limit", [(0.75, 2.5), (0.5, 1.0), (1.0, 0.5), (0.6, 0.5)])
+def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
+    """x = 1, alpha = 0: y = k ** -beta, the power step alone, for k across the float32 range
+    (the fast path covers [1e-20, 1e30]; outside it the double path takes over)."""
+    ks = np.float32(10.0) ** np.linspace(-37, 38, 1201, dtype=np.float32)
+    x = np.ones((1, 1, 16), np.float32)
+    got = np.array([lrn_core.lrn(x, 1, 0.0, beta, float(k))[0, 0, 3] for k in ks])
+    expected = ks.astype(np.float64) ** -beta
+    finite = np.isfinite(expected.astype(np.float32)) & (expected.astype(np.float32) != 0)
+    assert _max_ulps(got[finite], expected[finite], np.float32) <= limit

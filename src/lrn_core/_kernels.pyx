@@ -5,24 +5,37 @@
 # choice of view live in ``_api.py``: this module trusts its inputs and only computes.
 #
 # Work is split into tiles: one tile is up to B positions of one ``outer`` row (consecutive
-# ``inner`` indices) times all C channels. A tile is copied into thread-local scratch laid out
-# channel-major (C rows of B contiguous values), so every inner loop below runs over contiguous
-# memory and vectorises, whatever the layout of the caller's array (NCHW, NHWC, transposed,
-# negative strides). Tiles are independent and are spread over OpenMP threads (static schedule).
+# ``inner`` indices) times all C channels, seen as C rows of B values. When the positions are
+# contiguous (NCHW) the rows are read and written in place; otherwise (NHWC, transposed views)
+# the tile is first gathered into thread-local scratch. Either way every inner loop runs over
+# contiguous memory and vectorises. Tiles are independent and are spread over OpenMP threads
+# (static schedule). A forward tile takes two passes over its rows (suffix sums going down, then
+# prefix sums, s ** -beta and the output going up); a backward tile four.
 #
 # Window sums use the van Herk / Gil-Werman scheme: the (zero padded) channel axis is cut into
 # blocks of n channels; a window of n channels is the suffix sum of one block plus the prefix sum
 # of the next. That costs three additions per element for any n, never subtracts, and only adds
 # values that lie inside the window: no cancellation next to a huge channel, and inf/nan only
-# reach the outputs whose window contains them. Sums are accumulated in double for both dtypes.
+# reach the outputs whose window contains them.
+#
+# Precision: float64 inputs are computed in double. float32 inputs take a float fast path when
+# it is provably accurate to a few ulps: the window has at most FAST_MAX_SIZE channels (so a sum
+# has few roundings), 0 <= alpha/size <= 1e6, and every s of the tile lies in [1e-20, 1e30] (no
+# overflow, no underflowed square that matters, no inf/nan). A tile that fails the check is
+# recomputed with double accumulation, so the guarantee holds for any input.
 #
 # This file is compiled twice by setup.py: as ``_kernels`` with the baseline flags of the
 # platform, and (on x86-64) as ``_kernels_avx2`` with AVX2/FMA enabled; ``_dispatch.py`` picks
 # the one the CPU supports.
 
 from cython cimport floating
+
+ctypedef fused acc:
+    # the type window sums and s are computed in
+    float
+    double
 from cython.parallel cimport parallel, prange
-from libc.math cimport pow, sqrt
+from libc.math cimport pow, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 
 cdef extern from *:
@@ -36,6 +49,50 @@ cdef extern from *:
     #define LRN_OPENMP_VERSION 0
     static int omp_get_max_threads(void) { return 1; }
     #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define lrn_prefetch(p) __builtin_prefetch((const void*)(p), 0, 3)
+    #else
+    #define lrn_prefetch(p) ((void)0)
+    #endif
+    /* s ** -0.75 and s ** -0.5 for float rows whose values are all normal and positive (the
+       float fast path checks that first). With AVX2/FMA: the hardware reciprocal square root
+       estimate refined by two Newton steps (about 1 ulp), times its correctly rounded square
+       root for -0.75; about 2.5x the throughput of sqrt + sqrt + divide. Elsewhere: plain C. */
+    #if defined(__AVX2__) && defined(__FMA__)
+    #include <immintrin.h>
+    static inline __m256 lrn_rsqrt8(__m256 s) {
+        /* a ~ s^-1/2 to 12 bits, one Newton step to ~22 bits, then a last step written as a
+           correction a + a/2 * (1 - s a^2) with the residual from an FMA: ~0.6 ulp. */
+        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+        __m256 a = _mm256_rsqrt_ps(s);
+        __m256 e = _mm256_fnmadd_ps(_mm256_mul_ps(s, a), a, one);
+        a = _mm256_fmadd_ps(_mm256_mul_ps(half, a), e, a);
+        e = _mm256_fnmadd_ps(_mm256_mul_ps(s, a), a, one);
+        return _mm256_fmadd_ps(_mm256_mul_ps(half, a), e, a);
+    }
+    #endif
+    static inline void lrn_pow075_f32(float* s, Py_ssize_t n) {
+        Py_ssize_t j = 0;
+    #if defined(__AVX2__) && defined(__FMA__)
+        for (; j + 8 <= n; j += 8) {
+            __m256 a = lrn_rsqrt8(_mm256_loadu_ps(s + j));
+            _mm256_storeu_ps(s + j, _mm256_mul_ps(a, _mm256_sqrt_ps(a)));
+        }
+    #endif
+        for (; j < n; j++) {  /* the remainder (or all, without AVX2): in double */
+            double r = sqrt((double)s[j]);
+            s[j] = (float)(1.0 / (r * sqrt(r)));
+        }
+    }
+    static inline void lrn_pow05_f32(float* s, Py_ssize_t n) {
+        Py_ssize_t j = 0;
+    #if defined(__AVX2__) && defined(__FMA__)
+        for (; j + 8 <= n; j += 8)
+            _mm256_storeu_ps(s + j, lrn_rsqrt8(_mm256_loadu_ps(s + j)));
+    #endif
+        for (; j < n; j++)
+            s[j] = (float)(1.0 / sqrt((double)s[j]));
+    }
     #ifndef LRN_BUILD_CFLAGS
     #define LRN_BUILD_CFLAGS ""
     #endif
@@ -52,14 +109,19 @@ cdef extern from *:
     const char* LRN_SIMD
     const char* LRN_BUILD_CFLAGS
     int omp_get_max_threads() noexcept nogil
+    void lrn_prefetch(const void* p) noexcept nogil
+    void lrn_pow075_f32(float* s, Py_ssize_t n) noexcept nogil
+    void lrn_pow05_f32(float* s, Py_ssize_t n) noexcept nogil
 
 
 cdef enum:
     # Inputs smaller than this many elements run on one thread: starting a team costs more
     # than it saves (see BENCHMARKS.md).
     SERIAL_BELOW = 32768
-    # Target bytes of scratch per thread; the tile width B is chosen from it and C.
-    SCRATCH_TARGET = 262144
+    # Target bytes of window-sum scratch per thread; the tile width B follows from it and C.
+    SCRATCH_TARGET = 98304
+    # Largest window the float32 fast path accumulates in float.
+    FAST_MAX_SIZE = 32
     # Beta fast paths (exact closed forms of s ** -beta).
     BETA_GENERIC = 0
     BETA_075 = 1
@@ -91,14 +153,15 @@ cdef inline int _beta_kind(double beta) noexcept nogil:
     return BETA_GENERIC
 
 
-cdef Py_ssize_t _tile_width(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t row_bytes) noexcept nogil:
-    """Positions per tile: fill about SCRATCH_TARGET bytes, a multiple of 8, 8 <= B <= 512."""
-    cdef Py_ssize_t b = SCRATCH_TARGET // (row_bytes * (C + 1))
+cdef Py_ssize_t _tile_width(Py_ssize_t C, Py_ssize_t n, Py_ssize_t inner,
+                            Py_ssize_t acc_bytes) noexcept nogil:
+    """Positions per tile: window-sum scratch of about SCRATCH_TARGET bytes, 8 <= B <= 1024."""
+    cdef Py_ssize_t b = SCRATCH_TARGET // (acc_bytes * (C + n + 2))
     b = (b // 8) * 8
     if b < 8:
         b = 8
-    if b > 512:
-        b = 512
+    if b > 1024:
+        b = 1024
     if b > inner:
         b = inner
     return b
@@ -114,147 +177,305 @@ cdef int _n_threads(Py_ssize_t n_elements, Py_ssize_t n_tiles) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tile helpers. A tile row is B doubles (or B values of the input type); L <= B positions valid.
+# Tile helpers. A tile has C rows of L <= B valid positions; scratch rows are B long.
 
-cdef inline void _load(const floating* src, Py_ssize_t sc, Py_ssize_t si, Py_ssize_t C,
-                       Py_ssize_t L, Py_ssize_t B, floating* dst) noexcept nogil:
+cdef inline void _gather(const floating* src, Py_ssize_t sc, Py_ssize_t si, Py_ssize_t C,
+                         Py_ssize_t L, Py_ssize_t B, floating* dst) noexcept nogil:
     """dst[c*B + j] = src[c*sc + j*si]."""
     cdef Py_ssize_t c, j
-    cdef const floating* row
-    cdef floating* drow
-    if si == 1:
+    cdef const floating* col
+    for j in range(L):
+        col = src + j * si
         for c in range(C):
-            row = src + c * sc
-            drow = dst + c * B
-            for j in range(L):
-                drow[j] = row[j]
-    else:
-        for j in range(L):
-            row = src + j * si
-            for c in range(C):
-                dst[c * B + j] = row[c * sc]
+            dst[c * B + j] = col[c * sc]
 
 
-cdef inline void _store(const floating* src, Py_ssize_t C, Py_ssize_t L, Py_ssize_t B,
-                        floating* dst, Py_ssize_t sc, Py_ssize_t si) noexcept nogil:
+cdef inline void _scatter(const floating* src, Py_ssize_t C, Py_ssize_t L, Py_ssize_t B,
+                          floating* dst, Py_ssize_t sc, Py_ssize_t si) noexcept nogil:
     """dst[c*sc + j*si] = src[c*B + j]."""
     cdef Py_ssize_t c, j
-    cdef const floating* srow
-    cdef floating* row
-    if si == 1:
+    cdef floating* col
+    for j in range(L):
+        col = dst + j * si
         for c in range(C):
-            srow = src + c * B
-            row = dst + c * sc
-            for j in range(L):
-                row[j] = srow[j]
+            col[c * sc] = src[c * B + j]
+
+
+cdef inline void _prefetch_row(const void* row, Py_ssize_t nbytes) noexcept nogil:
+    """Ask for the cache lines of a row the next tile will read (no-op without GCC/Clang)."""
+    cdef Py_ssize_t m
+    cdef const char* p = <const char*>row
+    if p == NULL:
+        return
+    for m in range(0, nbytes, 64):
+        lrn_prefetch(p + m)
+
+
+cdef inline void _neg_pow(acc* s, Py_ssize_t L, double beta, int kind) noexcept nogil:
+    """s[j] = s[j] ** -beta in place; closed forms for the common betas.
+
+    The float version is used only on rows checked to lie in [1e-20, 1e30].
+    """
+    cdef Py_ssize_t j
+    cdef acc r
+    cdef acc one = 1
+    if acc is float:
+        if kind == BETA_075:
+            lrn_pow075_f32(s, L)
+            return
+        if kind == BETA_05:
+            lrn_pow05_f32(s, L)
+            return
+    if kind == BETA_075:
+        for j in range(L):
+            if acc is float:
+                r = sqrtf(s[j])
+                s[j] = one / (r * sqrtf(r))
+            else:
+                r = sqrt(s[j])
+                s[j] = one / (r * sqrt(r))
+    elif kind == BETA_05:
+        for j in range(L):
+            if acc is float:
+                s[j] = one / sqrtf(s[j])
+            else:
+                s[j] = one / sqrt(s[j])
+    elif kind == BETA_1:
+        for j in range(L):
+            s[j] = one / s[j]
+    elif kind == BETA_0:
+        for j in range(L):
+            s[j] = one
     else:
         for j in range(L):
-            row = dst + j * si
-            for c in range(C):
-                row[c * sc] = src[c * B + j]
+            # float too: powf with a float beta is off by up to ~20 ulp for large s
+            s[j] = <acc>pow(<double>s[j], -beta)
 
 
-cdef inline void _window_sum(const double* v, double* S, Py_ssize_t C, Py_ssize_t n,
-                             Py_ssize_t before, Py_ssize_t L, Py_ssize_t B) noexcept nogil:
-    """S[c*B + j] = sum of v[m*B + j] for m in [c - before, c - before + n - 1] within [0, C).
+cdef inline bint _in_range(const acc* s, Py_ssize_t L, acc lo, acc hi) noexcept nogil:
+    """All of s[:L] in [lo, hi] (False for nan)."""
+    cdef Py_ssize_t j
+    cdef int bad = 0
+    for j in range(L):
+        bad += not (s[j] >= lo and s[j] <= hi)
+    return bad == 0
 
-    S must hold C + n - 1 rows. Padded row p stands for channel p - before (zero outside
-    [0, C)); the window of output c is padded rows [c, c + n - 1]. S first receives the suffix
-    sums of each block of n padded rows, then is overwritten in place with the window sums.
+
+cdef inline void _suffix_pass(const floating* X, Py_ssize_t xs, const acc* V, int square,
+                              acc* S, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
+                              Py_ssize_t L, Py_ssize_t B) noexcept nogil:
+    """Suffix sums within blocks of n padded rows, from the last row up.
+
+    The summed rows are ``X[ch]**2`` (square) or ``V[ch]`` (rows B apart), padded row p standing
+    for channel ``ch = p - before`` and being zero outside [0, C). S holds C + n - 1 rows.
     """
     cdef Py_ssize_t Lp = C + n - 1
-    cdef Py_ssize_t p, q, c, j, ch
-    cdef double* Srow
-    cdef double* Snext
-    cdef const double* vrow
-    cdef double* P = S + Lp * B   # one extra row: the running prefix sum
-    # Suffix sums within blocks of n padded rows, from the last row down.
+    cdef Py_ssize_t p, j, ch
+    cdef acc* Srow
+    cdef const acc* Snext
+    cdef const floating* xrow
+    cdef const acc* vrow
+    cdef acc v
     for p in range(Lp - 1, -1, -1):
         Srow = S + p * B
         ch = p - before
-        if p == Lp - 1 or (p + 1) % n == 0:
-            # last row of its block
-            if 0 <= ch < C:
-                vrow = v + ch * B
+        Snext = Srow + B
+        if ch < 0 or ch >= C:
+            if p == Lp - 1 or (p + 1) % n == 0:
+                for j in range(L):
+                    Srow[j] = 0
+            else:
+                for j in range(L):
+                    Srow[j] = Snext[j]
+        elif square:
+            xrow = X + ch * xs
+            if p == Lp - 1 or (p + 1) % n == 0:
+                for j in range(L):
+                    v = <acc>xrow[j]
+                    Srow[j] = v * v
+            else:
+                for j in range(L):
+                    v = <acc>xrow[j]
+                    Srow[j] = v * v + Snext[j]
+        else:
+            vrow = V + ch * B
+            if p == Lp - 1 or (p + 1) % n == 0:
                 for j in range(L):
                     Srow[j] = vrow[j]
             else:
                 for j in range(L):
-                    Srow[j] = 0.0
-        else:
-            Snext = Srow + B
-            if 0 <= ch < C:
-                vrow = v + ch * B
-                for j in range(L):
                     Srow[j] = vrow[j] + Snext[j]
-            else:
-                for j in range(L):
-                    Srow[j] = Snext[j]
-    # Window c = suffix(c) + prefix(c + n - 1) unless the window is exactly one block.
-    for c in range(1, C):
-        q = c + n - 1
-        ch = q - before
-        if q % n == 0:
-            if 0 <= ch < C:
-                vrow = v + ch * B
-                for j in range(L):
-                    P[j] = vrow[j]
-            else:
-                for j in range(L):
-                    P[j] = 0.0
-        elif 0 <= ch < C:
-            vrow = v + ch * B
-            for j in range(L):
-                P[j] += vrow[j]
-        if c % n != 0:
-            Srow = S + c * B
-            for j in range(L):
-                Srow[j] += P[j]
 
 
-cdef inline void _neg_pow(double* s, Py_ssize_t L, double beta, int kind) noexcept nogil:
-    """s[j] = s[j] ** -beta, in place, with exact closed forms for common betas."""
+cdef inline int _window_row(const floating* X, Py_ssize_t xs, const acc* V, int square,
+                            const acc* S, acc* P, acc* T, acc kk, acc an, bint check,
+                            Py_ssize_t c, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
+                            Py_ssize_t L, Py_ssize_t B) noexcept nogil:
+    """T = kk + an * (window sum of output row c); rows must be visited c = 0, 1, 2, ...
+
+    Window c covers padded rows [c, c + n - 1]: the suffix sum S[c] plus the running prefix
+    sum P of the block holding row c + n - 1 (nothing when c starts a block). One loop does the
+    prefix update, the sum and the affine map. With ``check``, returns how many T fall outside
+    [1e-20, 1e30] (nan included) for the float fast path; otherwise 0.
+    """
+    cdef Py_ssize_t q = c + n - 1
+    cdef Py_ssize_t ch = q - before
     cdef Py_ssize_t j
-    cdef double r
-    if kind == BETA_075:
+    cdef const acc* Srow = S + c * B
+    cdef const floating* xrow = X + ch * xs
+    cdef const acc* vrow = V + ch * B
+    cdef bint valid = c > 0 and 0 <= ch < C
+    cdef bint reset = c > 0 and q % n == 0
+    cdef bint addp = c % n != 0
+    cdef acc v, w, lo = <acc>1e-20, hi = <acc>1e30
+    cdef int bad = 0
+    # the prefix sum (each branch is one simple loop, so each vectorises)
+    if valid and square:
+        if reset:
+            for j in range(L):
+                v = <acc>xrow[j]
+                P[j] = v * v
+        else:
+            for j in range(L):
+                v = <acc>xrow[j]
+                P[j] = P[j] + v * v
+    elif valid:
+        if reset:
+            for j in range(L):
+                P[j] = vrow[j]
+        else:
+            for j in range(L):
+                P[j] = P[j] + vrow[j]
+    elif reset:
         for j in range(L):
-            r = sqrt(s[j])
-            s[j] = 1.0 / (r * sqrt(r))
-    elif kind == BETA_05:
+            P[j] = 0
+    # the window sum and the affine map
+    if addp and check:
         for j in range(L):
-            s[j] = 1.0 / sqrt(s[j])
-    elif kind == BETA_1:
+            w = kk + an * (Srow[j] + P[j])
+            T[j] = w
+            bad += (w < lo) | (w > hi) | (w != w)
+    elif addp:
         for j in range(L):
-            s[j] = 1.0 / s[j]
-    elif kind == BETA_0:
+            T[j] = kk + an * (Srow[j] + P[j])
+    elif check:
         for j in range(L):
-            s[j] = 1.0
+            w = kk + an * Srow[j]
+            T[j] = w
+            bad += (w < lo) | (w > hi) | (w != w)
     else:
         for j in range(L):
-            s[j] = pow(s[j], -beta)
+            T[j] = kk + an * Srow[j]
+    return bad
 
 
-cdef inline void _square_rows(const floating* xt, double* Q, Py_ssize_t C, Py_ssize_t L,
-                              Py_ssize_t B) noexcept nogil:
+# ---------------------------------------------------------------------------------------------
+# Tiles. X/DY rows are ``xs`` apart (the caller's array, or gathered scratch); Y rows ``ys``.
+# S holds C + n + 1 rows (suffix sums, then window sums; one more row for P, one for T).
+
+cdef inline bint _forward_tile(const floating* X, Py_ssize_t xs, floating* Y, Py_ssize_t ys,
+                               const floating* Xnext, Py_ssize_t Lnext, acc* S, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
+                               double alpha, double beta, double k, int kind, bint checked,
+                               Py_ssize_t L, Py_ssize_t B) noexcept nogil:
+    """One forward tile; with ``checked``, stop and return False if some s is out of range."""
+    cdef acc* P = S + (C + n - 1) * B
+    cdef acc* T = P + B
+    cdef acc an = <acc>(alpha / <double>n)
+    cdef acc kk = <acc>k
     cdef Py_ssize_t c, j
-    cdef double v
+    cdef const floating* xrow
+    cdef floating* yrow
+    cdef acc* Srow
+    _suffix_pass(X, xs, <acc*>NULL, 1, S, C, n, before, L, B)
     for c in range(C):
+        if _window_row(X, xs, <acc*>NULL, 1, S, P, T, kk, an, checked, c, C, n, before, L, B):
+            return False
+        _neg_pow(T, L, beta, kind)
+        xrow = X + c * xs
+        yrow = Y + c * ys
         for j in range(L):
-            v = xt[c * B + j]
-            Q[c * B + j] = v * v
+            yrow[j] = <floating>(<acc>xrow[j] * T[j])
+        if Xnext != NULL:
+            _prefetch_row(Xnext + c * xs, Lnext * sizeof(floating))
+    return True
 
 
-cdef inline void _scale_shift(double* S, Py_ssize_t C, Py_ssize_t L, Py_ssize_t B,
-                              double k, double an) noexcept nogil:
-    """S = k + an * S over C rows."""
+cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_t xs,
+                                floating* DX, Py_ssize_t ys, acc* S, acc* S2, acc* R,
+                                Py_ssize_t C, Py_ssize_t n, Py_ssize_t before, double alpha,
+                                double beta, double k, int kind, bint checked, Py_ssize_t L,
+                                Py_ssize_t B) noexcept nogil:
+    """One backward tile (DY and X rows both ``xs`` apart); see ``lrn_backward``."""
+    cdef acc* P = S + (C + n - 1) * B
+    cdef acc* P2 = S2 + (C + n - 1) * B
+    cdef acc an = <acc>(alpha / <double>n)
+    cdef acc coef = <acc>(2.0 * alpha * beta / <double>n)
+    cdef acc kk = <acc>k
     cdef Py_ssize_t c, j
+    cdef Py_ssize_t after = n - 1 - before
+    cdef const floating* xrow
+    cdef const floating* drow
+    cdef floating* orow
+    cdef acc* Srow
+    cdef acc* Rrow
+    cdef acc* Wrow
+    cdef acc s
+    # s, then t = s ** -beta (kept in S) and r = dy * x * t / s (in R)
+    _suffix_pass(X, xs, <acc*>NULL, 1, S, C, n, before, L, B)
     for c in range(C):
+        Srow = S + c * B
+        Rrow = R + c * B
+        # in place: S row c is read only for output c
+        if _window_row(X, xs, <acc*>NULL, 1, S, P, Srow, kk, an, checked, c, C, n, before, L,
+                       B):
+            return False
         for j in range(L):
-            S[c * B + j] = k + an * S[c * B + j]
+            Rrow[j] = Srow[j]
+        _neg_pow(Srow, L, beta, kind)
+        xrow = X + c * xs
+        drow = DY + c * xs
+        for j in range(L):
+            Rrow[j] = <acc>drow[j] * <acc>xrow[j] * Srow[j] / Rrow[j]
+        if checked and not _in_range(Rrow, L, <acc>-1e30, <acc>1e30):
+            return False
+    # the transposed window sum of r, and dx
+    _suffix_pass(X, xs, R, 0, S2, C, n, after, L, B)
+    for c in range(C):
+        _window_row(X, xs, R, 0, S2, P2, S2 + c * B, 0, 1, False, c, C, n, after, L, B)
+        Srow = S + c * B
+        Wrow = S2 + c * B
+        xrow = X + c * xs
+        drow = DY + c * xs
+        orow = DX + c * ys
+        for j in range(L):
+            orow[j] = <floating>(<acc>drow[j] * Srow[j] - coef * <acc>xrow[j] * Wrow[j])
+    return True
+
+
+cdef inline bint _fast_ok(Py_ssize_t n, double alpha) noexcept nogil:
+    """Parameters for which the float32 fast path is accurate (plus the per-tile s check)."""
+    cdef double an = alpha / <double>n
+    return n <= FAST_MAX_SIZE and 0.0 <= an <= 1e6
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernels
+
+cdef struct Geometry:
+    Py_ssize_t O, C, I, B, per_row, n_tiles
+    int threads
+
+
+cdef inline Geometry _geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I, Py_ssize_t n,
+                               Py_ssize_t acc_bytes) noexcept nogil:
+    cdef Geometry g
+    g.O, g.C, g.I = O, C, I
+    g.B = _tile_width(C, n, I, acc_bytes)
+    g.per_row = (I + g.B - 1) // g.B
+    g.n_tiles = O * g.per_row
+    g.threads = _n_threads(O * C * I, g.n_tiles)
+    return g
+
 
 def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size,
                Py_ssize_t before):
@@ -263,10 +484,8 @@ def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size
     if O == 0 or C == 0 or I == 0:
         return
     cdef Py_ssize_t n = size
-    cdef Py_ssize_t B = _tile_width(C + n, I, 3 * sizeof(double))
-    cdef Py_ssize_t per_row = (I + B - 1) // B
-    cdef Py_ssize_t n_tiles = O * per_row
-    cdef int nt = _n_threads(O * C * I, n_tiles)
+    cdef Geometry g = _geometry(O, C, I, n, sizeof(double))
+    cdef Py_ssize_t B = g.B
     cdef const floating* vp = &v[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef Py_ssize_t vso = v.strides[0] // sizeof(floating), vsc = v.strides[1] // sizeof(floating)
@@ -275,35 +494,36 @@ def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size
     cdef Py_ssize_t osc = out.strides[1] // sizeof(floating)
     cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
     cdef Py_ssize_t t, o, i0, L, c, j
-    cdef floating* xt
-    cdef double* Q
+    cdef floating* buf
+    cdef double* V
     cdef double* S
+    cdef const floating* src
     cdef int failed = 0
     cdef int* failp = &failed
-    with nogil, parallel(num_threads=nt):
-        xt = <floating*>malloc(C * B * sizeof(floating))
-        Q = <double*>malloc(C * B * sizeof(double))
-        S = <double*>malloc((C + n) * B * sizeof(double))
-        if xt == NULL or Q == NULL or S == NULL:
+    with nogil, parallel(num_threads=g.threads):
+        buf = <floating*>malloc(C * B * sizeof(floating))
+        V = <double*>malloc(C * B * sizeof(double))
+        S = <double*>malloc((C + n + 1) * B * sizeof(double))
+        if buf == NULL or V == NULL or S == NULL:
             failp[0] = 1
         else:
-            for t in prange(n_tiles, schedule='static'):
-                o = t // per_row
-                i0 = (t % per_row) * B
-                L = I - i0
-                if L > B:
-                    L = B
-                _load(vp + o * vso + i0 * vsi, vsc, vsi, C, L, B, xt)
+            for t in prange(g.n_tiles, schedule='static'):
+                o = t // g.per_row
+                i0 = (t % g.per_row) * B
+                L = min(B, I - i0)
+                src = vp + o * vso + i0 * vsi
                 for c in range(C):
                     for j in range(L):
-                        Q[c * B + j] = xt[c * B + j]
-                _window_sum(Q, S, C, n, before, L, B)
+                        V[c * B + j] = src[c * vsc + j * vsi]
+                _suffix_pass(src, 0, V, 0, S, C, n, before, L, B)
                 for c in range(C):
+                    _window_row(src, 0, V, 0, S, S + (C + n - 1) * B, S + c * B, 0.0, 1.0, False,
+                                c, C, n, before, L, B)
                     for j in range(L):
-                        xt[c * B + j] = <floating>S[c * B + j]
-                _store(xt, C, L, B, op + o * oso + i0 * osi, osc, osi)
-        free(xt)
-        free(Q)
+                        buf[c * B + j] = <floating>S[c * B + j]
+                _scatter(buf, C, L, B, op + o * oso + i0 * osi, osc, osi)
+        free(buf)
+        free(V)
         free(S)
     if failed:
         raise MemoryError("lrn_core: could not allocate the per-thread scratch")
@@ -316,12 +536,10 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     if O == 0 or C == 0 or I == 0:
         return
     cdef Py_ssize_t n = size
-    cdef double an = alpha / <double>size
     cdef int kind = _beta_kind(beta)
-    cdef Py_ssize_t B = _tile_width(C + n, I, 3 * sizeof(double))
-    cdef Py_ssize_t per_row = (I + B - 1) // B
-    cdef Py_ssize_t n_tiles = O * per_row
-    cdef int nt = _n_threads(O * C * I, n_tiles)
+    cdef bint fast = floating is float and _fast_ok(n, alpha)
+    cdef Geometry g = _geometry(O, C, I, n, sizeof(float) if fast else sizeof(double))
+    cdef Py_ssize_t B = g.B
     cdef const floating* xp = &x[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef Py_ssize_t xso = x.strides[0] // sizeof(floating), xsc = x.strides[1] // sizeof(floating)
@@ -329,42 +547,52 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     cdef Py_ssize_t oso = out.strides[0] // sizeof(floating)
     cdef Py_ssize_t osc = out.strides[1] // sizeof(floating)
     cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
-    cdef Py_ssize_t t, o, i0, L, c, j
-    cdef floating* xt
-    cdef double* Q
-    cdef double* S
-    cdef double* srow
-    cdef floating* xrow
+    cdef bint x_direct = xsi == 1, o_direct = osi == 1
+    cdef Py_ssize_t t, o, i0, L, xs, ys, Ln
+    cdef const floating* Xn
+    cdef floating* xbuf
+    cdef floating* obuf
+    cdef float* Sf
+    cdef double* Sd
+    cdef const floating* X
+    cdef floating* Y
     cdef int failed = 0
     cdef int* failp = &failed
-    with nogil, parallel(num_threads=nt):
-        xt = <floating*>malloc(C * B * sizeof(floating))
-        Q = <double*>malloc(C * B * sizeof(double))
-        S = <double*>malloc((C + n) * B * sizeof(double))
-        if xt == NULL or Q == NULL or S == NULL:
+    with nogil, parallel(num_threads=g.threads):
+        xbuf = <floating*>malloc(C * B * sizeof(floating))
+        obuf = <floating*>malloc(C * B * sizeof(floating))
+        Sf = <float*>malloc((C + n + 1) * B * sizeof(float))
+        Sd = <double*>malloc((C + n + 1) * B * sizeof(double))
+        if xbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
             failp[0] = 1
         else:
-            for t in prange(n_tiles, schedule='static'):
-                o = t // per_row
-                i0 = (t % per_row) * B
-                L = I - i0
-                if L > B:
-                    L = B
-                _load(xp + o * xso + i0 * xsi, xsc, xsi, C, L, B, xt)
-                _square_rows(xt, Q, C, L, B)
-                _window_sum(Q, S, C, n, before, L, B)
-                for c in range(C):
-                    srow = S + c * B
-                    xrow = xt + c * B
-                    for j in range(L):
-                        srow[j] = k + an * srow[j]
-                    _neg_pow(srow, L, beta, kind)
-                    for j in range(L):
-                        xrow[j] = <floating>(xrow[j] * srow[j])
-                _store(xt, C, L, B, op + o * oso + i0 * osi, osc, osi)
-        free(xt)
-        free(Q)
-        free(S)
+            for t in prange(g.n_tiles, schedule='static'):
+                o = t // g.per_row
+                i0 = (t % g.per_row) * B
+                L = min(B, I - i0)
+                if x_direct:
+                    X, xs = xp + o * xso + i0, xsc
+                else:
+                    _gather(xp + o * xso + i0 * xsi, xsc, xsi, C, L, B, xbuf)
+                    X, xs = xbuf, B
+                if o_direct:
+                    Y, ys = op + o * oso + i0, osc
+                else:
+                    Y, ys = obuf, B
+                Xn, Ln = <const floating*>NULL, 0
+                if x_direct and t + 1 < g.n_tiles:
+                    Ln = min(B, I - ((t + 1) % g.per_row) * B)
+                    Xn = xp + ((t + 1) // g.per_row) * xso + ((t + 1) % g.per_row) * B
+                if not (fast and _forward_tile(X, xs, Y, ys, Xn, Ln, Sf, C, n, before, alpha,
+                                               beta, k, kind, True, L, B)):
+                    _forward_tile(X, xs, Y, ys, Xn, Ln, Sd, C, n, before, alpha, beta, k, kind,
+                                  False, L, B)
+                if not o_direct:
+                    _scatter(obuf, C, L, B, op + o * oso + i0 * osi, osc, osi)
+        free(xbuf)
+        free(obuf)
+        free(Sf)
+        free(Sd)
     if failed:
         raise MemoryError("lrn_core: could not allocate the per-thread scratch")
 
@@ -380,14 +608,10 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     if O == 0 or C == 0 or I == 0:
         return
     cdef Py_ssize_t n = size
-    cdef Py_ssize_t after = size - 1 - before
-    cdef double an = alpha / <double>size
-    cdef double coef = 2.0 * alpha * beta / <double>size
     cdef int kind = _beta_kind(beta)
-    cdef Py_ssize_t B = _tile_width(C + n, I, 4 * sizeof(double))
-    cdef Py_ssize_t per_row = (I + B - 1) // B
-    cdef Py_ssize_t n_tiles = O * per_row
-    cdef int nt = _n_threads(O * C * I, n_tiles)
+    cdef bint fast = floating is float and _fast_ok(n, alpha)
+    cdef Geometry g = _geometry(O, C, I, n, 3 * (sizeof(float) if fast else sizeof(double)))
+    cdef Py_ssize_t B = g.B
     cdef const floating* xp = &x[0, 0, 0]
     cdef const floating* dp = &dy[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
@@ -399,65 +623,54 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef Py_ssize_t oso = out.strides[0] // sizeof(floating)
     cdef Py_ssize_t osc = out.strides[1] // sizeof(floating)
     cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
-    cdef Py_ssize_t t, o, i0, L, c, j
-    cdef floating* xt
-    cdef floating* dt
-    cdef double* Q
-    cdef double* S
-    cdef double* S2
-    cdef double* srow
-    cdef double* qrow
-    cdef double* wrow
-    cdef floating* xrow
-    cdef floating* drow
-    cdef double s
+    # rows are read in place only when x and dy share the channel stride and are contiguous
+    cdef bint in_direct = xsi == 1 and dsi == 1 and xsc == dsc
+    cdef bint o_direct = osi == 1
+    cdef Py_ssize_t t, o, i0, L, xs, ys
+    cdef floating* xbuf
+    cdef floating* dbuf
+    cdef floating* obuf
+    cdef float* Sf
+    cdef double* Sd
+    cdef const floating* X
+    cdef const floating* DY
+    cdef floating* DX
+    cdef Py_ssize_t rows = (C + n + 1) * B
     cdef int failed = 0
     cdef int* failp = &failed
-    with nogil, parallel(num_threads=nt):
-        xt = <floating*>malloc(C * B * sizeof(floating))
-        dt = <floating*>malloc(C * B * sizeof(floating))
-        Q = <double*>malloc(C * B * sizeof(double))
-        S = <double*>malloc((C + n) * B * sizeof(double))
-        S2 = <double*>malloc((C + n) * B * sizeof(double))
-        if xt == NULL or dt == NULL or Q == NULL or S == NULL or S2 == NULL:
+    with nogil, parallel(num_threads=g.threads):
+        xbuf = <floating*>malloc(C * B * sizeof(floating))
+        dbuf = <floating*>malloc(C * B * sizeof(floating))
+        obuf = <floating*>malloc(C * B * sizeof(floating))
+        Sf = <float*>malloc(3 * rows * sizeof(float))
+        Sd = <double*>malloc(3 * rows * sizeof(double))
+        if xbuf == NULL or dbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
             failp[0] = 1
         else:
-            for t in prange(n_tiles, schedule='static'):
-                o = t // per_row
-                i0 = (t % per_row) * B
-                L = I - i0
-                if L > B:
-                    L = B
-                _load(xp + o * xso + i0 * xsi, xsc, xsi, C, L, B, xt)
-                _load(dp + o * dso + i0 * dsi, dsc, dsi, C, L, B, dt)
-                _square_rows(xt, Q, C, L, B)
-                _window_sum(Q, S, C, n, before, L, B)
-                # S <- s ** -beta, Q <- r = dy * x * s ** -beta / s
-                for c in range(C):
-                    srow = S + c * B
-                    qrow = Q + c * B
-                    for j in range(L):
-                        srow[j] = k + an * srow[j]
-                        qrow[j] = srow[j]
-                    _neg_pow(srow, L, beta, kind)
-                    xrow = xt + c * B
-                    drow = dt + c * B
-                    for j in range(L):
-                        qrow[j] = (<double>drow[j] * <double>xrow[j]) * srow[j] / qrow[j]
-                _window_sum(Q, S2, C, n, after, L, B)
-                for c in range(C):
-                    srow = S + c * B
-                    wrow = S2 + c * B
-                    xrow = xt + c * B
-                    drow = dt + c * B
-                    for j in range(L):
-                        drow[j] = <floating>(<double>drow[j] * srow[j]
-                                             - coef * <double>xrow[j] * wrow[j])
-                _store(dt, C, L, B, op + o * oso + i0 * osi, osc, osi)
-        free(xt)
-        free(dt)
-        free(Q)
-        free(S)
-        free(S2)
+            for t in prange(g.n_tiles, schedule='static'):
+                o = t // g.per_row
+                i0 = (t % g.per_row) * B
+                L = min(B, I - i0)
+                if in_direct:
+                    X, DY, xs = xp + o * xso + i0, dp + o * dso + i0, xsc
+                else:
+                    _gather(xp + o * xso + i0 * xsi, xsc, xsi, C, L, B, xbuf)
+                    _gather(dp + o * dso + i0 * dsi, dsc, dsi, C, L, B, dbuf)
+                    X, DY, xs = xbuf, dbuf, B
+                if o_direct:
+                    DX, ys = op + o * oso + i0, osc
+                else:
+                    DX, ys = obuf, B
+                if not (fast and _backward_tile(DY, X, xs, DX, ys, Sf, Sf + rows, Sf + 2 * rows,
+                                                C, n, before, alpha, beta, k, kind, True, L, B)):
+                    _backward_tile(DY, X, xs, DX, ys, Sd, Sd + rows, Sd + 2 * rows, C, n, before,
+                                   alpha, beta, k, kind, False, L, B)
+                if not o_direct:
+                    _scatter(obuf, C, L, B, op + o * oso + i0 * osi, osc, osi)
+        free(xbuf)
+        free(dbuf)
+        free(obuf)
+        free(Sf)
+        free(Sd)
     if failed:
         raise MemoryError("lrn_core: could not allocate the per-thread scratch")
