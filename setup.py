@@ -124,6 +124,7 @@ def _extensions():
             "cdivision": True,
             "initializedcheck": False,
             "embedsignature": True,
+            "autotestdict": False,
         },
     )
 

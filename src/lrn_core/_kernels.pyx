@@ -93,6 +93,38 @@ cdef extern from *:
         for (; j < n; j++)
             s[j] = (float)(1.0 / sqrt((double)s[j]));
     }
+    /* The backward pass wants t = s^-beta and v = t / s together: from a = s^-1/2, v = t a a. */
+    static inline void lrn_pow075_pair_f32(float* s, float* v, Py_ssize_t n) {
+        Py_ssize_t j = 0;
+    #if defined(__AVX2__) && defined(__FMA__)
+        for (; j + 8 <= n; j += 8) {
+            __m256 a = lrn_rsqrt8(_mm256_loadu_ps(s + j));
+            __m256 t = _mm256_mul_ps(a, _mm256_sqrt_ps(a));
+            _mm256_storeu_ps(s + j, t);
+            _mm256_storeu_ps(v + j, _mm256_mul_ps(t, _mm256_mul_ps(a, a)));
+        }
+    #endif
+        for (; j < n; j++) {
+            double x = (double)s[j], r = sqrt(x), t = 1.0 / (r * sqrt(r));
+            s[j] = (float)t;
+            v[j] = (float)(t / x);
+        }
+    }
+    static inline void lrn_pow05_pair_f32(float* s, float* v, Py_ssize_t n) {
+        Py_ssize_t j = 0;
+    #if defined(__AVX2__) && defined(__FMA__)
+        for (; j + 8 <= n; j += 8) {
+            __m256 a = lrn_rsqrt8(_mm256_loadu_ps(s + j));
+            _mm256_storeu_ps(s + j, a);
+            _mm256_storeu_ps(v + j, _mm256_mul_ps(a, _mm256_mul_ps(a, a)));
+        }
+    #endif
+        for (; j < n; j++) {
+            double x = (double)s[j], t = 1.0 / sqrt(x);
+            s[j] = (float)t;
+            v[j] = (float)(t / x);
+        }
+    }
     #ifndef LRN_BUILD_CFLAGS
     #define LRN_BUILD_CFLAGS ""
     #endif
@@ -112,6 +144,8 @@ cdef extern from *:
     void lrn_prefetch(const void* p) noexcept nogil
     void lrn_pow075_f32(float* s, Py_ssize_t n) noexcept nogil
     void lrn_pow05_f32(float* s, Py_ssize_t n) noexcept nogil
+    void lrn_pow075_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
+    void lrn_pow05_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
 
 
 cdef enum:
@@ -252,13 +286,26 @@ cdef inline void _neg_pow(acc* s, Py_ssize_t L, double beta, int kind) noexcept 
             s[j] = <acc>pow(<double>s[j], -beta)
 
 
-cdef inline bint _in_range(const acc* s, Py_ssize_t L, acc lo, acc hi) noexcept nogil:
-    """All of s[:L] in [lo, hi] (False for nan)."""
+cdef inline void _neg_pow_pair(acc* s, acc* v, Py_ssize_t L, double beta,
+                               int kind) noexcept nogil:
+    """s[j] = t = s[j] ** -beta and v[j] = t / s[j] (float: rows checked as in _neg_pow)."""
     cdef Py_ssize_t j
-    cdef int bad = 0
+    if acc is float:
+        if kind == BETA_075:
+            lrn_pow075_pair_f32(s, v, L)
+            return
+        if kind == BETA_05:
+            lrn_pow05_pair_f32(s, v, L)
+            return
     for j in range(L):
-        bad += not (s[j] >= lo and s[j] <= hi)
-    return bad == 0
+        v[j] = s[j]
+    _neg_pow(s, L, beta, kind)
+    if kind == BETA_1:
+        for j in range(L):
+            v[j] = s[j] * s[j]
+    else:
+        for j in range(L):
+            v[j] = s[j] / v[j]
 
 
 cdef inline void _suffix_pass(const floating* X, Py_ssize_t xs, const acc* V, int square,
@@ -401,7 +448,8 @@ cdef inline bint _forward_tile(const floating* X, Py_ssize_t xs, floating* Y, Py
 
 
 cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_t xs,
-                                floating* DX, Py_ssize_t ys, acc* S, acc* S2, acc* R,
+                                floating* DX, Py_ssize_t ys, const floating* DYnext,
+                                const floating* Xnext, Py_ssize_t Lnext, acc* S, acc* S2, acc* R,
                                 Py_ssize_t C, Py_ssize_t n, Py_ssize_t before, double alpha,
                                 double beta, double k, int kind, bint checked, Py_ssize_t L,
                                 Py_ssize_t B) noexcept nogil:
@@ -419,7 +467,8 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
     cdef acc* Srow
     cdef acc* Rrow
     cdef acc* Wrow
-    cdef acc s
+    cdef acc r, big = <acc>1e30
+    cdef int bad = 0
     # s, then t = s ** -beta (kept in S) and r = dy * x * t / s (in R)
     _suffix_pass(X, xs, <acc*>NULL, 1, S, C, n, before, L, B)
     for c in range(C):
@@ -429,15 +478,19 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
         if _window_row(X, xs, <acc*>NULL, 1, S, P, Srow, kk, an, checked, c, C, n, before, L,
                        B):
             return False
-        for j in range(L):
-            Rrow[j] = Srow[j]
-        _neg_pow(Srow, L, beta, kind)
+        _neg_pow_pair(Srow, Rrow, L, beta, kind)
         xrow = X + c * xs
         drow = DY + c * xs
-        for j in range(L):
-            Rrow[j] = <acc>drow[j] * <acc>xrow[j] * Srow[j] / Rrow[j]
-        if checked and not _in_range(Rrow, L, <acc>-1e30, <acc>1e30):
-            return False
+        if checked:
+            for j in range(L):
+                r = <acc>drow[j] * <acc>xrow[j] * Rrow[j]
+                Rrow[j] = r
+                bad += (r < -big) | (r > big) | (r != r)
+            if bad:
+                return False
+        else:
+            for j in range(L):
+                Rrow[j] = <acc>drow[j] * <acc>xrow[j] * Rrow[j]
     # the transposed window sum of r, and dx
     _suffix_pass(X, xs, R, 0, S2, C, n, after, L, B)
     for c in range(C):
@@ -449,6 +502,9 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
         orow = DX + c * ys
         for j in range(L):
             orow[j] = <floating>(<acc>drow[j] * Srow[j] - coef * <acc>xrow[j] * Wrow[j])
+        if Xnext != NULL:
+            _prefetch_row(Xnext + c * xs, Lnext * sizeof(floating))
+            _prefetch_row(DYnext + c * xs, Lnext * sizeof(floating))
     return True
 
 
@@ -626,7 +682,9 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     # rows are read in place only when x and dy share the channel stride and are contiguous
     cdef bint in_direct = xsi == 1 and dsi == 1 and xsc == dsc
     cdef bint o_direct = osi == 1
-    cdef Py_ssize_t t, o, i0, L, xs, ys
+    cdef Py_ssize_t t, o, i0, L, xs, ys, Ln
+    cdef const floating* Xn
+    cdef const floating* DYn
     cdef floating* xbuf
     cdef floating* dbuf
     cdef floating* obuf
@@ -661,10 +719,16 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                     DX, ys = op + o * oso + i0, osc
                 else:
                     DX, ys = obuf, B
-                if not (fast and _backward_tile(DY, X, xs, DX, ys, Sf, Sf + rows, Sf + 2 * rows,
-                                                C, n, before, alpha, beta, k, kind, True, L, B)):
-                    _backward_tile(DY, X, xs, DX, ys, Sd, Sd + rows, Sd + 2 * rows, C, n, before,
-                                   alpha, beta, k, kind, False, L, B)
+                Xn, DYn, Ln = <const floating*>NULL, <const floating*>NULL, 0
+                if in_direct and t + 1 < g.n_tiles:
+                    Ln = min(B, I - ((t + 1) % g.per_row) * B)
+                    Xn = xp + ((t + 1) // g.per_row) * xso + ((t + 1) % g.per_row) * B
+                    DYn = dp + ((t + 1) // g.per_row) * dso + ((t + 1) % g.per_row) * B
+                if not (fast and _backward_tile(DY, X, xs, DX, ys, DYn, Xn, Ln, Sf, Sf + rows,
+                                                Sf + 2 * rows, C, n, before, alpha, beta, k,
+                                                kind, True, L, B)):
+                    _backward_tile(DY, X, xs, DX, ys, DYn, Xn, Ln, Sd, Sd + rows, Sd + 2 * rows,
+                                   C, n, before, alpha, beta, k, kind, False, L, B)
                 if not o_direct:
                     _scatter(obuf, C, L, B, op + o * oso + i0 * osi, osc, osi)
         free(xbuf)
