@@ -5,6 +5,7 @@ Everything a user passes is checked here; the compiled kernels trust what they r
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -42,7 +43,7 @@ def _check_real(name, value):
         raise TypeError(f"{name} must be a real number, got {value!r} of type "
                         f"{type(value).__name__}")
     value = float(value)
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return value
 
