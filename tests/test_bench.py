@@ -1,0 +1,179 @@
+"""The benchmark harness behind ``lrn-core bench``: structure of its results and reports.
+
+Tiny shapes and few repeats; no assertion on any timing (the machines are shared and noisy).
+torch.compile is never run here (it compiles for tens of seconds).
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from lrn_core.benchmarks import harness
+
+from lrn_core import cli
+
+TINY = "8x6x6"  # C x H x W; the batch comes from --batch / quick (2)
+FAST = ["--quick", "--shapes", TINY, "--repeat", "2", "--no-compile", "--no-progress"]
+
+
+def _installed(name):
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def test_run_numpy_rows_and_ratios():
+    res = harness.run([TINY], frameworks="numpy", repeat=3, rounds=1, quick=True, progress=False)
+    assert res.cases() == [(f"2x{TINY}", res.rows[0].threads)]
+    got = {(r.impl, r.pass_) for r in res.rows}
+    assert got == {("copy floor (numpy.copyto)", "copy"), ("lrn-core numpy", "fwd"),
+                   ("lrn-core numpy", "bwd"), ("lrn-core numpy", "fwd+bwd")}
+    copy = res.get(f"2x{TINY}", "copy floor (numpy.copyto)", "copy")
+    for r in res.rows:
+        assert r.ok, r.status
+        assert r.shape == (2, 8, 6, 6) and r.dtype == "float32" and r.size == 5
+        assert len(r.times_ms) == 3 and r.median_ms > 0 and r.min_ms <= r.median_ms
+        assert r.x_copy == pytest.approx(r.median_ms / copy.median_ms)
+        assert r.speedup is None  # no native requested
+    assert res.meta["settings"]["repeat"] == 3
+    assert res.meta["settings"]["frameworks"] == ["numpy"]
+    # the dict form round-trips
+    again = harness.BenchResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert [r.median_ms for r in again.rows] == [r.median_ms for r in res.rows]
+
+
+def test_ratios_are_within_a_case():
+    """speedup = fastest native of the same case and pass / median; x copy = median / copy."""
+    def row(case, impl, pass_, ms):
+        return harness.Row(case=case, shape=(1, 1, 1, 1), dtype="float32", size=5, beta=0.75,
+                           threads=1, impl=impl, kind=harness.IMPL_KIND[impl], framework="x",
+                           layout="NCHW", pass_=pass_, times_ms=[ms, ms, ms])
+
+    rows = [row("a", "copy floor (numpy.copyto)", "copy", 2.0),
+            row("a", "lrn-core numpy", "fwd", 4.0),
+            row("a", "torch eager (native)", "fwd", 40.0),
+            row("a", "tf native", "fwd", 20.0),
+            row("b", "copy floor (numpy.copyto)", "copy", 1.0),
+            row("b", "lrn-core numpy", "fwd", 4.0),
+            row("b", "torch eager (native)", "fwd", 8.0)]
+    harness._summarise(rows)
+    assert rows[1].x_copy == 2.0 and rows[1].speedup == 5.0 and rows[1].best_native == "tf native"
+    assert rows[2].speedup == 0.5 and rows[3].speedup == 1.0
+    assert rows[5].x_copy == 4.0 and rows[5].speedup == 2.0
+
+
+def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
+    md, js = tmp_path / "bench.md", tmp_path / "bench.json"
+    assert harness.main(FAST + ["--frameworks", "numpy,torch,tf", "--markdown", str(md),
+                                "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    for text in ("median ms", "x copy", "speedup vs best native", "copy floor (numpy.copyto)",
+                 "lrn-core numpy", "summary (medians, ms)", "median of 2 timed calls"):
+        assert text in out
+    data = json.loads(js.read_text())
+    rows = data["rows"]
+    impls = {r["impl"] for r in rows}
+    assert {"copy floor (numpy.copyto)", "lrn-core numpy"} <= impls
+    assert "torch.compile (native)" not in impls
+    if _installed("torch"):
+        assert {"lrn-core torch adapter", "torch eager (native)"} <= impls
+        eager = [r for r in rows if r["impl"] == "torch eager (native)"]
+        assert {r["pass_"] for r in eager} == {"fwd", "fwd+bwd"}
+        assert all(r["status"] == "ok" and len(r["times_ms"]) == 2 for r in eager)
+        core = [r for r in rows if r["impl"] == "lrn-core numpy" and r["pass_"] != "bwd"]
+        assert all(r["speedup"] is not None and r["best_native"] for r in core)
+    if _installed("tensorflow"):
+        tf_native = [r for r in rows if r["impl"] == "tf native"]
+        assert {r["layout"] for r in tf_native} == {"NHWC"}
+        assert all(r["status"] == "ok" for r in tf_native)
+    for r in rows:  # an adapter may still be missing, but nothing else may fail
+        assert r["status"] == "ok" or r["status"].startswith("n/a"), r
+
+    text = md.read_text()
+    assert text.startswith("# lrn-core bench\n")
+    assert "## Summary (medians, ms)" in text
+    header = "| " + " | ".join(harness.COLUMNS) + " |"
+    assert text.count(header) == 1  # one case
+    table = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert all(ln.count("|") == len(harness.COLUMNS) + 1 for ln in table
+               if ln.startswith("| copy floor") or ln.startswith("| lrn-core numpy"))
+    assert f"## 2x{TINY}: x 2x{TINY} float32, size 5" in text
+
+
+def test_threads_run_in_child_processes(tmp_path):
+    js = tmp_path / "bench.json"
+    assert harness.main(FAST + ["--frameworks", "numpy", "--threads", "1,2", "--json",
+                                str(js)]) == 0
+    data = json.loads(js.read_text())
+    assert {r["threads"] for r in data["rows"]} == {1, 2}
+    assert data["meta"]["settings"]["isolated"] is True
+    for t in ("1", "2"):
+        assert data["meta"]["threads_reported"][t]["lrn-core (OpenMP)"] == int(t)
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    png = tmp_path / "bench.png"
+    if not _installed("matplotlib"):
+        pytest.skip("matplotlib not installed")
+    assert harness.main(FAST + ["--frameworks", "numpy", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {png}" in capsys.readouterr().out
+
+
+def test_cli_bench_passes_its_options_on(tmp_path, capsys):
+    md = tmp_path / "bench.md"
+    assert cli.main(["bench"] + FAST + ["--frameworks", "numpy", "--markdown", str(md)]) == 0
+    assert "lrn-core numpy" in capsys.readouterr().out
+    assert md.read_text().startswith("# lrn-core bench")
+
+
+def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    real = harness._installed
+    monkeypatch.setattr(harness, "_installed", lambda m: False if m == "matplotlib" else real(m))
+    monkeypatch.setattr(harness, "run", lambda *a, **k: pytest.fail("must not run"))
+    assert harness.main(FAST + ["--plot", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib" in err and "pip install" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_progress_line_without_tqdm(monkeypatch, capsys):
+    real = harness._installed
+    monkeypatch.setattr(harness, "_installed", lambda m: False if m == "tqdm" else real(m))
+    harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=True)
+    err = capsys.readouterr().err
+    assert "bench" in err and "100%" in err
+
+
+def test_plan_variants_and_shapes():
+    cases = harness._plan(["alexnet-conv1", "googlenet-lrn2"], 32,
+                          ["size25", "float64", "beta0.6", "nhwc", "small"], [2])
+    names = [(c.name, c.threads) for c in cases]
+    assert names == [("alexnet-conv1", 2), ("googlenet-lrn2", 2), ("alexnet-conv1 size=25", 2),
+                     ("alexnet-conv1 float64", 2), ("alexnet-conv1 beta=0.6", 2),
+                     ("small 1x16x8x8", 1), ("small 1x16x8x8", 2)]
+    assert cases[0].shape == (32, 96, 55, 55) and cases[1].shape == (32, 192, 56, 56)
+    assert cases[2].size == 25 and cases[3].dtype == "float64" and cases[4].beta == 0.6
+    assert all(c.nhwc_core for c in cases)
+    assert harness._parse_shape("4x8x3x3", 32) == ("4x8x3x3", (4, 8, 3, 3))
+    with pytest.raises(ValueError, match="unknown shape"):
+        harness._parse_shape("vgg", 32)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="unknown variant"):
+        harness.run([TINY], variants=["fp8"], quick=True, progress=False)
+    with pytest.raises(ValueError, match="unknown framework"):
+        harness.run([TINY], frameworks="jax", quick=True, progress=False)
+    with pytest.raises(SystemExit) as exc:
+        harness.main(["--quick", "--shapes", "vgg", "--no-progress"])
+    assert exc.value.code == 2
+
+
+def test_importing_the_harness_imports_no_framework():
+    code = ("import sys, lrn_core.benchmarks.harness as h; h.build_parser(); "
+            "print(','.join(m for m in ('torch', 'tensorflow', 'matplotlib', 'tqdm') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
