@@ -49,6 +49,7 @@ from __future__ import annotations
 import functools
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .. import conventions
@@ -165,9 +166,32 @@ def _native(x, depth_radius, bias, alpha, beta):
 # axis is the last one. These work for any rank, window size and placement (the tests use even
 # windows to exercise the transposed window, which TensorFlow's centred windows never need).
 
+def _aligned_empty(shape, dtype, align=64):
+    """An uninitialised C-contiguous array whose data is ``align``-byte aligned: TensorFlow's
+    kernels (Eigen) assume 64-byte aligned buffers in tensors adopted through DLPack."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def _numpy_op(fn, inputs, like, name):
-    """``fn`` as a graph op on NumPy arrays, with the static shape and dtype of ``like``."""
-    out = tf.numpy_function(fn, inputs, Tout=like.dtype, stateful=False, name=name)
+    """``fn`` as a graph op on NumPy arrays, with the static shape and dtype of ``like``.
+
+    ``tf.py_function`` with DLPack both ways: the kernels read TensorFlow's buffers and TensorFlow
+    adopts the NumPy result, with no copy either way (``tf.numpy_function`` copies the inputs
+    and the output, which costs more than the LRN itself on large tensors).
+    """
+    def call(*tensors):
+        arrays = [np.from_dlpack(t) if t.shape.num_elements() else t.numpy() for t in tensors]
+        if arrays[-1].size == 0:
+            return tf.convert_to_tensor(fn(*arrays))
+        out = _aligned_empty(arrays[-1].shape, arrays[-1].dtype)
+        fn(*arrays, out=out)
+        return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
+
+    out = tf.py_function(call, inputs, Tout=like.dtype, name=name)
     out.set_shape(like.shape)
     return out
 

@@ -38,6 +38,7 @@ while :class:`LRNFunction` and the custom ops raise a ``RuntimeError``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -84,12 +85,16 @@ def _numpy(t):
 def _run(op, fn, *tensors, **params):
     """``fn(*arrays, axis=1, out=..., **params)`` into a new tensor laid out like the last input."""
     _check(op, *tensors)
+    arrays = list(map(_numpy, tensors))
     x = tensors[-1]
-    wide = x.dtype == torch.bfloat16
-    out = torch.empty_like(x, dtype=torch.float32 if wide else x.dtype,
-                           memory_format=torch.preserve_format)
-    fn(*map(_numpy, tensors), axis=1, out=out.numpy(), **params)
-    return out.to(x.dtype) if wide else out
+    # The output is allocated by NumPy, laid out like the input (empty_like keeps the stride
+    # order, so channels_last stays channels_last) and handed to torch without a copy: NumPy
+    # asks for transparent huge pages on large buffers, torch's CPU allocator does not, and the
+    # first touch of 4 KiB pages costs more than the LRN itself on large inputs.
+    out = np.empty_like(arrays[-1])
+    fn(*arrays, axis=1, out=out, **params)
+    out = torch.from_numpy(out)
+    return out.to(x.dtype) if x.dtype == torch.bfloat16 else out
 
 
 def _fake(op, *tensors):
