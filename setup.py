@@ -6,6 +6,7 @@ All build choices are made here, and each can be overridden from the environment
     LRN_CORE_NO_AVX2=1       do not build the AVX2/FMA variant of the kernels
     LRN_CORE_MARCH=native    compile the baseline kernels with -march=<value> (not portable:
                              a wheel built so crashes on older CPUs)
+    LRN_CORE_NO_LIBMVEC=1    do not use glibc's vector pow for generic betas in the AVX2 build
     LRN_CORE_CFLAGS="..."    extra compiler flags, appended last
 
 The kernels are always built with the platform's baseline instruction set (x86-64: SSE2), so a
@@ -45,6 +46,19 @@ OPENMP_TEST = textwrap.dedent(
 )
 
 
+LIBMVEC_TEST = textwrap.dedent(
+    """
+    #include <immintrin.h>
+    __m256d _ZGVdN4vv_pow(__m256d, __m256d);
+    int main(void) {
+        double out[4];
+        _mm256_storeu_pd(out, _ZGVdN4vv_pow(_mm256_set1_pd(2.0), _mm256_set1_pd(-0.5)));
+        return out[0] > 0.70 && out[0] < 0.71 ? 0 : 1;
+    }
+    """
+)
+
+
 def _flag(name):
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -67,7 +81,29 @@ def _compiler_accepts_openmp(compiler):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _links_libmvec(compiler):
+    """glibc's vector maths library (AVX2 pow, 4 doubles at a time) links and runs."""
+    tmp = tempfile.mkdtemp(prefix="lrn_core_mvec_")
+    try:
+        src = os.path.join(tmp, "mvec_test.c")
+        with open(src, "w") as f:
+            f.write(LIBMVEC_TEST)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=["-mavx2", "-mfma"])
+        exe = os.path.join(tmp, "mvec_test")
+        compiler.link_executable(objs, exe, libraries=["mvec", "m"])
+        return subprocess.run([exe], timeout=60).returncode == 0
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        # Flags depend on the environment (LRN_CORE_*): never reuse objects of another build.
+        self.force = True
+
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         use_openmp = not _flag("LRN_CORE_NO_OPENMP")
@@ -80,6 +116,10 @@ class BuildExt(build_ext):
                 file=sys.stderr,
             )
             use_openmp = False
+        # A generic beta uses glibc's vector pow in the AVX2 build when it links (Linux).
+        use_libmvec = (not msvc and not _flag("LRN_CORE_NO_LIBMVEC")
+                       and any(e.name.endswith("_avx2") for e in self.extensions)
+                       and _links_libmvec(self.compiler))
         march = os.environ.get("LRN_CORE_MARCH", "").strip()
         extra = os.environ.get("LRN_CORE_CFLAGS", "").split()
         for ext in self.extensions:
@@ -103,6 +143,9 @@ class BuildExt(build_ext):
                 ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                 ("LRN_BUILD_CFLAGS", f'"{flags}"'),
             ]
+            if use_libmvec and ext.name.endswith("_avx2"):
+                ext.define_macros.append(("LRN_HAVE_LIBMVEC", "1"))
+                ext.libraries = ["mvec", "m"]
         super().build_extensions()
 
 

@@ -43,6 +43,7 @@ def get_config():
         "platform": platform.platform(),
         "kernels": k.__name__,
         "simd": k.simd,
+        "vector_pow": k.vector_pow,
         "openmp": k.openmp_enabled,
         "openmp_version": k.openmp_version,
         "threads": k.max_threads(),

@@ -10,6 +10,7 @@ openmp_enabled: bool
 openmp_version: int
 simd: str
 build_cflags: str
+vector_pow: bool
 
 def max_threads() -> int: ...
 def window_sum(

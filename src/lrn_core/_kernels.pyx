@@ -49,11 +49,6 @@ cdef extern from *:
     #define LRN_OPENMP_VERSION 0
     static int omp_get_max_threads(void) { return 1; }
     #endif
-    #if defined(__GNUC__) || defined(__clang__)
-    #define lrn_prefetch(p) __builtin_prefetch((const void*)(p), 0, 3)
-    #else
-    #define lrn_prefetch(p) ((void)0)
-    #endif
     /* s ** -0.75 and s ** -0.5 for float rows whose values are all normal and positive (the
        float fast path checks that first). With AVX2/FMA: the hardware reciprocal square root
        estimate refined by two Newton steps (about 1 ulp), times its correctly rounded square
@@ -125,6 +120,63 @@ cdef extern from *:
             v[j] = (float)(t / x);
         }
     }
+    /* The float fast path's forward row, fused: s = k + an * (S + P), y = x * s ** -beta, for
+       beta 0.75 and 0.5 (returns 0 for other betas or without AVX2: the caller loops). */
+    static inline int lrn_forward_row_f32(const float* S, const float* P, int addp, float k,
+                                          float an, const float* x, float* y, Py_ssize_t n,
+                                          int beta_075) {
+    #if defined(__AVX2__) && defined(__FMA__)
+        Py_ssize_t j = 0;
+        const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
+        for (; j + 8 <= n; j += 8) {
+            __m256 w = _mm256_loadu_ps(S + j);
+            if (addp) w = _mm256_add_ps(w, _mm256_loadu_ps(P + j));
+            __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
+            __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), t));
+        }
+        for (; j < n; j++) {
+            double s = (double)(k + an * (addp ? S[j] + P[j] : S[j])), r = sqrt(s);
+            y[j] = (float)((double)x[j] * (beta_075 ? 1.0 / (r * sqrt(r)) : 1.0 / r));
+        }
+        return 1;
+    #else
+        return 0;
+    #endif
+    }
+    /* s ** -beta for any beta. With glibc's vector maths library (libmvec; setup.py probes it
+       for the AVX2 build), four double-precision pows at a time; otherwise the scalar pow.
+       Both are double precision, so a float32 result is rounded once. */
+    #if defined(LRN_HAVE_LIBMVEC) && defined(__AVX2__)
+    __m256d _ZGVdN4vv_pow(__m256d x, __m256d y);
+    #endif
+    static inline void lrn_pow_f32(float* s, Py_ssize_t n, double beta) {
+        Py_ssize_t j = 0;
+    #if defined(LRN_HAVE_LIBMVEC) && defined(__AVX2__)
+        const __m256d nb = _mm256_set1_pd(-beta);
+        for (; j + 4 <= n; j += 4) {
+            __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(s + j));
+            _mm_storeu_ps(s + j, _mm256_cvtpd_ps(_ZGVdN4vv_pow(x, nb)));
+        }
+    #endif
+        for (; j < n; j++)
+            s[j] = (float)pow((double)s[j], -beta);
+    }
+    static inline void lrn_pow_f64(double* s, Py_ssize_t n, double beta) {
+        Py_ssize_t j = 0;
+    #if defined(LRN_HAVE_LIBMVEC) && defined(__AVX2__)
+        const __m256d nb = _mm256_set1_pd(-beta);
+        for (; j + 4 <= n; j += 4)
+            _mm256_storeu_pd(s + j, _ZGVdN4vv_pow(_mm256_loadu_pd(s + j), nb));
+    #endif
+        for (; j < n; j++)
+            s[j] = pow(s[j], -beta);
+    }
+    #if defined(LRN_HAVE_LIBMVEC) && defined(__AVX2__)
+    #define LRN_VECTOR_POW 1
+    #else
+    #define LRN_VECTOR_POW 0
+    #endif
     #ifndef LRN_BUILD_CFLAGS
     #define LRN_BUILD_CFLAGS ""
     #endif
@@ -141,10 +193,14 @@ cdef extern from *:
     const char* LRN_SIMD
     const char* LRN_BUILD_CFLAGS
     int omp_get_max_threads() noexcept nogil
-    void lrn_prefetch(const void* p) noexcept nogil
     void lrn_pow075_f32(float* s, Py_ssize_t n) noexcept nogil
     void lrn_pow05_f32(float* s, Py_ssize_t n) noexcept nogil
     void lrn_pow075_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
+    void lrn_pow_f32(float* s, Py_ssize_t n, double beta) noexcept nogil
+    int lrn_forward_row_f32(const float* S, const float* P, int addp, float k, float an,
+                            const float* x, float* y, Py_ssize_t n, int beta_075) noexcept nogil
+    void lrn_pow_f64(double* s, Py_ssize_t n, double beta) noexcept nogil
+    const int LRN_VECTOR_POW
     void lrn_pow05_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
 
 
@@ -168,6 +224,7 @@ openmp_enabled = bool(LRN_OPENMP)
 openmp_version = LRN_OPENMP_VERSION
 simd = (<bytes>LRN_SIMD).decode()
 build_cflags = (<bytes>LRN_BUILD_CFLAGS).decode()
+vector_pow = bool(LRN_VECTOR_POW)
 
 
 def max_threads():
@@ -235,16 +292,6 @@ cdef inline void _scatter(const floating* src, Py_ssize_t C, Py_ssize_t L, Py_ss
             col[c * sc] = src[c * B + j]
 
 
-cdef inline void _prefetch_row(const void* row, Py_ssize_t nbytes) noexcept nogil:
-    """Ask for the cache lines of a row the next tile will read (no-op without GCC/Clang)."""
-    cdef Py_ssize_t m
-    cdef const char* p = <const char*>row
-    if p == NULL:
-        return
-    for m in range(0, nbytes, 64):
-        lrn_prefetch(p + m)
-
-
 cdef inline void _neg_pow(acc* s, Py_ssize_t L, double beta, int kind) noexcept nogil:
     """s[j] = s[j] ** -beta in place; closed forms for the common betas.
 
@@ -280,10 +327,11 @@ cdef inline void _neg_pow(acc* s, Py_ssize_t L, double beta, int kind) noexcept 
     elif kind == BETA_0:
         for j in range(L):
             s[j] = one
+    elif acc is float:
+        # in double: powf with a float beta is off by up to ~20 ulp for large s
+        lrn_pow_f32(s, L, beta)
     else:
-        for j in range(L):
-            # float too: powf with a float beta is off by up to ~20 ulp for large s
-            s[j] = <acc>pow(<double>s[j], -beta)
+        lrn_pow_f64(s, L, beta)
 
 
 cdef inline void _neg_pow_pair(acc* s, acc* v, Py_ssize_t L, double beta,
@@ -354,29 +402,24 @@ cdef inline void _suffix_pass(const floating* X, Py_ssize_t xs, const acc* V, in
                     Srow[j] = vrow[j] + Snext[j]
 
 
-cdef inline int _window_row(const floating* X, Py_ssize_t xs, const acc* V, int square,
-                            const acc* S, acc* P, acc* T, acc kk, acc an, bint check,
-                            Py_ssize_t c, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
-                            Py_ssize_t L, Py_ssize_t B) noexcept nogil:
-    """T = kk + an * (window sum of output row c); rows must be visited c = 0, 1, 2, ...
+cdef inline void _prefix_row(const floating* X, Py_ssize_t xs, const acc* V, int square,
+                             acc* P, Py_ssize_t c, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
+                             Py_ssize_t L, Py_ssize_t B) noexcept nogil:
+    """Advance the running prefix sum P for output row c (rows visited c = 0, 1, 2, ...).
 
-    Window c covers padded rows [c, c + n - 1]: the suffix sum S[c] plus the running prefix
-    sum P of the block holding row c + n - 1 (nothing when c starts a block). One loop does the
-    prefix update, the sum and the affine map. With ``check``, returns how many T fall outside
-    [1e-20, 1e30] (nan included) for the float fast path; otherwise 0.
+    Window c covers padded rows [c, c + n - 1]: the suffix sum S[c] plus P, the prefix sum of
+    the block holding row c + n - 1, except when c starts a block (then S[c] alone: addp false).
+    Summed rows are X[ch]**2 (square) or V[ch] (rows B apart), zero outside [0, C).
     """
     cdef Py_ssize_t q = c + n - 1
     cdef Py_ssize_t ch = q - before
     cdef Py_ssize_t j
-    cdef const acc* Srow = S + c * B
     cdef const floating* xrow = X + ch * xs
-    cdef const acc* vrow = V + ch * B
+    cdef const acc* vrow
     cdef bint valid = c > 0 and 0 <= ch < C
     cdef bint reset = c > 0 and q % n == 0
-    cdef bint addp = c % n != 0
-    cdef acc v, w, lo = <acc>1e-20, hi = <acc>1e30
-    cdef int bad = 0
-    # the prefix sum (each branch is one simple loop, so each vectorises)
+    cdef acc v
+    # each branch is one simple loop, so each vectorises
     if valid and square:
         if reset:
             for j in range(L):
@@ -387,6 +430,7 @@ cdef inline int _window_row(const floating* X, Py_ssize_t xs, const acc* V, int 
                 v = <acc>xrow[j]
                 P[j] = P[j] + v * v
     elif valid:
+        vrow = V + ch * B
         if reset:
             for j in range(L):
                 P[j] = vrow[j]
@@ -396,24 +440,18 @@ cdef inline int _window_row(const floating* X, Py_ssize_t xs, const acc* V, int 
     elif reset:
         for j in range(L):
             P[j] = 0
-    # the window sum and the affine map
-    if addp and check:
-        for j in range(L):
-            w = kk + an * (Srow[j] + P[j])
-            T[j] = w
-            bad += (w < lo) | (w > hi) | (w != w)
-    elif addp:
+
+
+cdef inline void _affine_row(const acc* Srow, const acc* P, acc* T, bint addp, acc kk, acc an,
+                             Py_ssize_t L) noexcept nogil:
+    """T = kk + an * (window sum): Srow + P, or Srow alone when the window is one block."""
+    cdef Py_ssize_t j
+    if addp:
         for j in range(L):
             T[j] = kk + an * (Srow[j] + P[j])
-    elif check:
-        for j in range(L):
-            w = kk + an * Srow[j]
-            T[j] = w
-            bad += (w < lo) | (w > hi) | (w != w)
     else:
         for j in range(L):
             T[j] = kk + an * Srow[j]
-    return bad
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,10 +459,11 @@ cdef inline int _window_row(const floating* X, Py_ssize_t xs, const acc* V, int 
 # S holds C + n + 1 rows (suffix sums, then window sums; one more row for P, one for T).
 
 cdef inline bint _forward_tile(const floating* X, Py_ssize_t xs, floating* Y, Py_ssize_t ys,
-                               const floating* Xnext, Py_ssize_t Lnext, acc* S, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
+                               acc* S, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
                                double alpha, double beta, double k, int kind, bint checked,
                                Py_ssize_t L, Py_ssize_t B) noexcept nogil:
-    """One forward tile; with ``checked``, stop and return False if some s is out of range."""
+    """One forward tile; with ``checked`` (the float fast path) return False, having written
+    nothing, when the tile's values could leave the range where float is accurate."""
     cdef acc* P = S + (C + n - 1) * B
     cdef acc* T = P + B
     cdef acc an = <acc>(alpha / <double>n)
@@ -432,28 +471,36 @@ cdef inline bint _forward_tile(const floating* X, Py_ssize_t xs, floating* Y, Py
     cdef Py_ssize_t c, j
     cdef const floating* xrow
     cdef floating* yrow
-    cdef acc* Srow
+    cdef bint fused = (floating is float and acc is float
+                       and (kind == BETA_075 or kind == BETA_05))
     _suffix_pass(X, xs, <acc*>NULL, 1, S, C, n, before, L, B)
+    if checked and not _blocks_ok(S, C, n, alpha, k, L, B):
+        return False
     for c in range(C):
-        if _window_row(X, xs, <acc*>NULL, 1, S, P, T, kk, an, checked, c, C, n, before, L, B):
-            return False
-        _neg_pow(T, L, beta, kind)
         xrow = X + c * xs
         yrow = Y + c * ys
+        if fused:
+            _prefix_row(X, xs, <acc*>NULL, 1, P, c, C, n, before, L, B)
+            if lrn_forward_row_f32(<float*>(S + c * B), <float*>P, c % n != 0, <float>kk,
+                                   <float>an, <float*>xrow, <float*>yrow, L, kind == BETA_075):
+                continue
+        else:
+            _prefix_row(X, xs, <acc*>NULL, 1, P, c, C, n, before, L, B)
+        _affine_row(S + c * B, P, T, c % n != 0, kk, an, L)
+        _neg_pow(T, L, beta, kind)
         for j in range(L):
             yrow[j] = <floating>(<acc>xrow[j] * T[j])
-        if Xnext != NULL:
-            _prefetch_row(Xnext + c * xs, Lnext * sizeof(floating))
     return True
 
 
 cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_t xs,
-                                floating* DX, Py_ssize_t ys, const floating* DYnext,
-                                const floating* Xnext, Py_ssize_t Lnext, acc* S, acc* S2, acc* R,
+                                floating* DX, Py_ssize_t ys, acc* S, acc* S2, acc* R,
                                 Py_ssize_t C, Py_ssize_t n, Py_ssize_t before, double alpha,
                                 double beta, double k, int kind, bint checked, Py_ssize_t L,
                                 Py_ssize_t B) noexcept nogil:
-    """One backward tile (DY and X rows both ``xs`` apart); see ``lrn_backward``."""
+    """One backward tile (DY and X rows both ``xs`` apart); see ``lrn_backward``. With
+    ``checked`` (the float fast path) return False, having written nothing, when a value
+    could leave the range where float is accurate."""
     cdef acc* P = S + (C + n - 1) * B
     cdef acc* P2 = S2 + (C + n - 1) * B
     cdef acc an = <acc>(alpha / <double>n)
@@ -471,13 +518,13 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
     cdef int bad = 0
     # s, then t = s ** -beta (kept in S) and r = dy * x * t / s (in R)
     _suffix_pass(X, xs, <acc*>NULL, 1, S, C, n, before, L, B)
+    if checked and not _blocks_ok(S, C, n, alpha, k, L, B):
+        return False
     for c in range(C):
         Srow = S + c * B
         Rrow = R + c * B
-        # in place: S row c is read only for output c
-        if _window_row(X, xs, <acc*>NULL, 1, S, P, Srow, kk, an, checked, c, C, n, before, L,
-                       B):
-            return False
+        _prefix_row(X, xs, <acc*>NULL, 1, P, c, C, n, before, L, B)
+        _affine_row(Srow, P, Srow, c % n != 0, kk, an, L)  # in place: S row c serves output c
         _neg_pow_pair(Srow, Rrow, L, beta, kind)
         xrow = X + c * xs
         drow = DY + c * xs
@@ -485,7 +532,7 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
             for j in range(L):
                 r = <acc>drow[j] * <acc>xrow[j] * Rrow[j]
                 Rrow[j] = r
-                bad += (r < -big) | (r > big) | (r != r)
+                bad += not (-big <= r <= big)
             if bad:
                 return False
         else:
@@ -494,24 +541,44 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
     # the transposed window sum of r, and dx
     _suffix_pass(X, xs, R, 0, S2, C, n, after, L, B)
     for c in range(C):
-        _window_row(X, xs, R, 0, S2, P2, S2 + c * B, 0, 1, False, c, C, n, after, L, B)
-        Srow = S + c * B
         Wrow = S2 + c * B
+        _prefix_row(X, xs, R, 0, P2, c, C, n, after, L, B)
+        _affine_row(Wrow, P2, Wrow, c % n != 0, 0, 1, L)
+        Srow = S + c * B
         xrow = X + c * xs
         drow = DY + c * xs
         orow = DX + c * ys
         for j in range(L):
             orow[j] = <floating>(<acc>drow[j] * Srow[j] - coef * <acc>xrow[j] * Wrow[j])
-        if Xnext != NULL:
-            _prefetch_row(Xnext + c * xs, Lnext * sizeof(floating))
-            _prefetch_row(DYnext + c * xs, Lnext * sizeof(floating))
     return True
 
 
-cdef inline bint _fast_ok(Py_ssize_t n, double alpha) noexcept nogil:
-    """Parameters for which the float32 fast path is accurate (plus the per-tile s check)."""
+cdef inline bint _fast_ok(Py_ssize_t n, double alpha, double k) noexcept nogil:
+    """Parameters for which the float32 fast path is accurate (plus the per-tile check).
+
+    With k >= 1e-20, every s >= 1e-20 and squares lost to underflow are negligible; the tile
+    check (_blocks_ok) then bounds every s by 1e30 and rules out inf/nan.
+    """
     cdef double an = alpha / <double>n
-    return n <= FAST_MAX_SIZE and 0.0 <= an <= 1e6
+    return n <= FAST_MAX_SIZE and 0.0 <= an <= 1e6 and 1e-20 <= k <= 5e29
+
+
+cdef inline bint _blocks_ok(const acc* S, Py_ssize_t C, Py_ssize_t n, double alpha, double k,
+                            Py_ssize_t L, Py_ssize_t B) noexcept nogil:
+    """After a suffix pass of squares: every block total (S at block starts) is finite and small
+    enough that s = k + alpha/n * (window sum) <= 1e30; a window spans at most two blocks."""
+    cdef Py_ssize_t p, j
+    cdef double an = alpha / <double>n
+    cdef acc lim = <acc>(0.5 * (1e30 - k) / an) if an > 0 else <acc>1e30
+    cdef int bad = 0
+    cdef const acc* row
+    if lim > <acc>1e30:
+        lim = <acc>1e30
+    for p in range((C + n - 2) // n + 1):  # block starts 0, n, 2n, ... < C + n - 1
+        row = S + p * n * B
+        for j in range(L):
+            bad += not (row[j] <= lim)
+    return bad == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,8 +640,9 @@ def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size
                         V[c * B + j] = src[c * vsc + j * vsi]
                 _suffix_pass(src, 0, V, 0, S, C, n, before, L, B)
                 for c in range(C):
-                    _window_row(src, 0, V, 0, S, S + (C + n - 1) * B, S + c * B, 0.0, 1.0, False,
-                                c, C, n, before, L, B)
+                    _prefix_row(src, 0, V, 0, S + (C + n - 1) * B, c, C, n, before, L, B)
+                    _affine_row(S + c * B, S + (C + n - 1) * B, S + c * B, c % n != 0, 0.0, 1.0,
+                                L)
                     for j in range(L):
                         buf[c * B + j] = <floating>S[c * B + j]
                 _scatter(buf, C, L, B, op + o * oso + i0 * osi, osc, osi)
@@ -593,7 +661,7 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
         return
     cdef Py_ssize_t n = size
     cdef int kind = _beta_kind(beta)
-    cdef bint fast = floating is float and _fast_ok(n, alpha)
+    cdef bint fast = floating is float and _fast_ok(n, alpha, k)
     cdef Geometry g = _geometry(O, C, I, n, sizeof(float) if fast else sizeof(double))
     cdef Py_ssize_t B = g.B
     cdef const floating* xp = &x[0, 0, 0]
@@ -604,8 +672,7 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     cdef Py_ssize_t osc = out.strides[1] // sizeof(floating)
     cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
     cdef bint x_direct = xsi == 1, o_direct = osi == 1
-    cdef Py_ssize_t t, o, i0, L, xs, ys, Ln
-    cdef const floating* Xn
+    cdef Py_ssize_t t, o, i0, L, xs, ys
     cdef floating* xbuf
     cdef floating* obuf
     cdef float* Sf
@@ -635,14 +702,10 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                     Y, ys = op + o * oso + i0, osc
                 else:
                     Y, ys = obuf, B
-                Xn, Ln = <const floating*>NULL, 0
-                if x_direct and t + 1 < g.n_tiles:
-                    Ln = min(B, I - ((t + 1) % g.per_row) * B)
-                    Xn = xp + ((t + 1) // g.per_row) * xso + ((t + 1) % g.per_row) * B
-                if not (fast and _forward_tile(X, xs, Y, ys, Xn, Ln, Sf, C, n, before, alpha,
-                                               beta, k, kind, True, L, B)):
-                    _forward_tile(X, xs, Y, ys, Xn, Ln, Sd, C, n, before, alpha, beta, k, kind,
-                                  False, L, B)
+                if not (fast and _forward_tile(X, xs, Y, ys, Sf, C, n, before, alpha, beta, k,
+                                               kind, True, L, B)):
+                    _forward_tile(X, xs, Y, ys, Sd, C, n, before, alpha, beta, k, kind, False,
+                                  L, B)
                 if not o_direct:
                     _scatter(obuf, C, L, B, op + o * oso + i0 * osi, osc, osi)
         free(xbuf)
@@ -665,7 +728,7 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
         return
     cdef Py_ssize_t n = size
     cdef int kind = _beta_kind(beta)
-    cdef bint fast = floating is float and _fast_ok(n, alpha)
+    cdef bint fast = floating is float and _fast_ok(n, alpha, k)
     cdef Geometry g = _geometry(O, C, I, n, 3 * (sizeof(float) if fast else sizeof(double)))
     cdef Py_ssize_t B = g.B
     cdef const floating* xp = &x[0, 0, 0]
@@ -682,9 +745,7 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     # rows are read in place only when x and dy share the channel stride and are contiguous
     cdef bint in_direct = xsi == 1 and dsi == 1 and xsc == dsc
     cdef bint o_direct = osi == 1
-    cdef Py_ssize_t t, o, i0, L, xs, ys, Ln
-    cdef const floating* Xn
-    cdef const floating* DYn
+    cdef Py_ssize_t t, o, i0, L, xs, ys
     cdef floating* xbuf
     cdef floating* dbuf
     cdef floating* obuf
@@ -719,16 +780,10 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                     DX, ys = op + o * oso + i0, osc
                 else:
                     DX, ys = obuf, B
-                Xn, DYn, Ln = <const floating*>NULL, <const floating*>NULL, 0
-                if in_direct and t + 1 < g.n_tiles:
-                    Ln = min(B, I - ((t + 1) % g.per_row) * B)
-                    Xn = xp + ((t + 1) // g.per_row) * xso + ((t + 1) % g.per_row) * B
-                    DYn = dp + ((t + 1) // g.per_row) * dso + ((t + 1) % g.per_row) * B
-                if not (fast and _backward_tile(DY, X, xs, DX, ys, DYn, Xn, Ln, Sf, Sf + rows,
-                                                Sf + 2 * rows, C, n, before, alpha, beta, k,
-                                                kind, True, L, B)):
-                    _backward_tile(DY, X, xs, DX, ys, DYn, Xn, Ln, Sd, Sd + rows, Sd + 2 * rows,
-                                   C, n, before, alpha, beta, k, kind, False, L, B)
+                if not (fast and _backward_tile(DY, X, xs, DX, ys, Sf, Sf + rows, Sf + 2 * rows,
+                                                C, n, before, alpha, beta, k, kind, True, L, B)):
+                    _backward_tile(DY, X, xs, DX, ys, Sd, Sd + rows, Sd + 2 * rows, C, n, before,
+                                   alpha, beta, k, kind, False, L, B)
                 if not o_direct:
                     _scatter(obuf, C, L, B, op + o * oso + i0 * osi, osc, osi)
         free(xbuf)
