@@ -20,8 +20,8 @@
 #
 # Precision: float64 inputs are computed in double. float32 inputs take a float fast path when
 # it is provably accurate to a few ulps: the window has at most FAST_MAX_SIZE channels (so a sum
-# has few roundings), 0 <= alpha/size <= 1e6, and every s of the tile lies in [1e-20, 1e30] (no
-# overflow, no underflowed square that matters, no inf/nan). A tile that fails the check is
+# has few roundings), 0 <= alpha/size <= 1e6 and 1e-20 <= k <= 5e29 (so s >= 1e-20), and the
+# tile's block totals show every s <= 1e30 and no inf/nan. A tile that fails the check is
 # recomputed with double accumulation, so the guarantee holds for any input.
 #
 # This file is compiled twice by setup.py: as ``_kernels`` with the baseline flags of the
@@ -144,6 +144,44 @@ cdef extern from *:
         return 0;
     #endif
     }
+    /* The float fast path's first backward row, fused: s = k + an * (S + P), t = s ** -beta
+       (into T), r = dy * x * t / s (into R); returns how many r are outside [-1e30, 1e30] (nan
+       included), or -1 for other betas or without AVX2 (the caller loops). */
+    static inline Py_ssize_t lrn_backward_row_f32(const float* S, const float* P, int addp,
+                                                  float k, float an, const float* x,
+                                                  const float* dy, float* T, float* R,
+                                                  Py_ssize_t n, int beta_075) {
+    #if defined(__AVX2__) && defined(__FMA__)
+        Py_ssize_t j = 0, bad = 0;
+        const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
+        const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
+        for (; j + 8 <= n; j += 8) {
+            __m256 w = _mm256_loadu_ps(S + j);
+            if (addp) w = _mm256_add_ps(w, _mm256_loadu_ps(P + j));
+            __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
+            __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+            __m256 v = _mm256_mul_ps(t, _mm256_mul_ps(a, a));
+            __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + j),
+                                                   _mm256_loadu_ps(x + j)), v);
+            _mm256_storeu_ps(T + j, t);
+            _mm256_storeu_ps(R + j, r);
+            __m256 ok = _mm256_and_ps(_mm256_cmp_ps(r, big, _CMP_LE_OQ),
+                                      _mm256_cmp_ps(r, nbig, _CMP_GE_OQ));
+            bad += 8 - __builtin_popcount(_mm256_movemask_ps(ok));
+        }
+        for (; j < n; j++) {
+            double s = (double)(k + an * (addp ? S[j] + P[j] : S[j])), q = sqrt(s);
+            double t = beta_075 ? 1.0 / (q * sqrt(q)) : 1.0 / q;
+            float r = (float)((double)dy[j] * (double)x[j] * (t / s));
+            T[j] = (float)t;
+            R[j] = r;
+            bad += !(r <= 1e30f && r >= -1e30f);
+        }
+        return bad;
+    #else
+        return -1;
+    #endif
+    }
     /* s ** -beta for any beta. With glibc's vector maths library (libmvec; setup.py probes it
        for the AVX2 build), four double-precision pows at a time; otherwise the scalar pow.
        Both are double precision, so a float32 result is rounded once. */
@@ -197,6 +235,9 @@ cdef extern from *:
     void lrn_pow05_f32(float* s, Py_ssize_t n) noexcept nogil
     void lrn_pow075_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
     void lrn_pow_f32(float* s, Py_ssize_t n, double beta) noexcept nogil
+    Py_ssize_t lrn_backward_row_f32(const float* S, const float* P, int addp, float k, float an,
+                                    const float* x, const float* dy, float* T, float* R,
+                                    Py_ssize_t n, int beta_075) noexcept nogil
     int lrn_forward_row_f32(const float* S, const float* P, int addp, float k, float an,
                             const float* x, float* y, Py_ssize_t n, int beta_075) noexcept nogil
     void lrn_pow_f64(double* s, Py_ssize_t n, double beta) noexcept nogil
@@ -516,6 +557,9 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
     cdef acc* Wrow
     cdef acc r, big = <acc>1e30
     cdef int bad = 0
+    cdef Py_ssize_t nbad
+    cdef bint fused = (floating is float and acc is float
+                       and (kind == BETA_075 or kind == BETA_05))
     # s, then t = s ** -beta (kept in S) and r = dy * x * t / s (in R)
     _suffix_pass(X, xs, <acc*>NULL, 1, S, C, n, before, L, B)
     if checked and not _blocks_ok(S, C, n, alpha, k, L, B):
@@ -523,11 +567,19 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
     for c in range(C):
         Srow = S + c * B
         Rrow = R + c * B
-        _prefix_row(X, xs, <acc*>NULL, 1, P, c, C, n, before, L, B)
-        _affine_row(Srow, P, Srow, c % n != 0, kk, an, L)  # in place: S row c serves output c
-        _neg_pow_pair(Srow, Rrow, L, beta, kind)
         xrow = X + c * xs
         drow = DY + c * xs
+        _prefix_row(X, xs, <acc*>NULL, 1, P, c, C, n, before, L, B)
+        if fused:
+            nbad = lrn_backward_row_f32(<float*>Srow, <float*>P, c % n != 0, <float>kk, <float>an,
+                                        <float*>xrow, <float*>drow, <float*>Srow, <float*>Rrow,
+                                        L, kind == BETA_075)
+            if nbad > 0 and checked:
+                return False
+            if nbad >= 0:
+                continue
+        _affine_row(Srow, P, Srow, c % n != 0, kk, an, L)  # in place: S row c serves output c
+        _neg_pow_pair(Srow, Rrow, L, beta, kind)
         if checked:
             for j in range(L):
                 r = <acc>drow[j] * <acc>xrow[j] * Rrow[j]
@@ -543,13 +595,17 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
     for c in range(C):
         Wrow = S2 + c * B
         _prefix_row(X, xs, R, 0, P2, c, C, n, after, L, B)
-        _affine_row(Wrow, P2, Wrow, c % n != 0, 0, 1, L)
         Srow = S + c * B
         xrow = X + c * xs
         drow = DY + c * xs
         orow = DX + c * ys
-        for j in range(L):
-            orow[j] = <floating>(<acc>drow[j] * Srow[j] - coef * <acc>xrow[j] * Wrow[j])
+        if c % n != 0:  # the window sum is Wrow + P2 (one loop either way)
+            for j in range(L):
+                orow[j] = <floating>(<acc>drow[j] * Srow[j]
+                                     - coef * <acc>xrow[j] * (Wrow[j] + P2[j]))
+        else:
+            for j in range(L):
+                orow[j] = <floating>(<acc>drow[j] * Srow[j] - coef * <acc>xrow[j] * Wrow[j])
     return True
 
 
