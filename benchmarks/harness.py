@@ -483,14 +483,26 @@ def _torch_fns(f, xt, dyt):
 
 
 def _tf_fns(tf, f, xt, dyt):
+    """fwd and fwd+bwd of a TF function ``f(x) -> y``, each inside ``tf.function`` (how Keras
+    runs a model: ``model.fit`` and ``predict`` trace their steps), for native and adapter alike.
+    Eager calls pay per-op dispatch and, for the adapter, OpenMP threads competing with TF's
+    spinning eager pool; see the README's TensorFlow section."""
+    @tf.function
+    def fwd_graph(x):
+        return f(x)
+
+    @tf.function
+    def fwd_bwd_graph(x, dy):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+        return tape.gradient(y, x, output_gradients=dy)
+
     def fwd():
-        f(xt)
+        fwd_graph(xt)
 
     def fwd_bwd():
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = f(xt)
-        tape.gradient(y, xt, output_gradients=dyt)
+        fwd_bwd_graph(xt, dyt)
 
     return {"fwd": fwd, "fwd+bwd": fwd_bwd}
 

@@ -115,28 +115,34 @@ def _check_out(out, shape, dtype, inputs):
 def _collapse(shape, strides):
     """(n, stride) for dims that can be walked as one strided axis without a copy, else None."""
     dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
-    total = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if not dims:
-        return total, 0
-    for (n0, s0), (n1, s1) in zip(dims, dims[1:]):
+        return math.prod(shape), 0
+    for (_, s0), (n1, s1) in zip(dims, dims[1:]):
         if s0 != s1 * n1:
             return None
-    return total, dims[-1][1]
+    return math.prod(shape), dims[-1][1]
 
 
 def _view3(a, axis):
-    """A 3-D (outer, C, inner) view of ``a`` around ``axis``, or None if strides forbid one."""
-    outer = _collapse(a.shape[:axis], a.strides[:axis])
-    inner = _collapse(a.shape[axis + 1:], a.strides[axis + 1:])
-    if outer is None or inner is None:
-        return None
-    (no, so), (ni, si) = outer, inner
-    c, sc = a.shape[axis], a.strides[axis]
-    if ni == 1 and no > 1:
-        # channels are the last non-trivial axis (NHWC, 2-D, 1-D batches): walk the outer
-        # positions as the inner axis so tiles still hold many positions.
-        no, so, ni, si = 1, 0, no, so
-    return as_strided(a, shape=(no, c, ni), strides=(so, sc, si), writeable=a.flags.writeable)
+    """A 3-D (outer, C, inner) view of ``a`` around ``axis``, or None if strides forbid one.
+
+    When the channels are the last non-trivial axis (NHWC, 2-D, 1-D batches) the outer
+    positions are walked as the inner axis, (1, C, outer), so tiles still hold many positions.
+    """
+    shape = a.shape
+    if a.flags.c_contiguous:  # the common case, without stride arithmetic
+        v = a.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
+    else:
+        outer = _collapse(shape[:axis], a.strides[:axis])
+        inner = _collapse(shape[axis + 1:], a.strides[axis + 1:])
+        if outer is None or inner is None:
+            return None
+        (no, so), (ni, si) = outer, inner
+        v = as_strided(a, shape=(no, shape[axis], ni), strides=(so, a.strides[axis], si),
+                       writeable=a.flags.writeable)
+    if v.shape[2] == 1 and v.shape[0] > 1:
+        v = v[:, :, 0].T[None]
+    return v
 
 
 def _compute_dtype(dtype):
