@@ -63,39 +63,36 @@ def _flag(name):
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _compiler_accepts_openmp(compiler):
-    """Compile, link and run a tiny OpenMP program with -fopenmp; True if it works."""
-    tmp = tempfile.mkdtemp(prefix="lrn_core_omp_")
+def _runs(compiler, source, cflags=(), ldflags=(), libraries=()):
+    """Compile, link and run a tiny C program; its standard output, or None if any step fails
+    or it exits non-zero (the probes behind each optional build feature)."""
+    tmp = tempfile.mkdtemp(prefix="lrn_core_probe_")
     try:
-        src = os.path.join(tmp, "omp_test.c")
+        src = os.path.join(tmp, "probe.c")
         with open(src, "w") as f:
-            f.write(OPENMP_TEST)
-        objs = compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
-        exe = os.path.join(tmp, "omp_test")
-        compiler.link_executable(objs, exe, extra_postargs=["-fopenmp"])
+            f.write(source)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=list(cflags))
+        exe = os.path.join(tmp, "probe")
+        compiler.link_executable(objs, exe, extra_postargs=list(ldflags),
+                                 libraries=list(libraries))
         out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
-        return out.returncode == 0 and out.stdout.strip() == "1"
+        return out.stdout if out.returncode == 0 else None
     except Exception:
-        return False
+        return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compiler_accepts_openmp(compiler):
+    """A tiny OpenMP program builds and runs with -fopenmp."""
+    out = _runs(compiler, OPENMP_TEST, cflags=["-fopenmp"], ldflags=["-fopenmp"])
+    return out is not None and out.strip() == "1"
 
 
 def _links_libmvec(compiler):
     """glibc's vector maths library (AVX2 pow, 4 doubles at a time) links and runs."""
-    tmp = tempfile.mkdtemp(prefix="lrn_core_mvec_")
-    try:
-        src = os.path.join(tmp, "mvec_test.c")
-        with open(src, "w") as f:
-            f.write(LIBMVEC_TEST)
-        objs = compiler.compile([src], output_dir=tmp, extra_postargs=["-mavx2", "-mfma"])
-        exe = os.path.join(tmp, "mvec_test")
-        compiler.link_executable(objs, exe, libraries=["mvec", "m"])
-        return subprocess.run([exe], timeout=60).returncode == 0
-    except Exception:
-        return False
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return _runs(compiler, LIBMVEC_TEST, cflags=["-mavx2", "-mfma"],
+                 libraries=["mvec", "m"]) is not None
 
 
 class BuildExt(build_ext):

@@ -48,19 +48,3 @@ def lrn_grad_ref(dy, x, size, alpha=1e-4, beta=0.75, k=1.0, axis=1, before=None)
         g = dym * xm * np.power(s, -beta - 1.0)
         dx = diag - (2.0 * alpha * beta / size) * xm * _apply(g, M.T)
     return np.moveaxis(dx, -1, axis)
-
-
-def numerical_grad(f, x, dy, eps=1e-6):
-    """Central finite differences of sum(dy * f(x)) with respect to every element of x."""
-    x = np.array(x, dtype=np.float64)
-    g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = np.sum(dy * f(x))
-        flat[i] = old - eps
-        fm = np.sum(dy * f(x))
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return g

@@ -5,9 +5,10 @@ import itertools
 import numpy as np
 import pytest
 from conftest import TOL, assert_close
-from reference import band, lrn_grad_ref, lrn_ref, numerical_grad
+from reference import band, lrn_grad_ref, lrn_ref
 
 import lrn_core
+from lrn_core.check import finite_difference as numerical_grad
 
 DTYPES = [np.float32, np.float64]
 # (shape, axis): NCHW, NHWC, 1-D, 2-D, 3-D, 5-D, a channel axis in the middle of many

@@ -232,7 +232,7 @@ def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, out=Non
     >>> import numpy as np, lrn_core
     >>> x = np.arange(6, dtype=np.float32).reshape(1, 3, 2)
     >>> lrn_core.lrn(x, size=3, alpha=3.0, beta=1.0, k=1.0)[0, :, 0]
-    array([0.       , 0.1      , 0.1764706], dtype=float32)
+    array([0.       , 0.0952381, 0.1904762], dtype=float32)
     """
     x = _as_array("x", x)
     size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
@@ -277,7 +277,7 @@ def lrn_backward(dy, x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=
     >>> import numpy as np, lrn_core
     >>> x = np.array([[1.0, 2.0, 3.0]])
     >>> lrn_core.lrn_backward(np.ones_like(x), x, size=3, alpha=3.0, beta=1.0, k=1.0, axis=1)
-    array([[ 0.12244898, -0.02362949, -0.04      ]])
+    array([[ 0.09333333, -0.14122449, -0.0737415 ]])
     """
     x = _as_array("x", x)
     dy = _check_like("dy", dy, x, "x")
