@@ -395,3 +395,28 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
     expected = ks.astype(np.float64) ** -beta
     finite = np.isfinite(expected.astype(np.float32)) & (expected.astype(np.float32) != 0)
     assert _max_ulps(got[finite], expected[finite], np.float32) <= limit
+
+
+# --- channels-last positions (NHWC): computed position by position for windows <= 8 ----------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size,before", [(1, 0), (4, 1), (5, 2), (8, 7), (9, 4)])
+def test_channels_last_paths_match_the_channels_first_ones(rng, dtype, size, before):
+    """The same numbers as NCHW, including huge/tiny neighbours, non-finite values, k = 0."""
+    x = rng.standard_normal((3, 40, 7)).astype(dtype)
+    x[0, 10, 3] = np.sqrt(np.finfo(dtype).max) / 8
+    x[1, 20, 4] = np.nan
+    x[2, 5, 1] = np.inf
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    xl, dyl = (np.ascontiguousarray(a.transpose(0, 2, 1)) for a in (x, dy))  # (N, W, C)
+    for k in (1.0, 0.0):
+        p = dict(size=size, alpha=1.5, beta=0.75, k=k, before=before)
+        y = lrn_core.lrn(xl, **p, axis=-1)
+        assert_close(y.transpose(0, 2, 1), lrn_ref(x, **p))
+        dx = lrn_core.lrn_backward(dyl, xl, **p, axis=-1)
+        ref = lrn_grad_ref(dy, x, **p)
+        finite = np.isfinite(ref)
+        assert np.array_equal(np.isfinite(dx.transpose(0, 2, 1)), finite)
+        scale = np.abs(np.where(finite, ref, 0)).max() + 10.0
+        assert_close(np.where(finite, dx.transpose(0, 2, 1), 0), np.where(finite, ref, 0),
+                     scale=scale)

@@ -253,6 +253,9 @@ cdef enum:
     SCRATCH_TARGET = 98304
     # Largest window the float32 fast path accumulates in float.
     FAST_MAX_SIZE = 32
+    # Channels-last inputs with windows up to this size are computed position by position,
+    # summing each window directly along the contiguous channels (no transposes).
+    PIXEL_MAX_SIZE = 8
     # Beta fast paths (exact closed forms of s ** -beta).
     BETA_GENERIC = 0
     BETA_075 = 1
@@ -638,6 +641,105 @@ cdef inline bint _blocks_ok(const acc* S, Py_ssize_t C, Py_ssize_t n, double alp
 
 
 # ---------------------------------------------------------------------------------------------
+# Positions with contiguous channels (NHWC): one position at a time, windows summed directly
+# along the channels (n loads a value; no subtraction, so the guarantees of the tiles hold).
+# Q and R hold C + n - 1 padded values, W and V hold C.
+
+cdef inline void _pixel_window(const acc* Q, acc* W, Py_ssize_t C, Py_ssize_t n) noexcept nogil:
+    """W[c] = Q[c] + Q[c + 1] + ... + Q[c + n - 1]."""
+    cdef Py_ssize_t c, m
+    for c in range(C):
+        W[c] = Q[c]
+    for m in range(1, n):
+        for c in range(C):
+            W[c] = W[c] + Q[c + m]
+
+
+cdef inline void _pixel_pad(acc* Q, Py_ssize_t C, Py_ssize_t n, Py_ssize_t lead) noexcept nogil:
+    """Zero the ``lead`` padded values before the channels and the ones after them."""
+    cdef Py_ssize_t c
+    for c in range(lead):
+        Q[c] = 0
+    for c in range(lead + C, C + n - 1):
+        Q[c] = 0
+
+
+cdef inline bint _pixel_sums_ok(const acc* W, Py_ssize_t C, double alpha, double k,
+                                Py_ssize_t n) noexcept nogil:
+    """Every s = k + alpha/n * W[c] <= 1e30 and finite (the float fast path's check)."""
+    cdef Py_ssize_t c
+    cdef double an = alpha / <double>n
+    cdef acc lim = <acc>((1e30 - k) / an) if an > 0 else <acc>1e30
+    cdef int bad = 0
+    if lim > <acc>1e30:
+        lim = <acc>1e30
+    for c in range(C):
+        bad += not (W[c] <= lim)
+    return bad == 0
+
+
+cdef inline bint _forward_pixel(const floating* x, floating* y, acc* Q, acc* W, Py_ssize_t C,
+                                Py_ssize_t n, Py_ssize_t before, double alpha, double beta,
+                                double k, int kind, bint checked) noexcept nogil:
+    """LRN of one position whose C channels are contiguous in x and y."""
+    cdef Py_ssize_t c
+    cdef acc v
+    cdef acc an = <acc>(alpha / <double>n)
+    cdef acc kk = <acc>k
+    _pixel_pad(Q, C, n, before)
+    for c in range(C):
+        v = <acc>x[c]
+        Q[before + c] = v * v
+    _pixel_window(Q, W, C, n)
+    if checked and not _pixel_sums_ok(W, C, alpha, k, n):
+        return False
+    if floating is float and acc is float and (kind == BETA_075 or kind == BETA_05):
+        if lrn_forward_row_f32(<float*>W, <float*>W, 0, <float>kk, <float>an, <float*>x,
+                               <float*>y, C, kind == BETA_075):
+            return True
+    _affine_row(W, W, W, False, kk, an, C)
+    _neg_pow(W, C, beta, kind)
+    for c in range(C):
+        y[c] = <floating>(<acc>x[c] * W[c])
+    return True
+
+
+cdef inline bint _backward_pixel(const floating* dy, const floating* x, floating* dx, acc* Q,
+                                 acc* W, acc* V, acc* R, Py_ssize_t C, Py_ssize_t n,
+                                 Py_ssize_t before, double alpha, double beta, double k, int kind,
+                                 bint checked) noexcept nogil:
+    """Input gradient of one position whose C channels are contiguous in dy, x and dx."""
+    cdef Py_ssize_t c
+    cdef Py_ssize_t after = n - 1 - before
+    cdef acc v, r, big = <acc>1e30
+    cdef acc an = <acc>(alpha / <double>n)
+    cdef acc kk = <acc>k
+    cdef acc coef = <acc>(2.0 * alpha * beta / <double>n)
+    cdef int bad = 0
+    _pixel_pad(Q, C, n, before)
+    for c in range(C):
+        v = <acc>x[c]
+        Q[before + c] = v * v
+    _pixel_window(Q, W, C, n)
+    if checked and not _pixel_sums_ok(W, C, alpha, k, n):
+        return False
+    _affine_row(W, W, W, False, kk, an, C)
+    _neg_pow_pair(W, V, C, beta, kind)  # W = t = s ** -beta, V = t / s
+    _pixel_pad(R, C, n, after)  # the transposed window: ``after`` values lead
+    for c in range(C):
+        r = <acc>dy[c] * <acc>x[c] * V[c]
+        R[after + c] = r
+        if checked:
+            bad += not (-big <= r <= big)
+    if bad:
+        return False
+    _pixel_window(R, V, C, n)
+    for c in range(C):
+        dx[c] = <floating>(<acc>dy[c] * W[c] - coef * <acc>x[c] * V[c])
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
 # Kernels
 
 cdef struct Geometry:
@@ -728,7 +830,10 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     cdef Py_ssize_t osc = out.strides[1] // sizeof(floating)
     cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
     cdef bint x_direct = xsi == 1, o_direct = osi == 1
-    cdef Py_ssize_t t, o, i0, L, xs, ys
+    # channels-last positions (NHWC) with small windows: position by position, no transposes
+    cdef bint pixels = xsc == 1 and osc == 1 and xsi != 1 and n <= PIXEL_MAX_SIZE
+    cdef Py_ssize_t scratch = max((C + n + 1) * B, 2 * (C + n))
+    cdef Py_ssize_t t, o, i0, L, xs, ys, j
     cdef floating* xbuf
     cdef floating* obuf
     cdef float* Sf
@@ -740,8 +845,8 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     with nogil, parallel(num_threads=g.threads):
         xbuf = <floating*>malloc(C * B * sizeof(floating))
         obuf = <floating*>malloc(C * B * sizeof(floating))
-        Sf = <float*>malloc((C + n + 1) * B * sizeof(float))
-        Sd = <double*>malloc((C + n + 1) * B * sizeof(double))
+        Sf = <float*>malloc(scratch * sizeof(float))
+        Sd = <double*>malloc(scratch * sizeof(double))
         if xbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
             failp[0] = 1
         else:
@@ -749,6 +854,15 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                 o = t // g.per_row
                 i0 = (t % g.per_row) * B
                 L = min(B, I - i0)
+                if pixels:
+                    for j in range(L):
+                        X = xp + o * xso + (i0 + j) * xsi
+                        Y = op + o * oso + (i0 + j) * osi
+                        if not (fast and _forward_pixel(X, Y, Sf, Sf + C + n, C, n, before, alpha,
+                                                        beta, k, kind, True)):
+                            _forward_pixel(X, Y, Sd, Sd + C + n, C, n, before, alpha, beta, k,
+                                           kind, False)
+                    continue
                 if x_direct:
                     X, xs = xp + o * xso + i0, xsc
                 else:
@@ -801,7 +915,12 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     # rows are read in place only when x and dy share the channel stride and are contiguous
     cdef bint in_direct = xsi == 1 and dsi == 1 and xsc == dsc
     cdef bint o_direct = osi == 1
-    cdef Py_ssize_t t, o, i0, L, xs, ys
+    cdef bint pixels = (xsc == 1 and dsc == 1 and osc == 1 and (xsi != 1 or dsi != 1)
+                        and n <= PIXEL_MAX_SIZE)
+    cdef Py_ssize_t t, o, i0, L, xs, ys, j, cn = C + n
+    cdef const floating* XP
+    cdef const floating* DP
+    cdef floating* OP
     cdef floating* xbuf
     cdef floating* dbuf
     cdef floating* obuf
@@ -817,8 +936,8 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
         xbuf = <floating*>malloc(C * B * sizeof(floating))
         dbuf = <floating*>malloc(C * B * sizeof(floating))
         obuf = <floating*>malloc(C * B * sizeof(floating))
-        Sf = <float*>malloc(3 * rows * sizeof(float))
-        Sd = <double*>malloc(3 * rows * sizeof(double))
+        Sf = <float*>malloc(max(3 * rows, 4 * cn) * sizeof(float))
+        Sd = <double*>malloc(max(3 * rows, 4 * cn) * sizeof(double))
         if xbuf == NULL or dbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
             failp[0] = 1
         else:
@@ -826,6 +945,17 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                 o = t // g.per_row
                 i0 = (t % g.per_row) * B
                 L = min(B, I - i0)
+                if pixels:
+                    for j in range(L):
+                        XP = xp + o * xso + (i0 + j) * xsi
+                        DP = dp + o * dso + (i0 + j) * dsi
+                        OP = op + o * oso + (i0 + j) * osi
+                        if not (fast and _backward_pixel(DP, XP, OP, Sf, Sf + cn, Sf + 2 * cn,
+                                                         Sf + 3 * cn, C, n, before, alpha, beta,
+                                                         k, kind, True)):
+                            _backward_pixel(DP, XP, OP, Sd, Sd + cn, Sd + 2 * cn, Sd + 3 * cn, C,
+                                            n, before, alpha, beta, k, kind, False)
+                    continue
                 if in_direct:
                     X, DY, xs = xp + o * xso + i0, dp + o * dso + i0, xsc
                 else:
