@@ -96,7 +96,7 @@ def _check_like(name, a, ref, ref_name):
     return a
 
 
-def _check_out(out, shape, dtype, inputs):
+def _check_out(out, shape, dtype):
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
@@ -167,10 +167,8 @@ def _run(kernel, arrays, axis, out, params):
     x = arrays[-1]
     dtype = _compute_dtype(x.dtype)
     if x.size == 0:
-        result = out if out is not None else np.empty_like(x)
-        return result
+        return out if out is not None else np.empty_like(x)
     ins = _inputs3(arrays, axis, dtype)
-    target = out
     direct = (
         out is not None
         and out.dtype == dtype
@@ -189,10 +187,10 @@ def _run(kernel, arrays, axis, out, params):
     kernel(*ins, o3, *params)
     if direct:
         return out
-    if target is None:
+    if out is None:
         return work if work.dtype == x.dtype else work.astype(x.dtype)
-    np.copyto(target, work, casting="same_kind")
-    return target
+    np.copyto(out, work, casting="same_kind")
+    return out
 
 
 # --- public functions --------------------------------------------------------------------------
@@ -237,7 +235,7 @@ def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, out=Non
     x = _as_array("x", x)
     size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
     axis = _check_axis(axis, x.ndim)
-    out = _check_out(out, x.shape, x.dtype, (x,))
+    out = _check_out(out, x.shape, x.dtype)
     return _run(kernels().lrn_forward, [x], axis, out, (size, before, alpha, beta, k))
 
 
@@ -285,7 +283,7 @@ def lrn_backward(dy, x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=
         _check_like("y", y, x, "x")
     size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
     axis = _check_axis(axis, x.ndim)
-    out = _check_out(out, x.shape, x.dtype, (x, dy))
+    out = _check_out(out, x.shape, x.dtype)
     return _run(kernels().lrn_backward, [dy, x], axis, out, (size, before, alpha, beta, k))
 
 
@@ -305,5 +303,5 @@ def window_sum(v, size, *, axis=1, before=None, out=None):
     size = _check_int("size", size, minimum=1)
     before = size // 2 if before is None else _check_int("before", before, 0, size - 1)
     axis = _check_axis(axis, v.ndim)
-    out = _check_out(out, v.shape, v.dtype, (v,))
+    out = _check_out(out, v.shape, v.dtype)
     return _run(kernels().window_sum, [v], axis, out, (size, before))

@@ -35,7 +35,7 @@ ctypedef fused acc:
     float
     double
 from cython.parallel cimport parallel, prange
-from libc.math cimport pow, sqrt, sqrtf
+from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
 cdef extern from *:
@@ -256,7 +256,7 @@ cdef enum:
     # Channels-last inputs with windows up to this size are computed position by position,
     # summing each window directly along the contiguous channels (no transposes).
     PIXEL_MAX_SIZE = 8
-    # Beta fast paths (exact closed forms of s ** -beta).
+    # Betas with closed forms of s ** -beta (float: rsqrt + Newton on AVX2; double: sqrt, divide).
     BETA_GENERIC = 0
     BETA_075 = 1
     BETA_05 = 2
@@ -351,20 +351,13 @@ cdef inline void _neg_pow(acc* s, Py_ssize_t L, double beta, int kind) noexcept 
         if kind == BETA_05:
             lrn_pow05_f32(s, L)
             return
-    if kind == BETA_075:
+    if kind == BETA_075:  # double from here on for 0.75 and 0.5
         for j in range(L):
-            if acc is float:
-                r = sqrtf(s[j])
-                s[j] = one / (r * sqrtf(r))
-            else:
-                r = sqrt(s[j])
-                s[j] = one / (r * sqrt(r))
+            r = sqrt(s[j])
+            s[j] = one / (r * sqrt(r))
     elif kind == BETA_05:
         for j in range(L):
-            if acc is float:
-                s[j] = one / sqrtf(s[j])
-            else:
-                s[j] = one / sqrt(s[j])
+            s[j] = one / sqrt(s[j])
     elif kind == BETA_1:
         for j in range(L):
             s[j] = one / s[j]
@@ -622,17 +615,21 @@ cdef inline bint _fast_ok(Py_ssize_t n, double alpha, double k) noexcept nogil:
     return n <= FAST_MAX_SIZE and 0.0 <= an <= 1e6 and 1e-20 <= k <= 5e29
 
 
+cdef inline double _sum_limit(double alpha, double k, Py_ssize_t n) noexcept nogil:
+    """The largest window sum W with s = k + alpha/n * W <= 1e30 (and no more than 1e30)."""
+    cdef double an = alpha / <double>n
+    cdef double lim = (1e30 - k) / an if an > 0 else 1e30
+    return lim if lim < 1e30 else 1e30
+
+
 cdef inline bint _blocks_ok(const acc* S, Py_ssize_t C, Py_ssize_t n, double alpha, double k,
                             Py_ssize_t L, Py_ssize_t B) noexcept nogil:
     """After a suffix pass of squares: every block total (S at block starts) is finite and small
     enough that s = k + alpha/n * (window sum) <= 1e30; a window spans at most two blocks."""
     cdef Py_ssize_t p, j
-    cdef double an = alpha / <double>n
-    cdef acc lim = <acc>(0.5 * (1e30 - k) / an) if an > 0 else <acc>1e30
+    cdef acc lim = <acc>(0.5 * _sum_limit(alpha, k, n))
     cdef int bad = 0
     cdef const acc* row
-    if lim > <acc>1e30:
-        lim = <acc>1e30
     for p in range((C + n - 2) // n + 1):  # block starts 0, n, 2n, ... < C + n - 1
         row = S + p * n * B
         for j in range(L):
@@ -664,17 +661,23 @@ cdef inline void _pixel_pad(acc* Q, Py_ssize_t C, Py_ssize_t n, Py_ssize_t lead)
         Q[c] = 0
 
 
-cdef inline bint _pixel_sums_ok(const acc* W, Py_ssize_t C, double alpha, double k,
-                                Py_ssize_t n) noexcept nogil:
-    """Every s = k + alpha/n * W[c] <= 1e30 and finite (the float fast path's check)."""
+cdef inline bint _pixel_sums(const floating* x, acc* Q, acc* W, Py_ssize_t C, Py_ssize_t n,
+                             Py_ssize_t before, double alpha, double k,
+                             bint checked) noexcept nogil:
+    """W = window sums of x**2 for one position; with ``checked`` (the float fast path), False
+    unless every s = k + alpha/n * W[c] is finite and <= 1e30."""
     cdef Py_ssize_t c
-    cdef double an = alpha / <double>n
-    cdef acc lim = <acc>((1e30 - k) / an) if an > 0 else <acc>1e30
+    cdef acc v
+    cdef acc lim = <acc>_sum_limit(alpha, k, n)
     cdef int bad = 0
-    if lim > <acc>1e30:
-        lim = <acc>1e30
+    _pixel_pad(Q, C, n, before)
     for c in range(C):
-        bad += not (W[c] <= lim)
+        v = <acc>x[c]
+        Q[before + c] = v * v
+    _pixel_window(Q, W, C, n)
+    if checked:
+        for c in range(C):
+            bad += not (W[c] <= lim)
     return bad == 0
 
 
@@ -683,15 +686,9 @@ cdef inline bint _forward_pixel(const floating* x, floating* y, acc* Q, acc* W, 
                                 double k, int kind, bint checked) noexcept nogil:
     """LRN of one position whose C channels are contiguous in x and y."""
     cdef Py_ssize_t c
-    cdef acc v
     cdef acc an = <acc>(alpha / <double>n)
     cdef acc kk = <acc>k
-    _pixel_pad(Q, C, n, before)
-    for c in range(C):
-        v = <acc>x[c]
-        Q[before + c] = v * v
-    _pixel_window(Q, W, C, n)
-    if checked and not _pixel_sums_ok(W, C, alpha, k, n):
+    if not _pixel_sums(x, Q, W, C, n, before, alpha, k, checked):
         return False
     if floating is float and acc is float and (kind == BETA_075 or kind == BETA_05):
         if lrn_forward_row_f32(<float*>W, <float*>W, 0, <float>kk, <float>an, <float*>x,
@@ -711,17 +708,12 @@ cdef inline bint _backward_pixel(const floating* dy, const floating* x, floating
     """Input gradient of one position whose C channels are contiguous in dy, x and dx."""
     cdef Py_ssize_t c
     cdef Py_ssize_t after = n - 1 - before
-    cdef acc v, r, big = <acc>1e30
+    cdef acc r, big = <acc>1e30
     cdef acc an = <acc>(alpha / <double>n)
     cdef acc kk = <acc>k
     cdef acc coef = <acc>(2.0 * alpha * beta / <double>n)
     cdef int bad = 0
-    _pixel_pad(Q, C, n, before)
-    for c in range(C):
-        v = <acc>x[c]
-        Q[before + c] = v * v
-    _pixel_window(Q, W, C, n)
-    if checked and not _pixel_sums_ok(W, C, alpha, k, n):
+    if not _pixel_sums(x, Q, W, C, n, before, alpha, k, checked):
         return False
     _affine_row(W, W, W, False, kk, an, C)
     _neg_pow_pair(W, V, C, beta, kind)  # W = t = s ** -beta, V = t / s
@@ -743,14 +735,14 @@ cdef inline bint _backward_pixel(const floating* dy, const floating* x, floating
 # Kernels
 
 cdef struct Geometry:
-    Py_ssize_t O, C, I, B, per_row, n_tiles
+    # B positions a tile, per_row tiles an outer row, n_tiles in all, on this many threads
+    Py_ssize_t B, per_row, n_tiles
     int threads
 
 
 cdef inline Geometry _geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I, Py_ssize_t n,
                                Py_ssize_t acc_bytes) noexcept nogil:
     cdef Geometry g
-    g.O, g.C, g.I = O, C, I
     g.B = _tile_width(C, n, I, acc_bytes)
     g.per_row = (I + g.B - 1) // g.B
     g.n_tiles = O * g.per_row
