@@ -14,7 +14,7 @@ arrays unchanged:
 """
 
 from .. import conventions
-from .._api import lrn, lrn_backward, window_sum
+from .._api import _check_int, lrn, lrn_backward, window_sum
 
 __all__ = ["lrn", "lrn_backward", "window_sum", "local_response_norm",
            "local_response_normalization"]
@@ -37,7 +37,6 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     ndim = getattr(input, "ndim", None)
     if ndim != 4:
         raise ValueError(f"input must be 4-D (NHWC), got {ndim} dimensions")
-    if isinstance(depth_radius, bool) or not isinstance(depth_radius, int) or depth_radius < 0:
-        raise ValueError(f"depth_radius must be an integer >= 0, got {depth_radius!r}")
+    depth_radius = _check_int("depth_radius", depth_radius, minimum=0)
     p = conventions.from_tensorflow(depth_radius, bias, alpha, beta)
     return lrn(input, **p._asdict(), axis=-1)

@@ -420,3 +420,18 @@ def test_channels_last_paths_match_the_channels_first_ones(rng, dtype, size, bef
         scale = np.abs(np.where(finite, ref, 0)).max() + 10.0
         assert_close(np.where(finite, dx.transpose(0, 2, 1), 0), np.where(finite, ref, 0),
                      scale=scale)
+
+
+def test_numpy_adapter_signatures_check_like_the_core(rng):
+    from lrn_core.adapters import numpy as lrn_np
+
+    x = rng.standard_normal((2, 4, 3, 6))
+    assert_close(lrn_np.local_response_norm(x, 4), lrn_ref(x, 4))
+    assert_close(lrn_np.local_response_normalization(x, 1, 2.0, 0.5, 0.75),
+                 lrn_ref(x, 3, 1.5, 0.75, 2.0, axis=-1))
+    with pytest.raises(ValueError, match=r"depth_radius must be an integer >= 0, got -1"):
+        lrn_np.local_response_normalization(x, -1)
+    with pytest.raises(TypeError, match=r"depth_radius must be an integer, got 1.5"):
+        lrn_np.local_response_normalization(x, 1.5)
+    with pytest.raises(ValueError, match=r"Expected 3D or higher dimensionality input"):
+        lrn_np.local_response_norm(x[0, 0], 3)
