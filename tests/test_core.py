@@ -397,6 +397,34 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
     assert _max_ulps(got[finite], expected[finite], np.float32) <= limit
 
 
+# --- direct rows: float32, contiguous positions, windows <= 8, beta 0.75 / 0.5 ---------------
+
+@pytest.mark.parametrize("beta", [0.75, 0.5])
+@pytest.mark.parametrize("size,before", [(1, 0), (2, 1), (5, 2), (5, 0), (8, 3), (8, 7)])
+def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, before):
+    """1100 positions a row: two full tiles of 512 and one of 76 (the 32-wide, 8-wide and scalar
+    loops). One tile holds a square too big for the float path (its outputs and gradients are
+    redone in double), another a nan, which must stay in its windows; the other tiles are
+    unaffected and still within the float32 tolerance."""
+    x = rng.standard_normal((2, 12, 1100)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    x[0, 6, 600] = 1e20  # its square overflows float: only the double redo gets it right
+    x[1, 3, 1050] = np.nan
+    p = dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before)
+    y = lrn_core.lrn(x, **p)
+    assert_close(y, lrn_ref(x, **p))
+    after = size - 1 - before
+    hit = np.zeros(x.shape, bool)
+    hit[1, max(0, 3 - after):3 + before + 1, 1050] = True
+    assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
+    dx = lrn_core.lrn_backward(dy, x, **p)
+    ref = lrn_grad_ref(dy, x, **p)
+    finite = np.isfinite(ref)
+    assert np.array_equal(np.isfinite(dx), finite)
+    assert_close(np.where(finite, dx, 0), np.where(finite, ref, 0),
+                 scale=np.abs(np.where(finite, ref, 0)).max())
+
+
 # --- channels-last positions (NHWC): computed position by position for windows <= 8 ----------
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -12,6 +12,13 @@
 # (static schedule). A forward tile takes two passes over its rows (suffix sums going down, then
 # prefix sums, s ** -beta and the output going up); a backward tile four.
 #
+# The common case takes a shorter road: float32 with contiguous positions (NCHW), windows of at
+# most DIRECT_MAX_SIZE channels and beta 0.75 or 0.5 runs "direct rows" on AVX2 builds. Each
+# window sum is read straight from the rows of x (n fused multiply-adds), so a tile is one pass
+# over its rows per direction, with no scratch in the forward and two rings of n rows in the
+# backward; the rows of x and dy are prefetched a couple of channels ahead. This is what brings
+# the kernels close to the memory floor (BENCHMARKS.md).
+#
 # Window sums use the van Herk / Gil-Werman scheme: the (zero padded) channel axis is cut into
 # blocks of n channels; a window of n channels is the suffix sum of one block plus the prefix sum
 # of the next. That costs three additions per element for any n, never subtracts, and only adds
@@ -182,6 +189,158 @@ cdef extern from *:
         return -1;
     #endif
     }
+    /* Direct rows (the float fast path for windows of at most DIRECT_MAX_SIZE channels with
+       contiguous positions): the window sum of squares is taken straight from the m rows of x
+       in the window (pointers in ``rows``), accumulated with FMAs in channel order: no scratch
+       and no subtraction. Each returns how many values failed the range checks (window sum
+       above ``lim`` or not a number; for the backward also r outside [-1e30, 1e30]), so the
+       caller can redo the tile in double. LRN_DIRECT is 0 without AVX2/FMA (then the tiles
+       above are used). */
+    #if defined(__AVX2__) && defined(__FMA__)
+    #define LRN_DIRECT 1
+    static inline __m256 lrn_window8(const float* const* rows, int m, Py_ssize_t j) {
+        __m256 w = _mm256_setzero_ps();
+        for (int i = 0; i < m; i++) {
+            __m256 v = _mm256_loadu_ps(rows[i] + j);
+            w = _mm256_fmadd_ps(v, v, w);
+        }
+        return w;
+    }
+    static inline void lrn_window32(const float* const* rows, int m, Py_ssize_t j, __m256* w) {
+        __m256 w0 = _mm256_setzero_ps(), w1 = w0, w2 = w0, w3 = w0;
+        for (int i = 0; i < m; i++) {
+            const float* r = rows[i] + j;
+            __m256 v0 = _mm256_loadu_ps(r), v1 = _mm256_loadu_ps(r + 8);
+            __m256 v2 = _mm256_loadu_ps(r + 16), v3 = _mm256_loadu_ps(r + 24);
+            w0 = _mm256_fmadd_ps(v0, v0, w0);
+            w1 = _mm256_fmadd_ps(v1, v1, w1);
+            w2 = _mm256_fmadd_ps(v2, v2, w2);
+            w3 = _mm256_fmadd_ps(v3, v3, w3);
+        }
+        w[0] = w0; w[1] = w1; w[2] = w2; w[3] = w3;
+    }
+    static inline void lrn_prefetch_row(const float* p, Py_ssize_t n) {
+        for (Py_ssize_t j = 0; j < n; j += 16) _mm_prefetch((const char*)(p + j), _MM_HINT_T0);
+    }
+    static inline double lrn_window1(const float* const* rows, int m, Py_ssize_t j) {
+        float w = 0.0f;
+        for (int i = 0; i < m; i++) w = fmaf(rows[i][j], rows[i][j], w);
+        return (double)w;
+    }
+    static inline int lrn_count_bad8(__m256 v, __m256 lo, __m256 hi) {
+        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, hi, _CMP_LE_OQ), _mm256_cmp_ps(v, lo, _CMP_GE_OQ));
+        return 8 - __builtin_popcount(_mm256_movemask_ps(ok));
+    }
+    /* y = x * s ** -beta, s = k + an * W (beta 0.75 or 0.5) */
+    static Py_ssize_t lrn_forward_direct_f32(const float* const* rows, int m, const float* x,
+                                             float* y, Py_ssize_t n, float k, float an,
+                                             float lim, int beta_075) {
+        Py_ssize_t j = 0, bad = 0;
+        const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
+        const __m256 vlim = _mm256_set1_ps(lim), zero = _mm256_setzero_ps();
+        for (; j + 32 <= n; j += 32) {  /* four independent vectors: latency hidden */
+            __m256 w[4];
+            lrn_window32(rows, m, j, w);
+            for (int u = 0; u < 4; u++) {
+                bad += lrn_count_bad8(w[u], zero, vlim);
+                __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w[u], vk));
+                __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+                _mm256_storeu_ps(y + j + 8 * u, _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * u), t));
+            }
+        }
+        for (; j + 8 <= n; j += 8) {
+            __m256 w = lrn_window8(rows, m, j);
+            bad += lrn_count_bad8(w, zero, vlim);
+            __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
+            __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), t));
+        }
+        for (; j < n; j++) {
+            double w = lrn_window1(rows, m, j), s = (double)k + (double)an * w, r = sqrt(s);
+            bad += !(w <= (double)lim);
+            y[j] = (float)((double)x[j] * (beta_075 ? 1.0 / (r * sqrt(r)) : 1.0 / r));
+        }
+        return bad;
+    }
+    /* The first half of a backward row: t = s ** -beta (into T), r = dy * x * t / s (into R). */
+    static inline __m256 lrn_backward8(__m256 w, const float* x, const float* dy, float* T,
+                                       float* R, __m256 vk, __m256 van, int beta_075,
+                                       Py_ssize_t* bad) {
+        const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
+        __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
+        __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+        __m256 v = _mm256_mul_ps(t, _mm256_mul_ps(a, a));
+        __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy), _mm256_loadu_ps(x)), v);
+        _mm256_storeu_ps(T, t);
+        _mm256_storeu_ps(R, r);
+        *bad += lrn_count_bad8(r, nbig, big);
+        return r;
+    }
+    static Py_ssize_t lrn_backward_direct_f32(const float* const* rows, int m, const float* x,
+                                              const float* dy, float* T, float* R, Py_ssize_t n,
+                                              float k, float an, float lim, int beta_075) {
+        Py_ssize_t j = 0, bad = 0;
+        const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
+        const __m256 vlim = _mm256_set1_ps(lim), zero = _mm256_setzero_ps();
+        for (; j + 32 <= n; j += 32) {
+            __m256 w[4];
+            lrn_window32(rows, m, j, w);
+            for (int u = 0; u < 4; u++) {
+                Py_ssize_t q = j + 8 * u;
+                bad += lrn_count_bad8(w[u], zero, vlim);
+                lrn_backward8(w[u], x + q, dy + q, T + q, R + q, vk, van, beta_075, &bad);
+            }
+        }
+        for (; j + 8 <= n; j += 8) {
+            __m256 w = lrn_window8(rows, m, j);
+            bad += lrn_count_bad8(w, zero, vlim);
+            lrn_backward8(w, x + j, dy + j, T + j, R + j, vk, van, beta_075, &bad);
+        }
+        for (; j < n; j++) {
+            double w = lrn_window1(rows, m, j), s = (double)k + (double)an * w, q = sqrt(s);
+            double t = beta_075 ? 1.0 / (q * sqrt(q)) : 1.0 / q;
+            float r = (float)((double)dy[j] * (double)x[j] * (t / s));
+            bad += !(w <= (double)lim);
+            T[j] = (float)t;
+            R[j] = r;
+            bad += !(r <= 1e30f && r >= -1e30f);
+        }
+        return bad;
+    }
+    /* The second half: dx = dy * t - coef * x * (sum of the m rows of r in the window). */
+    static void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
+                                            const float* dy, const float* T, float* dx,
+                                            Py_ssize_t n, float coef) {
+        Py_ssize_t j = 0;
+        const __m256 vc = _mm256_set1_ps(coef);
+        for (; j + 8 <= n; j += 8) {
+            __m256 w = _mm256_loadu_ps(rrows[0] + j);
+            for (int i = 1; i < m; i++) w = _mm256_add_ps(w, _mm256_loadu_ps(rrows[i] + j));
+            __m256 u = _mm256_mul_ps(vc, _mm256_loadu_ps(x + j));
+            __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + j), _mm256_loadu_ps(T + j));
+            _mm256_storeu_ps(dx + j, _mm256_fnmadd_ps(u, w, g));
+        }
+        for (; j < n; j++) {
+            float w = rrows[0][j];
+            for (int i = 1; i < m; i++) w += rrows[i][j];
+            dx[j] = dy[j] * T[j] - coef * x[j] * w;
+        }
+    }
+    #else
+    #define LRN_DIRECT 0
+    static Py_ssize_t lrn_forward_direct_f32(const float* const* rows, int m, const float* x,
+                                             float* y, Py_ssize_t n, float k, float an,
+                                             float lim, int beta_075) { return -1; }
+    static Py_ssize_t lrn_backward_direct_f32(const float* const* rows, int m, const float* x,
+                                              const float* dy, float* T, float* R, Py_ssize_t n,
+                                              float k, float an, float lim, int beta_075) {
+        return -1;
+    }
+    static void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
+                                            const float* dy, const float* T, float* dx,
+                                            Py_ssize_t n, float coef) {}
+    static inline void lrn_prefetch_row(const float* p, Py_ssize_t n) {}
+    #endif
     /* s ** -beta for any beta. With glibc's vector maths library (libmvec; setup.py probes it
        for the AVX2 build), four double-precision pows at a time; otherwise the scalar pow.
        Both are double precision, so a float32 result is rounded once. */
@@ -242,6 +401,17 @@ cdef extern from *:
                             const float* x, float* y, Py_ssize_t n, int beta_075) noexcept nogil
     void lrn_pow_f64(double* s, Py_ssize_t n, double beta) noexcept nogil
     const int LRN_VECTOR_POW
+    const int LRN_DIRECT
+    Py_ssize_t lrn_forward_direct_f32(const float* const* rows, int m, const float* x, float* y,
+                                      Py_ssize_t n, float k, float an, float lim,
+                                      int beta_075) noexcept nogil
+    Py_ssize_t lrn_backward_direct_f32(const float* const* rows, int m, const float* x,
+                                       const float* dy, float* T, float* R, Py_ssize_t n,
+                                       float k, float an, float lim, int beta_075) noexcept nogil
+    void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
+                                     const float* dy, const float* T, float* dx, Py_ssize_t n,
+                                     float coef) noexcept nogil
+    void lrn_prefetch_row(const float* p, Py_ssize_t n) noexcept nogil
     void lrn_pow05_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
 
 
@@ -256,6 +426,14 @@ cdef enum:
     # Channels-last inputs with windows up to this size are computed position by position,
     # summing each window directly along the contiguous channels (no transposes).
     PIXEL_MAX_SIZE = 8
+    # Contiguous positions (NCHW) on the float fast path with windows up to this size and beta
+    # 0.75 or 0.5 take direct rows (AVX2 builds): one pass per direction, DIRECT_TILE positions
+    # a tile, window sums read straight from the rows of x.
+    DIRECT_MAX_SIZE = 8
+    DIRECT_TILE = 512
+    # Direct tiles prefetch the rows of x (and dy) this many channels ahead of their use: the
+    # rows of a tile are far apart, so the hardware prefetchers do not see them coming.
+    PREFETCH_ROWS = 2
     # Betas with closed forms of s ** -beta (float: rsqrt + Newton on AVX2; double: sqrt, divide).
     BETA_GENERIC = 0
     BETA_075 = 1
@@ -605,6 +783,70 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
     return True
 
 
+cdef inline int _window_rows(const float* X, Py_ssize_t xs, Py_ssize_t c, Py_ssize_t C,
+                             Py_ssize_t lo, Py_ssize_t hi, const float** rows) noexcept nogil:
+    """rows = the rows of X for channels c - lo ... c + hi inside [0, C); returns how many."""
+    cdef int m = 0
+    cdef Py_ssize_t ch
+    for ch in range(max(c - lo, 0), min(c + hi + 1, C)):
+        rows[m] = X + ch * xs
+        m += 1
+    return m
+
+
+cdef inline bint _forward_direct(const float* X, Py_ssize_t xs, float* Y, Py_ssize_t ys,
+                                 Py_ssize_t C, Py_ssize_t n, Py_ssize_t before, double alpha,
+                                 double k, int kind, Py_ssize_t L) noexcept nogil:
+    """A forward tile by direct rows; False when a value left the float range (the caller
+    redoes the tile)."""
+    cdef const float* rows[DIRECT_MAX_SIZE]
+    cdef float lim = <float>_sum_limit(alpha, k, n)
+    cdef float an = <float>(alpha / <double>n), kk = <float>k
+    cdef Py_ssize_t c, bad = 0
+    cdef int m
+    for c in range(C):
+        if c + n - before + PREFETCH_ROWS <= C:
+            lrn_prefetch_row(X + (c + n - before + PREFETCH_ROWS - 1) * xs, L)
+        m = _window_rows(X, xs, c, C, before, n - 1 - before, rows)
+        bad += lrn_forward_direct_f32(rows, m, X + c * xs, Y + c * ys, L, kk, an, lim,
+                                      kind == BETA_075)
+    return bad == 0
+
+
+cdef inline bint _backward_direct(const float* DY, const float* X, Py_ssize_t xs, float* DX,
+                                  Py_ssize_t ys, float* T, float* R, Py_ssize_t C, Py_ssize_t n,
+                                  Py_ssize_t before, double alpha, double beta, double k,
+                                  int kind, Py_ssize_t L, Py_ssize_t B) noexcept nogil:
+    """A backward tile by direct rows, one pass: row a's t and r (rings T and R of n rows B
+    long) as soon as x reaches channel a + after, and dx of channel a - before, whose
+    transposed window ends at a. False when a value left the float range."""
+    cdef const float* rows[DIRECT_MAX_SIZE]
+    cdef const float* rrows[DIRECT_MAX_SIZE]
+    cdef Py_ssize_t after = n - 1 - before
+    cdef float lim = <float>_sum_limit(alpha, k, n)
+    cdef float an = <float>(alpha / <double>n), kk = <float>k
+    cdef float coef = <float>(2.0 * alpha * beta / <double>n)
+    cdef Py_ssize_t a, b, ch, bad = 0
+    cdef int m
+    for a in range(C + before):
+        if a + after + PREFETCH_ROWS < C:
+            lrn_prefetch_row(X + (a + after + PREFETCH_ROWS) * xs, L)
+            lrn_prefetch_row(DY + (a + PREFETCH_ROWS) * xs, L)
+        if a < C:
+            m = _window_rows(X, xs, a, C, before, after, rows)
+            bad += lrn_backward_direct_f32(rows, m, X + a * xs, DY + a * xs, T + (a % n) * B,
+                                           R + (a % n) * B, L, kk, an, lim, kind == BETA_075)
+        b = a - before
+        if b >= 0:
+            m = 0
+            for ch in range(max(b - after, 0), min(b + before + 1, C)):
+                rrows[m] = R + (ch % n) * B
+                m += 1
+            lrn_backward_direct_out_f32(rrows, m, X + b * xs, DY + b * xs, T + (b % n) * B,
+                                        DX + b * ys, L, coef)
+    return bad == 0
+
+
 cdef inline bint _fast_ok(Py_ssize_t n, double alpha, double k) noexcept nogil:
     """Parameters for which the float32 fast path is accurate (plus the per-tile check).
 
@@ -750,6 +992,22 @@ cdef inline Geometry _geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I, Py_ssiz
     return g
 
 
+cdef inline bint _direct_ok(bint fast, Py_ssize_t n, int kind) noexcept nogil:
+    """Float32 inputs with contiguous positions take direct rows (see DIRECT_MAX_SIZE) when
+    this holds; ``fast`` is the float fast path's parameter check."""
+    return (LRN_DIRECT and fast and n <= DIRECT_MAX_SIZE
+            and (kind == BETA_075 or kind == BETA_05))
+
+
+cdef inline Geometry _direct_geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I) noexcept nogil:
+    cdef Geometry g
+    g.B = min(<Py_ssize_t>DIRECT_TILE, I)
+    g.per_row = (I + g.B - 1) // g.B
+    g.n_tiles = O * g.per_row
+    g.threads = _n_threads(O * C * I, g.n_tiles)
+    return g
+
+
 def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size,
                Py_ssize_t before):
     """out[o, c, i] = sum of v[o, m, i] for m in [c - before, c - before + size - 1] ∩ [0, C)."""
@@ -824,7 +1082,11 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     cdef bint x_direct = xsi == 1, o_direct = osi == 1
     # channels-last positions (NHWC) with small windows: position by position, no transposes
     cdef bint pixels = xsc == 1 and osc == 1 and xsi != 1 and n <= PIXEL_MAX_SIZE
-    cdef Py_ssize_t scratch = max((C + n + 1) * B, 2 * (C + n))
+    cdef bint direct = floating is float and x_direct and o_direct and _direct_ok(fast, n, kind)
+    cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
+    g = _direct_geometry(O, C, I) if direct else g
+    B = g.B
+    cdef Py_ssize_t scratch = max((C + n + 1) * Bs, 2 * (C + n))
     cdef Py_ssize_t t, o, i0, L, xs, ys, j
     cdef floating* xbuf
     cdef floating* obuf
@@ -846,6 +1108,14 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                 o = t // g.per_row
                 i0 = (t % g.per_row) * B
                 L = min(B, I - i0)
+                if direct:
+                    X, Y = xp + o * xso + i0, op + o * oso + i0
+                    if not _forward_direct(<const float*>X, xsc, <float*>Y, osc, C, n, before,
+                                           alpha, k, kind, L):
+                        for j in range((L + Bs - 1) // Bs):
+                            _forward_tile(X + j * Bs, xsc, Y + j * Bs, osc, Sd, C, n, before,
+                                          alpha, beta, k, kind, False, min(Bs, L - j * Bs), Bs)
+                    continue
                 if pixels:
                     for j in range(L):
                         X = xp + o * xso + (i0 + j) * xsi
@@ -909,6 +1179,10 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef bint o_direct = osi == 1
     cdef bint pixels = (xsc == 1 and dsc == 1 and osc == 1 and (xsi != 1 or dsi != 1)
                         and n <= PIXEL_MAX_SIZE)
+    cdef bint direct = floating is float and in_direct and o_direct and _direct_ok(fast, n, kind)
+    cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
+    g = _direct_geometry(O, C, I) if direct else g
+    B = g.B
     cdef Py_ssize_t t, o, i0, L, xs, ys, j, cn = C + n
     cdef const floating* XP
     cdef const floating* DP
@@ -921,15 +1195,16 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef const floating* X
     cdef const floating* DY
     cdef floating* DX
-    cdef Py_ssize_t rows = (C + n + 1) * B
+    cdef Py_ssize_t rows = (C + n + 1) * Bs
+    cdef Py_ssize_t scratch = max(3 * rows, 4 * cn, 2 * n * B)
     cdef int failed = 0
     cdef int* failp = &failed
     with nogil, parallel(num_threads=g.threads):
         xbuf = <floating*>malloc(C * B * sizeof(floating))
         dbuf = <floating*>malloc(C * B * sizeof(floating))
         obuf = <floating*>malloc(C * B * sizeof(floating))
-        Sf = <float*>malloc(max(3 * rows, 4 * cn) * sizeof(float))
-        Sd = <double*>malloc(max(3 * rows, 4 * cn) * sizeof(double))
+        Sf = <float*>malloc(scratch * sizeof(float))
+        Sd = <double*>malloc(scratch * sizeof(double))
         if xbuf == NULL or dbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
             failp[0] = 1
         else:
@@ -937,6 +1212,16 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                 o = t // g.per_row
                 i0 = (t % g.per_row) * B
                 L = min(B, I - i0)
+                if direct:
+                    X, DY, DX = xp + o * xso + i0, dp + o * dso + i0, op + o * oso + i0
+                    if not _backward_direct(<const float*>DY, <const float*>X, xsc, <float*>DX,
+                                            osc, Sf, Sf + n * B, C, n, before, alpha, beta, k,
+                                            kind, L, B):
+                        for j in range((L + Bs - 1) // Bs):
+                            _backward_tile(DY + j * Bs, X + j * Bs, xsc, DX + j * Bs, osc, Sd,
+                                           Sd + rows, Sd + 2 * rows, C, n, before, alpha, beta,
+                                           k, kind, False, min(Bs, L - j * Bs), Bs)
+                    continue
                 if pixels:
                     for j in range(L):
                         XP = xp + o * xso + (i0 + j) * xsi
