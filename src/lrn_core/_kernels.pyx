@@ -189,6 +189,12 @@ cdef extern from *:
         return -1;
     #endif
     }
+    /* Prefetch the cache lines of n bytes from p (a row the caller reads a little later). */
+    static inline void lrn_prefetch(const void* p, Py_ssize_t n) {
+    #if defined(__GNUC__)
+        for (Py_ssize_t j = 0; j < n; j += 64) __builtin_prefetch((const char*)p + j, 0, 3);
+    #endif
+    }
     /* Direct rows (the float fast path for windows of at most DIRECT_MAX_SIZE channels with
        contiguous positions): the window sum of squares is taken straight from the m rows of x
        in the window (pointers in ``rows``), accumulated with FMAs in channel order: no scratch
@@ -218,9 +224,6 @@ cdef extern from *:
             w3 = _mm256_fmadd_ps(v3, v3, w3);
         }
         w[0] = w0; w[1] = w1; w[2] = w2; w[3] = w3;
-    }
-    static inline void lrn_prefetch_row(const float* p, Py_ssize_t n) {
-        for (Py_ssize_t j = 0; j < n; j += 16) _mm_prefetch((const char*)(p + j), _MM_HINT_T0);
     }
     static inline double lrn_window1(const float* const* rows, int m, Py_ssize_t j) {
         float w = 0.0f;
@@ -339,7 +342,6 @@ cdef extern from *:
     static void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
                                             const float* dy, const float* T, float* dx,
                                             Py_ssize_t n, float coef) {}
-    static inline void lrn_prefetch_row(const float* p, Py_ssize_t n) {}
     #endif
     /* s ** -beta for any beta. With glibc's vector maths library (libmvec; setup.py probes it
        for the AVX2 build), four double-precision pows at a time; otherwise the scalar pow.
@@ -411,7 +413,7 @@ cdef extern from *:
     void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
                                      const float* dy, const float* T, float* dx, Py_ssize_t n,
                                      float coef) noexcept nogil
-    void lrn_prefetch_row(const float* p, Py_ssize_t n) noexcept nogil
+    void lrn_prefetch(const void* p, Py_ssize_t n) noexcept nogil
     void lrn_pow05_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
 
 
@@ -420,7 +422,7 @@ cdef enum:
     # than it saves (see BENCHMARKS.md).
     SERIAL_BELOW = 32768
     # Target bytes of window-sum scratch per thread; the tile width B follows from it and C.
-    SCRATCH_TARGET = 98304
+    SCRATCH_TARGET = 262144
     # Largest window the float32 fast path accumulates in float.
     FAST_MAX_SIZE = 32
     # Channels-last inputs with windows up to this size are computed position by position,
@@ -431,8 +433,8 @@ cdef enum:
     # a tile, window sums read straight from the rows of x.
     DIRECT_MAX_SIZE = 8
     DIRECT_TILE = 512
-    # Direct tiles prefetch the rows of x (and dy) this many channels ahead of their use: the
-    # rows of a tile are far apart, so the hardware prefetchers do not see them coming.
+    # Tiles prefetch the rows of x (and dy) this many channels ahead of their use: the rows of a
+    # tile are far apart, so the hardware prefetchers do not see them coming.
     PREFETCH_ROWS = 2
     # Betas with closed forms of s ** -beta (float: rsqrt + Newton on AVX2; double: sqrt, divide).
     BETA_GENERIC = 0
@@ -599,6 +601,8 @@ cdef inline void _suffix_pass(const floating* X, Py_ssize_t xs, const acc* V, in
                     Srow[j] = Snext[j]
         elif square:
             xrow = X + ch * xs
+            if ch >= PREFETCH_ROWS:  # the rows are visited upwards
+                lrn_prefetch(xrow - PREFETCH_ROWS * xs, L * sizeof(floating))
             if p == Lp - 1 or (p + 1) % n == 0:
                 for j in range(L):
                     v = <acc>xrow[j]
@@ -743,6 +747,8 @@ cdef inline bint _backward_tile(const floating* DY, const floating* X, Py_ssize_
         Rrow = R + c * B
         xrow = X + c * xs
         drow = DY + c * xs
+        if c + PREFETCH_ROWS < C:
+            lrn_prefetch(drow + PREFETCH_ROWS * xs, L * sizeof(floating))
         _prefix_row(X, xs, <acc*>NULL, 1, P, c, C, n, before, L, B)
         if fused:
             nbad = lrn_backward_row_f32(<float*>Srow, <float*>P, c % n != 0, <float>kk, <float>an,
@@ -806,7 +812,7 @@ cdef inline bint _forward_direct(const float* X, Py_ssize_t xs, float* Y, Py_ssi
     cdef int m
     for c in range(C):
         if c + n - before + PREFETCH_ROWS <= C:
-            lrn_prefetch_row(X + (c + n - before + PREFETCH_ROWS - 1) * xs, L)
+            lrn_prefetch(X + (c + n - before + PREFETCH_ROWS - 1) * xs, L * 4)
         m = _window_rows(X, xs, c, C, before, n - 1 - before, rows)
         bad += lrn_forward_direct_f32(rows, m, X + c * xs, Y + c * ys, L, kk, an, lim,
                                       kind == BETA_075)
@@ -830,8 +836,8 @@ cdef inline bint _backward_direct(const float* DY, const float* X, Py_ssize_t xs
     cdef int m
     for a in range(C + before):
         if a + after + PREFETCH_ROWS < C:
-            lrn_prefetch_row(X + (a + after + PREFETCH_ROWS) * xs, L)
-            lrn_prefetch_row(DY + (a + PREFETCH_ROWS) * xs, L)
+            lrn_prefetch(X + (a + after + PREFETCH_ROWS) * xs, L * 4)
+            lrn_prefetch(DY + (a + PREFETCH_ROWS) * xs, L * 4)
         if a < C:
             m = _window_rows(X, xs, a, C, before, after, rows)
             bad += lrn_backward_direct_f32(rows, m, X + a * xs, DY + a * xs, T + (a % n) * B,
