@@ -399,25 +399,38 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
 
 # --- direct rows: float32, contiguous positions, windows <= 8, beta 0.75 / 0.5 ---------------
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
 @pytest.mark.parametrize("size,before", [(1, 0), (2, 1), (5, 2), (5, 0), (8, 3), (8, 7)])
-def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, before):
+def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, before,
+                                                             channels_last):
     """1100 positions a row: two full tiles of 512 and one of 76 (the 32-wide, 8-wide and scalar
     loops). One tile holds a square too big for the float path (its outputs and gradients are
     redone in double), another a nan, which must stay in its windows; the other tiles are
-    unaffected and still within the float32 tolerance."""
+    unaffected and still within the float32 tolerance. Channels last: 12 channels, one full
+    vector and a masked one per position, same values."""
     x = rng.standard_normal((2, 12, 1100)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     x[0, 6, 600] = 1e20  # its square overflows float: only the double redo gets it right
     x[1, 3, 1050] = np.nan
     p = dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before)
-    y = lrn_core.lrn(x, **p)
+    if channels_last:  # (N, W, C) arrays, results moved back to (N, C, W)
+        def lrn(x, **p):
+            return np.moveaxis(lrn_core.lrn(np.ascontiguousarray(np.moveaxis(x, 1, -1)), **p,
+                                            axis=-1), -1, 1)
+
+        def lrn_backward(dy, x, **p):
+            dyl, xl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (dy, x))
+            return np.moveaxis(lrn_core.lrn_backward(dyl, xl, **p, axis=-1), -1, 1)
+    else:
+        lrn, lrn_backward = lrn_core.lrn, lrn_core.lrn_backward
+    y = lrn(x, **p)
     assert_close(y, lrn_ref(x, **p))
     after = size - 1 - before
     hit = np.zeros(x.shape, bool)
     hit[1, max(0, 3 - after):3 + before + 1, 1050] = True
     assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
-    dx = lrn_core.lrn_backward(dy, x, **p)
+    dx = lrn_backward(dy, x, **p)
     ref = lrn_grad_ref(dy, x, **p)
     finite = np.isfinite(ref)
     assert np.array_equal(np.isfinite(dx), finite)

@@ -72,6 +72,11 @@ cdef extern from *:
         e = _mm256_fnmadd_ps(_mm256_mul_ps(s, a), a, one);
         return _mm256_fmadd_ps(_mm256_mul_ps(half, a), e, a);
     }
+    /* t = s ** -beta for s = k + an * w (beta 0.75 or 0.5); *a receives s ** -0.5. */
+    static inline __m256 lrn_t8(__m256 w, __m256 van, __m256 vk, int beta_075, __m256* a) {
+        *a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
+        return beta_075 ? _mm256_mul_ps(*a, _mm256_sqrt_ps(*a)) : *a;
+    }
     #endif
     static inline void lrn_pow075_f32(float* s, Py_ssize_t n) {
         Py_ssize_t j = 0;
@@ -138,8 +143,7 @@ cdef extern from *:
         for (; j + 8 <= n; j += 8) {
             __m256 w = _mm256_loadu_ps(S + j);
             if (addp) w = _mm256_add_ps(w, _mm256_loadu_ps(P + j));
-            __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
-            __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+            __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
             _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), t));
         }
         for (; j < n; j++) {
@@ -165,8 +169,7 @@ cdef extern from *:
         for (; j + 8 <= n; j += 8) {
             __m256 w = _mm256_loadu_ps(S + j);
             if (addp) w = _mm256_add_ps(w, _mm256_loadu_ps(P + j));
-            __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
-            __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+            __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
             __m256 v = _mm256_mul_ps(t, _mm256_mul_ps(a, a));
             __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + j),
                                                    _mm256_loadu_ps(x + j)), v);
@@ -246,16 +249,14 @@ cdef extern from *:
             lrn_window32(rows, m, j, w);
             for (int u = 0; u < 4; u++) {
                 bad += lrn_count_bad8(w[u], zero, vlim);
-                __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w[u], vk));
-                __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+                __m256 a, t = lrn_t8(w[u], van, vk, beta_075, &a);
                 _mm256_storeu_ps(y + j + 8 * u, _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * u), t));
             }
         }
         for (; j + 8 <= n; j += 8) {
             __m256 w = lrn_window8(rows, m, j);
             bad += lrn_count_bad8(w, zero, vlim);
-            __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
-            __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+            __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
             _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), t));
         }
         for (; j < n; j++) {
@@ -265,13 +266,86 @@ cdef extern from *:
         }
         return bad;
     }
+    /* Vectors of up to 8 floats: full loads/stores, or masked ones for the last rem < 8. */
+    static inline __m256 lrn_load8(const float* p, Py_ssize_t rem) {
+        if (rem >= 8) return _mm256_loadu_ps(p);
+        const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), idx));
+    }
+    static inline void lrn_store8(float* p, __m256 v, Py_ssize_t rem) {
+        if (rem >= 8) { _mm256_storeu_ps(p, v); return; }
+        const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), idx), v);
+    }
+    /* Positions with contiguous channels (NHWC), windows up to PIXEL_MAX_SIZE: per position,
+       the squares go to a zero-padded row Q (``before`` zeros first) and window c is the sum of
+       the n shifted loads Q[c ... c + n - 1]; everything stays in L1, and the positions are
+       read and written in memory order. Lanes past C load as zero and are not stored. */
+    static inline int lrn_lanes_bad8(__m256 v, __m256 lo, __m256 hi, Py_ssize_t rem) {
+        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, hi, _CMP_LE_OQ), _mm256_cmp_ps(v, lo, _CMP_GE_OQ));
+        int live = rem >= 8 ? 0xff : (1 << rem) - 1;
+        return __builtin_popcount(~_mm256_movemask_ps(ok) & live);
+    }
+    static inline void lrn_pixel_squares(const float* x, float* Q, Py_ssize_t C) {
+        for (Py_ssize_t c = 0; c < C; c += 8) {
+            __m256 v = lrn_load8(x + c, C - c);
+            _mm256_storeu_ps(Q + c, _mm256_mul_ps(v, v));  /* zeros past C: the padding */
+        }
+    }
+    static inline __m256 lrn_shifted_sum8(const float* Q, Py_ssize_t n) {
+        __m256 w = _mm256_loadu_ps(Q);
+        for (Py_ssize_t i = 1; i < n; i++) w = _mm256_add_ps(w, _mm256_loadu_ps(Q + i));
+        return w;
+    }
+    /* One function for both directions. Forward (dy NULL): out = x * t. Backward: T = t,
+       R = r = dy * x * t / s (``after`` zeros first), then out = dy * t - coef * x * (window
+       of r, transposed). Scratch: Q and R hold C + n + 8 floats (padding set here), T C + 8. */
+    static Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
+                                     Py_ssize_t ys, Py_ssize_t npix, Py_ssize_t C, Py_ssize_t n,
+                                     Py_ssize_t before, float k, float an, float coef, float lim,
+                                     int beta_075, float* Q, float* T, float* R) {
+        const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an), vc = _mm256_set1_ps(coef);
+        const __m256 vlim = _mm256_set1_ps(lim), zero = _mm256_setzero_ps();
+        const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
+        const Py_ssize_t after = n - 1 - before;
+        Py_ssize_t bad = 0;
+        for (Py_ssize_t c = 0; c < C + n + 8; c++) Q[c] = R[c] = 0.0f;
+        for (Py_ssize_t p = 0; p < npix; p++) {
+            const float* px = x + p * xs;
+            const float* pd = dy + p * xs;
+            float* po = out + p * ys;
+            lrn_pixel_squares(px, Q + before, C);
+            for (Py_ssize_t c = 0; c < C; c += 8) {
+                __m256 w = lrn_shifted_sum8(Q + c, n);
+                bad += lrn_lanes_bad8(w, zero, vlim, C - c);
+                __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
+                __m256 xv = lrn_load8(px + c, C - c);
+                if (dy == NULL) {
+                    lrn_store8(po + c, _mm256_mul_ps(xv, t), C - c);
+                    continue;
+                }
+                __m256 r = _mm256_mul_ps(_mm256_mul_ps(lrn_load8(pd + c, C - c), xv),
+                                         _mm256_mul_ps(t, _mm256_mul_ps(a, a)));
+                bad += lrn_lanes_bad8(r, nbig, big, C - c);
+                _mm256_storeu_ps(T + c, t);
+                _mm256_storeu_ps(R + after + c, r);  /* zeros past C: the padding */
+            }
+            if (dy == NULL) continue;
+            for (Py_ssize_t c = 0; c < C; c += 8) {
+                __m256 w = lrn_shifted_sum8(R + c, n);
+                __m256 u = _mm256_mul_ps(vc, lrn_load8(px + c, C - c));
+                __m256 g = _mm256_mul_ps(lrn_load8(pd + c, C - c), _mm256_loadu_ps(T + c));
+                lrn_store8(po + c, _mm256_fnmadd_ps(u, w, g), C - c);
+            }
+        }
+        return bad;
+    }
     /* The first half of a backward row: t = s ** -beta (into T), r = dy * x * t / s (into R). */
     static inline __m256 lrn_backward8(__m256 w, const float* x, const float* dy, float* T,
                                        float* R, __m256 vk, __m256 van, int beta_075,
                                        Py_ssize_t* bad) {
         const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
-        __m256 a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
-        __m256 t = beta_075 ? _mm256_mul_ps(a, _mm256_sqrt_ps(a)) : a;
+        __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
         __m256 v = _mm256_mul_ps(t, _mm256_mul_ps(a, a));
         __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy), _mm256_loadu_ps(x)), v);
         _mm256_storeu_ps(T, t);
@@ -331,6 +405,10 @@ cdef extern from *:
     }
     #else
     #define LRN_DIRECT 0
+    static Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
+                                     Py_ssize_t ys, Py_ssize_t npix, Py_ssize_t C, Py_ssize_t n,
+                                     Py_ssize_t before, float k, float an, float coef, float lim,
+                                     int beta_075, float* Q, float* T, float* R) { return -1; }
     static Py_ssize_t lrn_forward_direct_f32(const float* const* rows, int m, const float* x,
                                              float* y, Py_ssize_t n, float k, float an,
                                              float lim, int beta_075) { return -1; }
@@ -414,6 +492,10 @@ cdef extern from *:
                                      const float* dy, const float* T, float* dx, Py_ssize_t n,
                                      float coef) noexcept nogil
     void lrn_prefetch(const void* p, Py_ssize_t n) noexcept nogil
+    Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
+                              Py_ssize_t ys, Py_ssize_t npix, Py_ssize_t C, Py_ssize_t n,
+                              Py_ssize_t before, float k, float an, float coef, float lim,
+                              int beta_075, float* Q, float* T, float* R) noexcept nogil
     void lrn_pow05_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
 
 
@@ -1088,11 +1170,13 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     cdef bint x_direct = xsi == 1, o_direct = osi == 1
     # channels-last positions (NHWC) with small windows: position by position, no transposes
     cdef bint pixels = xsc == 1 and osc == 1 and xsi != 1 and n <= PIXEL_MAX_SIZE
+    cdef bint pixels_direct = floating is float and _direct_ok(fast, n, kind)
     cdef bint direct = floating is float and x_direct and o_direct and _direct_ok(fast, n, kind)
     cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
     g = _direct_geometry(O, C, I) if direct else g
     B = g.B
-    cdef Py_ssize_t scratch = max((C + n + 1) * Bs, 2 * (C + n))
+    cdef Py_ssize_t cn = C + n
+    cdef Py_ssize_t scratch = max((C + n + 1) * Bs, 3 * (cn + 8))
     cdef Py_ssize_t t, o, i0, L, xs, ys, j
     cdef floating* xbuf
     cdef floating* obuf
@@ -1123,6 +1207,12 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                                           alpha, beta, k, kind, False, min(Bs, L - j * Bs), Bs)
                     continue
                 if pixels:
+                    if pixels_direct and lrn_pixels_f32(
+                            <const float*>(xp + o * xso + i0 * xsi), NULL, xsi,
+                            <float*>(op + o * oso + i0 * osi), osi, L, C, n, before, <float>k,
+                            <float>(alpha / n), 0.0, <float>_sum_limit(alpha, k, n),
+                            kind == BETA_075, Sf, Sf + cn + 8, Sf + 2 * cn + 16) == 0:
+                        continue
                     for j in range(L):
                         X = xp + o * xso + (i0 + j) * xsi
                         Y = op + o * oso + (i0 + j) * osi
@@ -1186,6 +1276,7 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef bint pixels = (xsc == 1 and dsc == 1 and osc == 1 and (xsi != 1 or dsi != 1)
                         and n <= PIXEL_MAX_SIZE)
     cdef bint direct = floating is float and in_direct and o_direct and _direct_ok(fast, n, kind)
+    cdef bint pixels_direct = floating is float and xsi == dsi and _direct_ok(fast, n, kind)
     cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
     g = _direct_geometry(O, C, I) if direct else g
     B = g.B
@@ -1202,7 +1293,7 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef const floating* DY
     cdef floating* DX
     cdef Py_ssize_t rows = (C + n + 1) * Bs
-    cdef Py_ssize_t scratch = max(3 * rows, 4 * cn, 2 * n * B)
+    cdef Py_ssize_t scratch = max(3 * rows, 4 * cn, 2 * n * B, 3 * (cn + 8))
     cdef int failed = 0
     cdef int* failp = &failed
     with nogil, parallel(num_threads=g.threads):
@@ -1229,6 +1320,14 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                                            k, kind, False, min(Bs, L - j * Bs), Bs)
                     continue
                 if pixels:
+                    if pixels_direct and lrn_pixels_f32(
+                            <const float*>(xp + o * xso + i0 * xsi),
+                            <const float*>(dp + o * dso + i0 * dsi), xsi,
+                            <float*>(op + o * oso + i0 * osi), osi, L, C, n, before, <float>k,
+                            <float>(alpha / n), <float>(2.0 * alpha * beta / n),
+                            <float>_sum_limit(alpha, k, n), kind == BETA_075, Sf, Sf + cn + 8,
+                            Sf + 2 * cn + 16) == 0:
+                        continue
                     for j in range(L):
                         XP = xp + o * xso + (i0 + j) * xsi
                         DP = dp + o * dso + (i0 + j) * dsi
