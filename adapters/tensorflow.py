@@ -52,7 +52,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import conventions
+from .. import _buffers, conventions
 from .._api import _check_int, _check_real, check_params, lrn, lrn_backward, window_sum
 
 try:  # private TensorFlow modules, used only to detect export and XLA tracing
@@ -166,16 +166,6 @@ def _native(x, depth_radius, bias, alpha, beta):
 # axis is the last one. These work for any rank, window size and placement (the tests use even
 # windows to exercise the transposed window, which TensorFlow's centred windows never need).
 
-def _aligned_empty(shape, dtype, align=64):
-    """An uninitialised C-contiguous array whose data is ``align``-byte aligned: TensorFlow's
-    kernels (Eigen) assume 64-byte aligned buffers in tensors adopted through DLPack."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
-
-
 def _numpy_op(fn, inputs, like, name):
     """``fn`` as a graph op on NumPy arrays, with the static shape and dtype of ``like``.
 
@@ -187,7 +177,7 @@ def _numpy_op(fn, inputs, like, name):
         arrays = [np.from_dlpack(t) if t.shape.num_elements() else t.numpy() for t in tensors]
         if arrays[-1].size == 0:
             return tf.convert_to_tensor(fn(*arrays))
-        out = _aligned_empty(arrays[-1].shape, arrays[-1].dtype)
+        out = _buffers.empty(arrays[-1].shape, arrays[-1].dtype)  # 64-byte aligned, for Eigen
         fn(*arrays, out=out)
         return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
 

@@ -38,7 +38,6 @@ while :class:`LRNFunction` and the custom ops raise a ``RuntimeError``.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -46,7 +45,7 @@ from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import lrn_core
 
-from .. import conventions
+from .. import _buffers, conventions
 from .._api import check_params
 
 __all__ = ["local_response_norm", "LocalResponseNorm", "LRNFunction",
@@ -87,11 +86,10 @@ def _run(op, fn, *tensors, **params):
     _check(op, *tensors)
     arrays = list(map(_numpy, tensors))
     x = tensors[-1]
-    # The output is allocated by NumPy, laid out like the input (empty_like keeps the stride
-    # order, so channels_last stays channels_last) and handed to torch without a copy: NumPy
-    # asks for transparent huge pages on large buffers, torch's CPU allocator does not, and the
-    # first touch of 4 KiB pages costs more than the LRN itself on large inputs.
-    out = np.empty_like(arrays[-1])
+    # The output is allocated by the core, laid out like the input (channels_last stays
+    # channels_last), and handed to torch without a copy. Large outputs reuse blocks no tensor
+    # references any more (lrn_core._buffers): faulting in fresh pages costs more than the LRN.
+    out = _buffers.empty_like(arrays[-1])
     fn(*arrays, axis=1, out=out, **params)
     out = torch.from_numpy(out)
     return out.to(x.dtype) if x.dtype == torch.bfloat16 else out

@@ -638,8 +638,8 @@ def _status_of(exc):
 class _PeakMemory:
     """Peak extra resident memory of one call, on Linux: reset the high-water mark (VmHWM) with
     /proc/self/clear_refs, call, read it back. Freed heap memory is returned to the system first
-    (malloc_trim) so a call's allocations are counted; memory an allocator keeps cached across
-    calls (e.g. a framework's pool) is not."""
+    (malloc_trim) and lrn-core's output cache is emptied, so a call's allocations are counted;
+    memory a framework's allocator keeps cached across calls is not."""
 
     def __init__(self):
         self.ok = False
@@ -674,6 +674,10 @@ class _PeakMemory:
     def measure(self, fn):
         if not self.ok:
             return None
+        import lrn_core
+
+        lrn_core.empty_cache()  # lrn-core's outputs count as fresh memory, as the natives' do
+        gc.collect()
         if self._trim is not None:
             self._trim(0)
         rss0, _ = self._read()
@@ -1127,8 +1131,8 @@ def _summary_rows(result):
 
 
 MEMORY_TEXT = ("peak extra MiB = rise of the process's peak resident memory during one call, "
-               "inputs and preallocated outputs excluded (Linux only; memory a framework's "
-               "allocator caches between calls is not seen)")
+               "inputs and preallocated outputs excluded, lrn-core's output cache emptied first "
+               "(Linux only; memory a framework's allocator caches between calls is not seen)")
 
 SUMMARY_COLUMNS = ["case", "threads", "pass", "lrn-core numpy ms", "torch adapter ms",
                    "tf adapter ms", "fastest native ms", "numpy speedup"]

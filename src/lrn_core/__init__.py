@@ -14,8 +14,10 @@ Parameter conventions of the frameworks: :mod:`lrn_core.conventions`.
 """
 
 from ._api import lrn, lrn_backward, window_sum
+from ._buffers import empty_cache
 from ._config import get_config, show_config
 
 __version__ = "0.1.0"
 
-__all__ = ["lrn", "lrn_backward", "window_sum", "show_config", "get_config", "__version__"]
+__all__ = ["lrn", "lrn_backward", "window_sum", "empty_cache", "show_config", "get_config",
+           "__version__"]

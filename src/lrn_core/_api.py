@@ -12,6 +12,7 @@ import operator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import _buffers
 from ._dispatch import kernels
 
 __all__ = ["lrn", "lrn_backward", "window_sum"]
@@ -179,10 +180,10 @@ def _run(kernel, arrays, axis, out, params):
         if o3 is None:
             direct = False
     if not direct:
-        work = np.empty_like(x, dtype=dtype)  # same memory layout as x
+        work = _buffers.empty_like(x, dtype)  # same memory layout as x
         o3 = _view3(work, axis)
         if o3 is None:  # empty_like(order='K') of an odd layout
-            work = np.empty(x.shape, dtype=dtype)
+            work = _buffers.empty(x.shape, dtype)
             o3 = _view3(work, axis)
     kernel(*ins, o3, *params)
     if direct:
