@@ -177,3 +177,13 @@ def test_importing_the_harness_imports_no_framework():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_copy_threads_reports_both_copies(capsys):
+    from lrn_core.benchmarks import copy_threads
+
+    copy_threads.main(["--shape", "4,1000", "--threads", "2", "--repeat", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["copy 0.0 MiB, 1 thread",
+                                                      "copy 0.0 MiB, 2 threads"]
+    assert lines[0].endswith("1.00x one thread)")

@@ -402,7 +402,7 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
 @pytest.mark.parametrize("size,before", [(1, 0), (2, 1), (5, 2), (5, 0), (8, 3), (8, 7), (11, 5),
-                                         (11, 10)])
+                                         (11, 10), (25, 12), (25, 0)])
 def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, before,
                                                              channels_last):
     """1100 positions a row: two full tiles of 512 and one of 76 (the 32-wide, 8-wide and scalar

@@ -277,10 +277,10 @@ cdef extern from *:
         const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), idx), v);
     }
-    /* Positions with contiguous channels (NHWC), windows up to PIXEL_MAX_SIZE: per position,
-       the squares go to a zero-padded row Q (``before`` zeros first) and window c is the sum of
-       the n shifted loads Q[c ... c + n - 1]; everything stays in L1, and the positions are
-       read and written in memory order. Lanes past C load as zero and are not stored. */
+    /* Positions with contiguous channels (NHWC), windows up to PIXEL_DIRECT_MAX_SIZE: per
+       position, the squares go to a zero-padded row Q (``before`` zeros first); window c is the
+       sum of the n shifted loads Q[c ... c + n - 1]; everything stays in L1, and the positions
+       are read and written in memory order. Lanes past C load as zero and are not stored. */
     static inline int lrn_lanes_bad8(__m256 v, __m256 lo, __m256 hi, Py_ssize_t rem) {
         __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, hi, _CMP_LE_OQ), _mm256_cmp_ps(v, lo, _CMP_GE_OQ));
         int live = rem >= 8 ? 0xff : (1 << rem) - 1;
@@ -510,6 +510,10 @@ cdef enum:
     # Channels-last inputs with windows up to this size are computed position by position,
     # summing each window directly along the contiguous channels (no transposes).
     PIXEL_MAX_SIZE = 8
+    # On the float fast path (beta 0.75 or 0.5, AVX2 builds) channels-last positions are summed
+    # directly up to this window: n shifted loads an element, cheaper than transposing tiles up
+    # to about 25 channels.
+    PIXEL_DIRECT_MAX_SIZE = 25
     # Contiguous positions (NCHW) on the float fast path with windows up to this size and beta
     # 0.75 or 0.5 take direct rows (AVX2 builds): one pass per direction, DIRECT_TILE positions
     # a tile, window sums read straight from the rows of x. Their cost grows with the window
@@ -1081,10 +1085,10 @@ cdef inline Geometry _geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I, Py_ssiz
     return g
 
 
-cdef inline bint _direct_ok(bint fast, Py_ssize_t n, int kind) noexcept nogil:
-    """Float32 inputs with contiguous positions take direct rows (see DIRECT_MAX_SIZE) when
+cdef inline bint _direct_ok(bint fast, Py_ssize_t n, int kind, Py_ssize_t max_size) noexcept nogil:
+    """Float32 inputs take direct window sums (DIRECT_MAX_SIZE, PIXEL_DIRECT_MAX_SIZE) when
     this holds; ``fast`` is the float fast path's parameter check."""
-    return (LRN_DIRECT and fast and n <= DIRECT_MAX_SIZE
+    return (LRN_DIRECT and fast and n <= max_size
             and (kind == BETA_075 or kind == BETA_05))
 
 
@@ -1170,9 +1174,12 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
     cdef bint x_direct = xsi == 1, o_direct = osi == 1
     # channels-last positions (NHWC) with small windows: position by position, no transposes
-    cdef bint pixels = xsc == 1 and osc == 1 and xsi != 1 and n <= PIXEL_MAX_SIZE
-    cdef bint pixels_direct = floating is float and _direct_ok(fast, n, kind)
-    cdef bint direct = floating is float and x_direct and o_direct and _direct_ok(fast, n, kind)
+    cdef bint pixels_direct = (floating is float and xsc == 1 and osc == 1 and xsi != 1
+                               and _direct_ok(fast, n, kind, PIXEL_DIRECT_MAX_SIZE))
+    cdef bint pixels = pixels_direct or (xsc == 1 and osc == 1 and xsi != 1
+                                         and n <= PIXEL_MAX_SIZE)
+    cdef bint direct = (floating is float and x_direct and o_direct
+                        and _direct_ok(fast, n, kind, DIRECT_MAX_SIZE))
     cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
     g = _direct_geometry(O, C, I) if direct else g
     B = g.B
@@ -1274,10 +1281,12 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     # rows are read in place only when x and dy share the channel stride and are contiguous
     cdef bint in_direct = xsi == 1 and dsi == 1 and xsc == dsc
     cdef bint o_direct = osi == 1
-    cdef bint pixels = (xsc == 1 and dsc == 1 and osc == 1 and (xsi != 1 or dsi != 1)
-                        and n <= PIXEL_MAX_SIZE)
-    cdef bint direct = floating is float and in_direct and o_direct and _direct_ok(fast, n, kind)
-    cdef bint pixels_direct = floating is float and xsi == dsi and _direct_ok(fast, n, kind)
+    cdef bint channels_last = xsc == 1 and dsc == 1 and osc == 1 and (xsi != 1 or dsi != 1)
+    cdef bint pixels_direct = (floating is float and channels_last and xsi == dsi
+                               and _direct_ok(fast, n, kind, PIXEL_DIRECT_MAX_SIZE))
+    cdef bint pixels = pixels_direct or (channels_last and n <= PIXEL_MAX_SIZE)
+    cdef bint direct = (floating is float and in_direct and o_direct
+                        and _direct_ok(fast, n, kind, DIRECT_MAX_SIZE))
     cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
     g = _direct_geometry(O, C, I) if direct else g
     B = g.B
