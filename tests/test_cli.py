@@ -9,14 +9,16 @@ import lrn_core
 from lrn_core import check, cli
 
 
-def test_info_prints_the_configuration(capsys):
+def test_info_prints_the_configuration(capsys, monkeypatch):
+    monkeypatch.setenv("LRN_CORE_OUTPUT_CACHE_MB", "64")
     assert cli.main(["info"]) == 0
-    out = capsys.readouterr().out
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     cfg = lrn_core.get_config()
-    assert f"lrn_core        {lrn_core.__version__}" in out
+    assert lines["lrn_core"] == lrn_core.__version__
     for key in ("openmp", "threads", "build_cflags", "kernels", "frameworks"):
-        assert key in out
-    assert str(cfg["threads"]) in out
+        assert key in lines
+    assert lines["threads"] == str(cfg["threads"])
+    assert lines["output_cache_mib"] == "64" and cfg["output_cache_mib"] == 64
 
 
 def test_check_numpy_passes_and_prints_a_table(capsys):

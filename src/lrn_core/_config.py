@@ -7,6 +7,7 @@ import importlib.util
 import platform
 import sys
 
+from . import _buffers
 from ._dispatch import kernels
 
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "keras")
@@ -33,7 +34,8 @@ def frameworks_found():
 
 
 def get_config():
-    """A dict with version, kernels in use, SIMD level, OpenMP, threads, build flags, frameworks."""
+    """A dict with version, kernels in use, SIMD level, OpenMP, threads, build flags, the output
+    cache limit (MiB, LRN_CORE_OUTPUT_CACHE_MB) and the frameworks found."""
     from . import __version__
 
     k = kernels()
@@ -48,6 +50,7 @@ def get_config():
         "openmp_version": k.openmp_version,
         "threads": k.max_threads(),
         "build_cflags": k.build_cflags,
+        "output_cache_mib": _buffers._limit() >> 20,
         "frameworks": frameworks_found(),
     }
 
