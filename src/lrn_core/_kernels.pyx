@@ -77,7 +77,37 @@ cdef extern from *:
         *a = lrn_rsqrt8(_mm256_fmadd_ps(van, w, vk));
         return beta_075 ? _mm256_mul_ps(*a, _mm256_sqrt_ps(*a)) : *a;
     }
+    /* How many of the first min(rem, 8) lanes of v are outside [lo, hi] (nan included). */
+    static inline int lrn_lanes_bad8(__m256 v, __m256 lo, __m256 hi, Py_ssize_t rem) {
+        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, hi, _CMP_LE_OQ), _mm256_cmp_ps(v, lo, _CMP_GE_OQ));
+        int live = rem >= 8 ? 0xff : (1 << rem) - 1;
+        return __builtin_popcount(~_mm256_movemask_ps(ok) & live);
+    }
+    /* The first half of a backward element, 8 at a time, from the window sum w: t = s ** -beta
+       (into T), r = dy * x * t / s (into R); returns how many r are outside [-1e30, 1e30]. */
+    static inline int lrn_backward8(__m256 w, const float* x, const float* dy, float* T,
+                                    float* R, __m256 vk, __m256 van, int beta_075) {
+        __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
+        __m256 v = _mm256_mul_ps(t, _mm256_mul_ps(a, a));
+        __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy), _mm256_loadu_ps(x)), v);
+        _mm256_storeu_ps(T, t);
+        _mm256_storeu_ps(R, r);
+        return lrn_lanes_bad8(r, _mm256_set1_ps(-1e30f), _mm256_set1_ps(1e30f), 8);
+    }
     #endif
+    /* The same one element at a time, in double (the tails of the vector loops). */
+    static inline double lrn_negpow1(double s, int beta_075) {
+        double r = sqrt(s);
+        return beta_075 ? 1.0 / (r * sqrt(r)) : 1.0 / r;
+    }
+    static inline int lrn_backward1(double s, float x, float dy, float* T, float* R,
+                                    int beta_075) {
+        double t = lrn_negpow1(s, beta_075);
+        float r = (float)((double)dy * (double)x * (t / s));
+        *T = (float)t;
+        *R = r;
+        return !(r <= 1e30f && r >= -1e30f);
+    }
     static inline void lrn_pow075_f32(float* s, Py_ssize_t n) {
         Py_ssize_t j = 0;
     #if defined(__AVX2__) && defined(__FMA__)
@@ -147,8 +177,8 @@ cdef extern from *:
             _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), t));
         }
         for (; j < n; j++) {
-            double s = (double)(k + an * (addp ? S[j] + P[j] : S[j])), r = sqrt(s);
-            y[j] = (float)((double)x[j] * (beta_075 ? 1.0 / (r * sqrt(r)) : 1.0 / r));
+            double s = (double)(k + an * (addp ? S[j] + P[j] : S[j]));
+            y[j] = (float)((double)x[j] * lrn_negpow1(s, beta_075));
         }
         return 1;
     #else
@@ -165,27 +195,14 @@ cdef extern from *:
     #if defined(__AVX2__) && defined(__FMA__)
         Py_ssize_t j = 0, bad = 0;
         const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
-        const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
         for (; j + 8 <= n; j += 8) {
             __m256 w = _mm256_loadu_ps(S + j);
             if (addp) w = _mm256_add_ps(w, _mm256_loadu_ps(P + j));
-            __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
-            __m256 v = _mm256_mul_ps(t, _mm256_mul_ps(a, a));
-            __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + j),
-                                                   _mm256_loadu_ps(x + j)), v);
-            _mm256_storeu_ps(T + j, t);
-            _mm256_storeu_ps(R + j, r);
-            __m256 ok = _mm256_and_ps(_mm256_cmp_ps(r, big, _CMP_LE_OQ),
-                                      _mm256_cmp_ps(r, nbig, _CMP_GE_OQ));
-            bad += 8 - __builtin_popcount(_mm256_movemask_ps(ok));
+            bad += lrn_backward8(w, x + j, dy + j, T + j, R + j, vk, van, beta_075);
         }
         for (; j < n; j++) {
-            double s = (double)(k + an * (addp ? S[j] + P[j] : S[j])), q = sqrt(s);
-            double t = beta_075 ? 1.0 / (q * sqrt(q)) : 1.0 / q;
-            float r = (float)((double)dy[j] * (double)x[j] * (t / s));
-            T[j] = (float)t;
-            R[j] = r;
-            bad += !(r <= 1e30f && r >= -1e30f);
+            double s = (double)(k + an * (addp ? S[j] + P[j] : S[j]));
+            bad += lrn_backward1(s, x[j], dy[j], T + j, R + j, beta_075);
         }
         return bad;
     #else
@@ -233,10 +250,6 @@ cdef extern from *:
         for (int i = 0; i < m; i++) w = fmaf(rows[i][j], rows[i][j], w);
         return (double)w;
     }
-    static inline int lrn_count_bad8(__m256 v, __m256 lo, __m256 hi) {
-        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, hi, _CMP_LE_OQ), _mm256_cmp_ps(v, lo, _CMP_GE_OQ));
-        return 8 - __builtin_popcount(_mm256_movemask_ps(ok));
-    }
     /* y = x * s ** -beta, s = k + an * W (beta 0.75 or 0.5) */
     static Py_ssize_t lrn_forward_direct_f32(const float* const* rows, int m, const float* x,
                                              float* y, Py_ssize_t n, float k, float an,
@@ -248,21 +261,21 @@ cdef extern from *:
             __m256 w[4];
             lrn_window32(rows, m, j, w);
             for (int u = 0; u < 4; u++) {
-                bad += lrn_count_bad8(w[u], zero, vlim);
+                bad += lrn_lanes_bad8(w[u], zero, vlim, 8);
                 __m256 a, t = lrn_t8(w[u], van, vk, beta_075, &a);
                 _mm256_storeu_ps(y + j + 8 * u, _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * u), t));
             }
         }
         for (; j + 8 <= n; j += 8) {
             __m256 w = lrn_window8(rows, m, j);
-            bad += lrn_count_bad8(w, zero, vlim);
+            bad += lrn_lanes_bad8(w, zero, vlim, 8);
             __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
             _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), t));
         }
         for (; j < n; j++) {
-            double w = lrn_window1(rows, m, j), s = (double)k + (double)an * w, r = sqrt(s);
+            double w = lrn_window1(rows, m, j), s = (double)k + (double)an * w;
             bad += !(w <= (double)lim);
-            y[j] = (float)((double)x[j] * (beta_075 ? 1.0 / (r * sqrt(r)) : 1.0 / r));
+            y[j] = (float)((double)x[j] * lrn_negpow1(s, beta_075));
         }
         return bad;
     }
@@ -281,11 +294,6 @@ cdef extern from *:
        position, the squares go to a zero-padded row Q (``before`` zeros first); window c is the
        sum of the n shifted loads Q[c ... c + n - 1]; everything stays in L1, and the positions
        are read and written in memory order. Lanes past C load as zero and are not stored. */
-    static inline int lrn_lanes_bad8(__m256 v, __m256 lo, __m256 hi, Py_ssize_t rem) {
-        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, hi, _CMP_LE_OQ), _mm256_cmp_ps(v, lo, _CMP_GE_OQ));
-        int live = rem >= 8 ? 0xff : (1 << rem) - 1;
-        return __builtin_popcount(~_mm256_movemask_ps(ok) & live);
-    }
     static inline void lrn_pixel_squares(const float* x, float* Q, Py_ssize_t C) {
         for (Py_ssize_t c = 0; c < C; c += 8) {
             __m256 v = lrn_load8(x + c, C - c);
@@ -340,19 +348,6 @@ cdef extern from *:
         }
         return bad;
     }
-    /* The first half of a backward row: t = s ** -beta (into T), r = dy * x * t / s (into R). */
-    static inline __m256 lrn_backward8(__m256 w, const float* x, const float* dy, float* T,
-                                       float* R, __m256 vk, __m256 van, int beta_075,
-                                       Py_ssize_t* bad) {
-        const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
-        __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
-        __m256 v = _mm256_mul_ps(t, _mm256_mul_ps(a, a));
-        __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy), _mm256_loadu_ps(x)), v);
-        _mm256_storeu_ps(T, t);
-        _mm256_storeu_ps(R, r);
-        *bad += lrn_count_bad8(r, nbig, big);
-        return r;
-    }
     static Py_ssize_t lrn_backward_direct_f32(const float* const* rows, int m, const float* x,
                                               const float* dy, float* T, float* R, Py_ssize_t n,
                                               float k, float an, float lim, int beta_075) {
@@ -364,23 +359,19 @@ cdef extern from *:
             lrn_window32(rows, m, j, w);
             for (int u = 0; u < 4; u++) {
                 Py_ssize_t q = j + 8 * u;
-                bad += lrn_count_bad8(w[u], zero, vlim);
-                lrn_backward8(w[u], x + q, dy + q, T + q, R + q, vk, van, beta_075, &bad);
+                bad += lrn_lanes_bad8(w[u], zero, vlim, 8);
+                bad += lrn_backward8(w[u], x + q, dy + q, T + q, R + q, vk, van, beta_075);
             }
         }
         for (; j + 8 <= n; j += 8) {
             __m256 w = lrn_window8(rows, m, j);
-            bad += lrn_count_bad8(w, zero, vlim);
-            lrn_backward8(w, x + j, dy + j, T + j, R + j, vk, van, beta_075, &bad);
+            bad += lrn_lanes_bad8(w, zero, vlim, 8);
+            bad += lrn_backward8(w, x + j, dy + j, T + j, R + j, vk, van, beta_075);
         }
         for (; j < n; j++) {
-            double w = lrn_window1(rows, m, j), s = (double)k + (double)an * w, q = sqrt(s);
-            double t = beta_075 ? 1.0 / (q * sqrt(q)) : 1.0 / q;
-            float r = (float)((double)dy[j] * (double)x[j] * (t / s));
+            double w = lrn_window1(rows, m, j), s = (double)k + (double)an * w;
             bad += !(w <= (double)lim);
-            T[j] = (float)t;
-            R[j] = r;
-            bad += !(r <= 1e30f && r >= -1e30f);
+            bad += lrn_backward1(s, x[j], dy[j], T + j, R + j, beta_075);
         }
         return bad;
     }
@@ -1195,8 +1186,9 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     cdef int failed = 0
     cdef int* failp = &failed
     with nogil, parallel(num_threads=g.threads):
-        xbuf = <floating*>malloc(C * B * sizeof(floating))
-        obuf = <floating*>malloc(C * B * sizeof(floating))
+        # gathered tiles only, which are never direct: their width B is Bs
+        xbuf = <floating*>malloc(C * Bs * sizeof(floating))
+        obuf = <floating*>malloc(C * Bs * sizeof(floating))
         Sf = <float*>malloc(scratch * sizeof(float))
         Sd = <double*>malloc(scratch * sizeof(double))
         if xbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
@@ -1307,9 +1299,9 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef int failed = 0
     cdef int* failp = &failed
     with nogil, parallel(num_threads=g.threads):
-        xbuf = <floating*>malloc(C * B * sizeof(floating))
-        dbuf = <floating*>malloc(C * B * sizeof(floating))
-        obuf = <floating*>malloc(C * B * sizeof(floating))
+        xbuf = <floating*>malloc(C * Bs * sizeof(floating))
+        dbuf = <floating*>malloc(C * Bs * sizeof(floating))
+        obuf = <floating*>malloc(C * Bs * sizeof(floating))
         Sf = <float*>malloc(scratch * sizeof(float))
         Sd = <double*>malloc(scratch * sizeof(double))
         if xbuf == NULL or dbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
