@@ -397,7 +397,8 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
     assert _max_ulps(got[finite], expected[finite], np.float32) <= limit
 
 
-# --- direct rows: float32, contiguous positions, windows <= 11, beta 0.75 / 0.5 --------------
+# --- direct rows (windows <= 8) and streamed rows (9 to 32): float32, contiguous positions,
+# --- beta 0.75 / 0.5 --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
@@ -406,7 +407,7 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
 def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, before,
                                                              channels_last):
     """1100 positions a row: two full tiles of 512 and one of 76 (the 32-wide, 8-wide and scalar
-    loops). One tile holds a square too big for the float path (its outputs and gradients are
+    loops; streamed rows, n > 8: 384, 384 and 332, a masked last vector). One tile holds a square too big for the float path (its outputs and gradients are
     redone in double), another a nan, which must stay in its windows; the other tiles are
     unaffected and still within the float32 tolerance. Channels last: 12 channels, one full
     vector and a masked one per position, same values."""
@@ -432,6 +433,35 @@ def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, be
     hit[1, max(0, 3 - after):3 + before + 1, 1050] = True
     assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
     dx = lrn_backward(dy, x, **p)
+    ref = lrn_grad_ref(dy, x, **p)
+    finite = np.isfinite(ref)
+    assert np.array_equal(np.isfinite(dx), finite)
+    assert_close(np.where(finite, dx, 0), np.where(finite, ref, 0),
+                 scale=np.abs(np.where(finite, ref, 0)).max())
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.5])
+@pytest.mark.parametrize("channels,size,before", [
+    (70, 9, 4), (70, 9, 0), (70, 9, 8), (70, 12, 6), (70, 13, 6), (70, 16, 15), (70, 23, 11),
+    (70, 25, 12), (70, 25, 0), (70, 31, 15), (70, 32, 16), (70, 32, 31), (7, 25, 12),
+    (1, 9, 4), (40, 32, 0)])
+def test_streamed_rows_over_many_blocks(rng, beta, channels, size, before):
+    """Streamed rows cut the padded channels into blocks of n and keep rings of n rows: many
+    blocks, a last block that is partial or (n = 23, 70 channels) full, windows wider than the
+    channels, every kind of window offset; 800 positions: tiles of 384, 384 and 32. A huge
+    square in one tile (redone in double) and a nan in another, as above."""
+    x = (rng.standard_normal((2, channels, 800)) * 3).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    x[0, channels // 2, 100] = 1e20
+    x[1, channels - 1, 790] = np.nan
+    p = dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before)
+    y = lrn_core.lrn(x, **p)
+    assert_close(y, lrn_ref(x, **p))
+    after = size - 1 - before
+    hit = np.zeros(x.shape, bool)
+    hit[1, max(0, channels - 1 - after):, 790] = True
+    assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
+    dx = lrn_core.lrn_backward(dy, x, **p)
     ref = lrn_grad_ref(dy, x, **p)
     finite = np.isfinite(ref)
     assert np.array_equal(np.isfinite(dx), finite)

@@ -13,11 +13,13 @@
 # prefix sums, s ** -beta and the output going up); a backward tile four.
 #
 # The common case takes a shorter road: float32 with contiguous positions (NCHW), windows of at
-# most DIRECT_MAX_SIZE channels and beta 0.75 or 0.5 runs "direct rows" on AVX2 builds. Each
-# window sum is read straight from the rows of x (n fused multiply-adds), so a tile is one pass
-# over its rows per direction, with no scratch in the forward and two rings of n rows in the
-# backward; the rows of x and dy are prefetched a couple of channels ahead. This is what brings
-# the kernels close to the memory floor (BENCHMARKS.md).
+# most FAST_MAX_SIZE channels and beta 0.75 or 0.5 runs one pass over the rows per direction on
+# AVX2 builds. Up to DIRECT_MAX_SIZE channels, "direct rows": each window sum is read straight
+# from the rows of x (n fused multiply-adds), with no scratch in the forward and two rings of n
+# rows in the backward. Wider windows, "streamed rows": the van Herk sums below, taken as the
+# rows stream past, with rings of n rows, so their cost does not grow with n. The rows of x and
+# dy (and, streamed, of the output) are prefetched a couple of channels ahead. This is what
+# brings the kernels close to the memory floor (BENCHMARKS.md).
 #
 # Window sums use the van Herk / Gil-Werman scheme: the (zero padded) channel axis is cut into
 # blocks of n channels; a window of n channels is the suffix sum of one block plus the prefix sum
@@ -43,6 +45,7 @@ ctypedef fused acc:
     double
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
+from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 
 cdef extern from *:
@@ -213,6 +216,13 @@ cdef extern from *:
     static inline void lrn_prefetch(const void* p, Py_ssize_t n) {
     #if defined(__GNUC__)
         for (Py_ssize_t j = 0; j < n; j += 64) __builtin_prefetch((const char*)p + j, 0, 3);
+    #endif
+    }
+    /* The same for a row the caller writes a little later: its lines are fetched for writing
+       ahead of the stores, which otherwise wait for them. */
+    static inline void lrn_prefetch_w(void* p, Py_ssize_t n) {
+    #if defined(__GNUC__)
+        for (Py_ssize_t j = 0; j < n; j += 64) __builtin_prefetch((char*)p + j, 1, 3);
     #endif
     }
     /* Direct rows (the float fast path for windows of at most DIRECT_MAX_SIZE channels with
@@ -394,6 +404,341 @@ cdef extern from *:
             dx[j] = dy[j] * T[j] - coef * x[j] * w;
         }
     }
+    /* Streamed van Herk rows (the float fast path for wider windows, DIRECT_MAX_SIZE < n <=
+       FAST_MAX_SIZE, contiguous positions): the van Herk sums of the tiles, but taken in one
+       pass over the channels with rings of n rows instead of a whole tile of scratch, so the
+       scratch stays in L1/L2 and each row of x and dy comes from memory once. Padded row p
+       stands for channel p - before; window a covers padded rows [a, a + n - 1] and is the
+       suffix sum S of its block (n rows, kept in a ring) plus the running prefix sum P of the
+       next block. Window a is complete when row p = a + n - 1 arrives: its output is written
+       then, fused with the prefix update; the window that starts a block is written after that
+       block's suffix sums. The backward runs the same scheme a second time, on the rows of r as
+       they come out (the transposed window, ``after`` rows before), in the same pass. Rows are
+       W = L rounded up to 8 floats apart in the scratch; the last vector of a row is masked. */
+    #define LRN_STREAM_MAX 64
+    static inline Py_ssize_t lrn_round8(Py_ssize_t L) { return (L + 7) & ~(Py_ssize_t)7; }
+    /* Suffix sums of the m rows src[0..m) (squared with sq) into dst, last row first, 32
+       columns at a time in registers. */
+    static void lrn_suffix_rows(const float* const* src, float* const* dst, int m, int sq,
+                                Py_ssize_t L) {
+        Py_ssize_t j = 0;
+        for (; j + 32 <= L; j += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = m - 1; i >= 0; i--) {
+                const float* s = src[i] + j;
+                float* d = dst[i] + j;
+                __m256 v0 = _mm256_loadu_ps(s), v1 = _mm256_loadu_ps(s + 8);
+                __m256 v2 = _mm256_loadu_ps(s + 16), v3 = _mm256_loadu_ps(s + 24);
+                if (sq) {
+                    a0 = _mm256_fmadd_ps(v0, v0, a0); a1 = _mm256_fmadd_ps(v1, v1, a1);
+                    a2 = _mm256_fmadd_ps(v2, v2, a2); a3 = _mm256_fmadd_ps(v3, v3, a3);
+                } else {
+                    a0 = _mm256_add_ps(v0, a0); a1 = _mm256_add_ps(v1, a1);
+                    a2 = _mm256_add_ps(v2, a2); a3 = _mm256_add_ps(v3, a3);
+                }
+                _mm256_storeu_ps(d, a0); _mm256_storeu_ps(d + 8, a1);
+                _mm256_storeu_ps(d + 16, a2); _mm256_storeu_ps(d + 24, a3);
+            }
+        }
+        for (; j < L; j += 8) {  /* masked past L: zeros, so the scratch stays finite */
+            __m256 a0 = _mm256_setzero_ps();
+            for (int i = m - 1; i >= 0; i--) {
+                __m256 v = lrn_load8(src[i] + j, L - j);
+                a0 = sq ? _mm256_fmadd_ps(v, v, a0) : _mm256_add_ps(v, a0);
+                _mm256_storeu_ps(dst[i] + j, a0);
+            }
+        }
+    }
+    /* P = x^2 (reset) or P + x^2, for the rows of a block that complete no window. */
+    static void lrn_prefix_sq(const float* x, float* P, int reset, Py_ssize_t L) {
+        Py_ssize_t j = 0;
+        if (reset) {
+            for (; j + 8 <= L; j += 8) {
+                __m256 v = _mm256_loadu_ps(x + j);
+                _mm256_storeu_ps(P + j, _mm256_mul_ps(v, v));
+            }
+        } else {
+            for (; j + 8 <= L; j += 8) {
+                __m256 v = _mm256_loadu_ps(x + j);
+                _mm256_storeu_ps(P + j, _mm256_fmadd_ps(v, v, _mm256_loadu_ps(P + j)));
+            }
+        }
+        if (j < L) {
+            __m256 v = lrn_load8(x + j, L - j);
+            _mm256_storeu_ps(P + j, reset ? _mm256_mul_ps(v, v)
+                                          : _mm256_fmadd_ps(v, v, _mm256_loadu_ps(P + j)));
+        }
+    }
+    /* The slots of the block of padded rows [b, end) whose first channel is b - shift: the
+       suffix row of slot i is dst[..] of its channel, the first channel's row for padding
+       before the channels and the zero row Z after them. Returns the rows to sum (src/dst). */
+    static int lrn_block_rows(Py_ssize_t b, Py_ssize_t end, Py_ssize_t shift, Py_ssize_t C,
+                              const float* base, Py_ssize_t bs, Py_ssize_t ring, float* S,
+                              Py_ssize_t W, const float* Z, const float** slot,
+                              const float** src, float** dst) {
+        Py_ssize_t lo = b - shift > 0 ? b - shift : 0, hi = end - shift < C ? end - shift : C;
+        int m = 0;
+        for (Py_ssize_t p = b; p < end; p++) {
+            Py_ssize_t ch = p - shift;
+            slot[p - b] = ch >= hi ? Z : S + ((ch < lo ? lo + shift : p) - b) * W;
+        }
+        for (Py_ssize_t ch = lo; ch < hi; ch++, m++) {
+            src[m] = base + (ring ? ch % ring : ch) * bs;
+            dst[m] = S + (ch + shift - b) * W;
+        }
+        return m;
+    }
+    /* The window sum of output row a (columns j .. j + 8, rem live): w = S (+ P), P first
+       updated from the new row xn when pmode is 1 (reset) or 2 (add). */
+    static inline __attribute__((always_inline)) __m256 lrn_stream_window8(
+            const float* xn, float* P, int pmode, int usep, const float* S, Py_ssize_t j,
+            Py_ssize_t rem) {
+        __m256 w = _mm256_loadu_ps(S + j);
+        if (pmode) {
+            __m256 v = lrn_load8(xn + j, rem);
+            __m256 p = pmode == 1 ? _mm256_mul_ps(v, v)
+                                  : _mm256_fmadd_ps(v, v, _mm256_loadu_ps(P + j));
+            _mm256_storeu_ps(P + j, p);
+            w = _mm256_add_ps(w, p);
+        } else if (usep) {
+            w = _mm256_add_ps(w, _mm256_loadu_ps(P + j));
+        }
+        return w;
+    }
+    /* Forward output row a: y = x * t(w). */
+    static inline __attribute__((always_inline)) void lrn_stream_fwd8(
+            const float* xn, float* P, int pmode, int usep, const float* S, const float* x,
+            float* y, Py_ssize_t j, Py_ssize_t rem, __m256 vk, __m256 van, __m256 vlim,
+            int beta_075, __m256* vbad) {
+        __m256 w = lrn_stream_window8(xn, P, pmode, usep, S, j, rem);
+        __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
+        lrn_store8(y + j, _mm256_mul_ps(lrn_load8(x + j, rem), t), rem);
+        *vbad = _mm256_or_ps(*vbad, _mm256_cmp_ps(w, vlim, _CMP_NLE_UQ));
+    }
+    static Py_ssize_t lrn_stream_fwd_row(const float* xn, float* P, int pmode, int usep,
+                                         const float* S, const float* x, float* y, Py_ssize_t L,
+                                         __m256 vk, __m256 van, __m256 vlim, int beta_075) {
+        Py_ssize_t j = 0;
+        __m256 vbad = _mm256_setzero_ps();  /* lanes with a window sum above lim or nan */
+        if (pmode == 2 && beta_075) {  /* the common row, with constant flags */
+            for (; j + 8 <= L; j += 8)
+                lrn_stream_fwd8(xn, P, 2, 0, S, x, y, j, 8, vk, van, vlim, 1, &vbad);
+        }
+        for (; j + 8 <= L; j += 8)
+            lrn_stream_fwd8(xn, P, pmode, usep, S, x, y, j, 8, vk, van, vlim, beta_075, &vbad);
+        if (j < L)  /* the dead lanes of the last vector are zeros: never flagged */
+            lrn_stream_fwd8(xn, P, pmode, usep, S, x, y, j, L - j, vk, van, vlim, beta_075,
+                            &vbad);
+        return _mm256_movemask_ps(vbad) != 0;
+    }
+    /* y = x * s ** -beta for a tile of L contiguous positions; buf holds (n + 2) rows of
+       lrn_round8(L) floats. Returns how many window sums were above lim or not a number. */
+    static __attribute__((noinline)) Py_ssize_t lrn_forward_stream_f32(const float* X, Py_ssize_t xs, float* Y,
+                                             Py_ssize_t ys, Py_ssize_t C, Py_ssize_t n,
+                                             Py_ssize_t before, Py_ssize_t L, float k, float an,
+                                             float lim, int beta_075, float* buf) {
+        const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
+        const __m256 vlim = _mm256_set1_ps(lim);
+        const Py_ssize_t W = lrn_round8(L), Lp = C + n - 1;
+        float* S = buf;
+        float* P = buf + n * W;
+        float* Z = P + W;
+        const float* slot[LRN_STREAM_MAX];
+        const float* src[LRN_STREAM_MAX];
+        float* dst[LRN_STREAM_MAX];
+        Py_ssize_t bad = 0;
+        int pzero = 1;
+        for (Py_ssize_t j = 0; j < W; j++) Z[j] = 0.0f;
+        for (Py_ssize_t p = 0; p < Lp; p++) {
+            Py_ssize_t b = p - p % n, end = b + n < Lp ? b + n : Lp;
+            Py_ssize_t ch = p - before, a = p - n + 1;
+            int out = a >= 0 && a < b;  /* window a ends here and does not start a block */
+            if (p == b) pzero = 1;
+            if (ch + 2 < C) lrn_prefetch(X + (ch + 2) * xs, L * 4);
+            if (a + 2 >= 0 && a + 2 < C) lrn_prefetch_w(Y + (a + 2) * ys, L * 4);
+            if (ch >= 0 && ch < C) {
+                if (out)
+                    bad += lrn_stream_fwd_row(X + ch * xs, P, pzero ? 1 : 2, 0,
+                                              slot[a - b + n], X + a * xs, Y + a * ys, L, vk,
+                                              van, vlim, beta_075);
+                else
+                    lrn_prefix_sq(X + ch * xs, P, pzero, L);
+                pzero = 0;
+            } else if (out) {
+                bad += lrn_stream_fwd_row(NULL, P, 0, !pzero, slot[a - b + n], X + a * xs,
+                                          Y + a * ys, L, vk, van, vlim, beta_075);
+            }
+            if (p == end - 1) {  /* the block is complete: its suffix sums, its first window */
+                int m = lrn_block_rows(b, end, before, C, X, xs, 0, S, W, Z, slot, src, dst);
+                if (m) lrn_suffix_rows(src, dst, m, 1, L);
+                if (b < C)
+                    bad += lrn_stream_fwd_row(NULL, P, 0, 0, slot[0], X + b * xs, Y + b * ys, L,
+                                              vk, van, vlim, beta_075);
+            }
+        }
+        return bad;
+    }
+    /* Backward output row a of the first scheme (t into Ta, r into Ra; w as in the forward),
+       then the second scheme's prefix P2 (reset or + r) and, with S2, the dx row c whose
+       transposed window ends at row a: dx = dy t - coef x (S2 + P2). */
+    static inline __attribute__((always_inline)) void lrn_stream_bwd8(
+            const float* xn, float* P, int pmode, int usep, const float* S, const float* xa,
+            const float* dya, float* Ta, float* Ra, float* P2, int p2reset, const float* S2,
+            const float* xc, const float* dyc, const float* Tc, float* dxc, Py_ssize_t j,
+            Py_ssize_t rem, __m256 vk, __m256 van, __m256 vlim, __m256 vc, int beta_075,
+            __m256* vbad) {
+        __m256 w = lrn_stream_window8(xn, P, pmode, usep, S, j, rem);
+        __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
+        __m256 r = _mm256_mul_ps(_mm256_mul_ps(lrn_load8(dya + j, rem), lrn_load8(xa + j, rem)),
+                                 _mm256_mul_ps(t, _mm256_mul_ps(a, a)));
+        __m256 ra = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), r);  /* |r| */
+        *vbad = _mm256_or_ps(*vbad, _mm256_or_ps(_mm256_cmp_ps(w, vlim, _CMP_NLE_UQ),
+                                                 _mm256_cmp_ps(ra, _mm256_set1_ps(1e30f),
+                                                               _CMP_NLE_UQ)));
+        _mm256_storeu_ps(Ta + j, t);
+        _mm256_storeu_ps(Ra + j, r);
+        __m256 p2 = p2reset ? r : _mm256_add_ps(r, _mm256_loadu_ps(P2 + j));
+        _mm256_storeu_ps(P2 + j, p2);
+        if (S2) {
+            __m256 u = _mm256_mul_ps(vc, lrn_load8(xc + j, rem));
+            __m256 g = _mm256_mul_ps(lrn_load8(dyc + j, rem), _mm256_loadu_ps(Tc + j));
+            __m256 w2 = _mm256_add_ps(_mm256_loadu_ps(S2 + j), p2);
+            lrn_store8(dxc + j, _mm256_fnmadd_ps(u, w2, g), rem);
+        }
+    }
+    static Py_ssize_t lrn_stream_bwd_row(
+            const float* xn, float* P, int pmode, int usep, const float* S, const float* xa,
+            const float* dya, float* Ta, float* Ra, float* P2, int p2reset, const float* S2,
+            const float* xc, const float* dyc, const float* Tc, float* dxc, Py_ssize_t L,
+            __m256 vk, __m256 van, __m256 vlim, __m256 vc, int beta_075) {
+        Py_ssize_t j = 0;
+        __m256 vbad = _mm256_setzero_ps();  /* lanes with w above lim, |r| above 1e30, or nan */
+        if (pmode == 2 && !p2reset && S2 && beta_075) {  /* the common row, constant flags */
+            for (; j + 8 <= L; j += 8)
+                lrn_stream_bwd8(xn, P, 2, 0, S, xa, dya, Ta, Ra, P2, 0, S2, xc, dyc, Tc, dxc, j,
+                                8, vk, van, vlim, vc, 1, &vbad);
+        }
+        for (; j + 8 <= L; j += 8)
+            lrn_stream_bwd8(xn, P, pmode, usep, S, xa, dya, Ta, Ra, P2, p2reset, S2, xc, dyc,
+                            Tc, dxc, j, 8, vk, van, vlim, vc, beta_075, &vbad);
+        if (j < L)
+            lrn_stream_bwd8(xn, P, pmode, usep, S, xa, dya, Ta, Ra, P2, p2reset, S2, xc, dyc,
+                            Tc, dxc, j, L - j, vk, van, vlim, vc, beta_075, &vbad);
+        return _mm256_movemask_ps(vbad) != 0;
+    }
+    /* A dx row of the second scheme alone: w2 = S2 (+ P2), P2 first updated from a row of r
+       when p2mode is 1 (reset) or 2 (add). */
+    static inline __attribute__((always_inline)) void lrn_stream_dx8(
+            const float* rn, float* P2, int p2mode, int usep, const float* S2, const float* xc,
+            const float* dyc, const float* Tc, float* dxc, Py_ssize_t j, Py_ssize_t rem,
+            __m256 vc) {
+        __m256 w2 = _mm256_loadu_ps(S2 + j);
+        if (p2mode) {
+            __m256 p2 = _mm256_loadu_ps(rn + j);
+            if (p2mode == 2) p2 = _mm256_add_ps(p2, _mm256_loadu_ps(P2 + j));
+            _mm256_storeu_ps(P2 + j, p2);
+            w2 = _mm256_add_ps(w2, p2);
+        } else if (usep) {
+            w2 = _mm256_add_ps(w2, _mm256_loadu_ps(P2 + j));
+        }
+        __m256 u = _mm256_mul_ps(vc, lrn_load8(xc + j, rem));
+        __m256 g = _mm256_mul_ps(lrn_load8(dyc + j, rem), _mm256_loadu_ps(Tc + j));
+        lrn_store8(dxc + j, _mm256_fnmadd_ps(u, w2, g), rem);
+    }
+    static void lrn_stream_dx_row(const float* rn, float* P2, int p2mode, int usep,
+                                  const float* S2, const float* xc, const float* dyc,
+                                  const float* Tc, float* dxc, Py_ssize_t L, __m256 vc) {
+        Py_ssize_t j = 0;
+        for (; j + 8 <= L; j += 8)
+            lrn_stream_dx8(rn, P2, p2mode, usep, S2, xc, dyc, Tc, dxc, j, 8, vc);
+        if (j < L) lrn_stream_dx8(rn, P2, p2mode, usep, S2, xc, dyc, Tc, dxc, j, L - j, vc);
+    }
+    /* dx for a tile of L contiguous positions (x and dy rows xs apart); buf holds 4n + 3 rows
+       of lrn_round8(L) floats. Returns how many values failed the range checks. */
+    static __attribute__((noinline)) Py_ssize_t lrn_backward_stream_f32(const float* X, const float* DY, Py_ssize_t xs,
+                                              float* DX, Py_ssize_t ys, Py_ssize_t C,
+                                              Py_ssize_t n, Py_ssize_t before, Py_ssize_t L,
+                                              float k, float an, float coef, float lim,
+                                              int beta_075, float* buf) {
+        const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
+        const __m256 vlim = _mm256_set1_ps(lim), vc = _mm256_set1_ps(coef);
+        const Py_ssize_t W = lrn_round8(L), Lp = C + n - 1, after = n - 1 - before;
+        float* S = buf;            /* suffix sums of squares, n rows */
+        float* S2 = S + n * W;     /* suffix sums of r, n rows */
+        float* T = S2 + n * W;     /* t of channel a in row a % n */
+        float* R = T + n * W;      /* r of channel a in row a % n */
+        float* P = R + n * W;
+        float* P2 = P + W;
+        float* Z = P2 + W;
+        const float* slot[LRN_STREAM_MAX];
+        const float* slot2[LRN_STREAM_MAX];
+        const float* src[LRN_STREAM_MAX];
+        float* dst[LRN_STREAM_MAX];
+        Py_ssize_t bad = 0;
+        int pzero = 1, p2zero = 1;
+        for (Py_ssize_t j = 0; j < W; j++) Z[j] = 0.0f;
+        /* step p: row p of the squares arrives and window a = p - n + 1 completes (t, r of
+           channel a); then row q = p - before of the second scheme (r of channel a) arrives
+           and its window c = q - n + 1 completes (dx of channel c = a - before). */
+        for (Py_ssize_t p = 0; p < Lp + before; p++) {
+            Py_ssize_t a = p - n + 1, q = p - before, c = q - n + 1;
+            Py_ssize_t qb = q >= 0 ? q - q % n : 0;
+            int dxout = q >= 0 && c >= 0 && c < qb;  /* window c ends at q, not a block start */
+            if (q >= 0 && q == qb) p2zero = 1;
+            const Py_ssize_t cc = c >= 0 ? c : 0;  /* the pointers below are used for c >= 0 */
+            const float* s2 = dxout ? slot2[c - qb + n] : NULL;
+            const float* xc = X + cc * xs;
+            const float* dyc = DY + cc * xs;
+            const float* Tc = T + (cc % n) * W;
+            float* dxc = DX + cc * ys;
+            if (p < Lp) {
+                Py_ssize_t b = p - p % n, end = b + n < Lp ? b + n : Lp, ch = p - before;
+                int out = a >= 0 && a < b;
+                if (p == b) pzero = 1;
+                if (ch + 2 < C) lrn_prefetch(X + (ch + 2) * xs, L * 4);
+                if (a + 2 >= 0 && a + 2 < C) lrn_prefetch(DY + (a + 2) * xs, L * 4);
+                if (c + 2 >= 0 && c + 2 < C) lrn_prefetch_w(DX + (c + 2) * ys, L * 4);
+                if (out) {
+                    int real = ch >= 0 && ch < C;
+                    bad += lrn_stream_bwd_row(real ? X + ch * xs : NULL, P,
+                                              real ? (pzero ? 1 : 2) : 0, !pzero,
+                                              slot[a - b + n], X + a * xs, DY + a * xs,
+                                              T + (a % n) * W, R + (a % n) * W, P2, p2zero, s2,
+                                              xc, dyc, Tc, dxc, L, vk, van, vlim, vc, beta_075);
+                    p2zero = 0;
+                    dxout = 0;
+                    if (real) pzero = 0;
+                } else if (ch >= 0 && ch < C) {
+                    lrn_prefix_sq(X + ch * xs, P, pzero, L);
+                    pzero = 0;
+                }
+                if (p == end - 1) {
+                    int m = lrn_block_rows(b, end, before, C, X, xs, 0, S, W, Z, slot, src, dst);
+                    if (m) lrn_suffix_rows(src, dst, m, 1, L);
+                    if (b < C) {  /* a == b: the window starting the block */
+                        bad += lrn_stream_bwd_row(NULL, P, 0, 0, slot[0], X + b * xs,
+                                                  DY + b * xs, T + (b % n) * W, R + (b % n) * W,
+                                                  P2, p2zero, s2, xc, dyc, Tc, dxc, L, vk, van,
+                                                  vlim, vc, beta_075);
+                        p2zero = 0;
+                        dxout = 0;
+                    }
+                }
+            }
+            if (q < 0) continue;
+            Py_ssize_t endq = qb + n < Lp ? qb + n : Lp;
+            if (dxout)  /* row q is padding (a outside the channels) */
+                lrn_stream_dx_row(NULL, P2, 0, !p2zero, s2, xc, dyc, Tc, dxc, L, vc);
+            if (q == endq - 1) {
+                int m = lrn_block_rows(qb, endq, after, C, R, W, n, S2, W, Z, slot2, src, dst);
+                if (m) lrn_suffix_rows(src, dst, m, 0, L);
+                if (qb < C)
+                    lrn_stream_dx_row(NULL, P2, 0, 0, slot2[0], X + qb * xs, DY + qb * xs,
+                                      T + (qb % n) * W, DX + qb * ys, L, vc);
+            }
+        }
+        return bad;
+    }
     #else
     #define LRN_DIRECT 0
     static Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
@@ -411,6 +756,15 @@ cdef extern from *:
     static void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
                                             const float* dy, const float* T, float* dx,
                                             Py_ssize_t n, float coef) {}
+    static __attribute__((noinline)) Py_ssize_t lrn_forward_stream_f32(const float* X, Py_ssize_t xs, float* Y,
+                                             Py_ssize_t ys, Py_ssize_t C, Py_ssize_t n,
+                                             Py_ssize_t before, Py_ssize_t L, float k, float an,
+                                             float lim, int beta_075, float* buf) { return -1; }
+    static __attribute__((noinline)) Py_ssize_t lrn_backward_stream_f32(const float* X, const float* DY, Py_ssize_t xs,
+                                              float* DX, Py_ssize_t ys, Py_ssize_t C,
+                                              Py_ssize_t n, Py_ssize_t before, Py_ssize_t L,
+                                              float k, float an, float coef, float lim,
+                                              int beta_075, float* buf) { return -1; }
     #endif
     /* s ** -beta for any beta. With glibc's vector maths library (libmvec; setup.py probes it
        for the AVX2 build), four double-precision pows at a time; otherwise the scalar pow.
@@ -482,7 +836,17 @@ cdef extern from *:
     void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
                                      const float* dy, const float* T, float* dx, Py_ssize_t n,
                                      float coef) noexcept nogil
+    Py_ssize_t lrn_forward_stream_f32(const float* X, Py_ssize_t xs, float* Y, Py_ssize_t ys,
+                                      Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
+                                      Py_ssize_t L, float k, float an, float lim, int beta_075,
+                                      float* buf) noexcept nogil
+    Py_ssize_t lrn_backward_stream_f32(const float* X, const float* DY, Py_ssize_t xs,
+                                       float* DX, Py_ssize_t ys, Py_ssize_t C, Py_ssize_t n,
+                                       Py_ssize_t before, Py_ssize_t L, float k, float an,
+                                       float coef, float lim, int beta_075,
+                                       float* buf) noexcept nogil
     void lrn_prefetch(const void* p, Py_ssize_t n) noexcept nogil
+    void lrn_prefetch_w(void* p, Py_ssize_t n) noexcept nogil
     Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
                               Py_ssize_t ys, Py_ssize_t npix, Py_ssize_t C, Py_ssize_t n,
                               Py_ssize_t before, float k, float an, float coef, float lim,
@@ -508,9 +872,13 @@ cdef enum:
     # Contiguous positions (NCHW) on the float fast path with windows up to this size and beta
     # 0.75 or 0.5 take direct rows (AVX2 builds): one pass per direction, DIRECT_TILE positions
     # a tile, window sums read straight from the rows of x. Their cost grows with the window
-    # (n loads an element); past about 11 channels the tiles, whose cost does not, are faster.
-    DIRECT_MAX_SIZE = 11
+    # (n loads an element); from about 8 channels the streamed rows, whose cost does not, are
+    # as fast (measured: BENCHMARKS.md).
+    DIRECT_MAX_SIZE = 8
     DIRECT_TILE = 512
+    # Wider windows on that path (up to FAST_MAX_SIZE) take streamed van Herk rows, STREAM_TILE
+    # positions a tile, so that their rings (n + 2 rows; 4n + 3 in the backward) stay in L2.
+    STREAM_TILE = 384
     # Tiles prefetch the rows of x (and dy) this many channels ahead of their use: the rows of a
     # tile are far apart, so the hardware prefetchers do not see them coming.
     PREFETCH_ROWS = 2
@@ -558,6 +926,12 @@ cdef Py_ssize_t _tile_width(Py_ssize_t C, Py_ssize_t n, Py_ssize_t inner,
     if b > inner:
         b = inner
     return b
+
+
+cdef inline float* _aligned64(void* block) noexcept nogil:
+    """The first 64-byte boundary in ``block`` (allocated 64 bytes longer): scratch rows whose
+    width is a multiple of 16 floats then start on cache lines, so no vector load is split."""
+    return <float*>((<uintptr_t>block + 63) & ~(<uintptr_t>63))
 
 
 cdef int _n_threads(Py_ssize_t n_elements, Py_ssize_t n_tiles) noexcept nogil:
@@ -931,6 +1305,34 @@ cdef inline bint _backward_direct(const float* DY, const float* X, Py_ssize_t xs
     return bad == 0
 
 
+cdef inline bint _forward_rows(const float* X, Py_ssize_t xs, float* Y, Py_ssize_t ys,
+                               float* buf, Py_ssize_t C, Py_ssize_t n, Py_ssize_t before,
+                               double alpha, double k, int kind, Py_ssize_t L) noexcept nogil:
+    """A forward tile of contiguous positions on the float fast path: direct rows for windows
+    up to DIRECT_MAX_SIZE, streamed van Herk rows above (``buf``: n + 2 rows of L rounded up
+    to 8). False when a value left the float range (the caller redoes the tile)."""
+    if n <= DIRECT_MAX_SIZE:
+        return _forward_direct(X, xs, Y, ys, C, n, before, alpha, k, kind, L)
+    return lrn_forward_stream_f32(X, xs, Y, ys, C, n, before, L, <float>k,
+                                  <float>(alpha / <double>n), <float>_sum_limit(alpha, k, n),
+                                  kind == BETA_075, buf) == 0
+
+
+cdef inline bint _backward_rows(const float* DY, const float* X, Py_ssize_t xs, float* DX,
+                                Py_ssize_t ys, float* buf, Py_ssize_t C, Py_ssize_t n,
+                                Py_ssize_t before, double alpha, double beta, double k,
+                                int kind, Py_ssize_t L, Py_ssize_t B) noexcept nogil:
+    """The backward of ``_forward_rows`` (``buf``: 4n + 3 rows of B >= L floats, B a multiple
+    of 8)."""
+    if n <= DIRECT_MAX_SIZE:
+        return _backward_direct(DY, X, xs, DX, ys, buf, buf + n * B, C, n, before, alpha, beta,
+                                k, kind, L, B)
+    return lrn_backward_stream_f32(X, DY, xs, DX, ys, C, n, before, L, <float>k,
+                                   <float>(alpha / <double>n),
+                                   <float>(2.0 * alpha * beta / <double>n),
+                                   <float>_sum_limit(alpha, k, n), kind == BETA_075, buf) == 0
+
+
 cdef inline bint _fast_ok(Py_ssize_t n, double alpha, double k) noexcept nogil:
     """Parameters for which the float32 fast path is accurate (plus the per-tile check).
 
@@ -1083,9 +1485,10 @@ cdef inline bint _direct_ok(bint fast, Py_ssize_t n, int kind, Py_ssize_t max_si
             and (kind == BETA_075 or kind == BETA_05))
 
 
-cdef inline Geometry _direct_geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I) noexcept nogil:
+cdef inline Geometry _direct_geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I,
+                                     Py_ssize_t n) noexcept nogil:
     cdef Geometry g
-    g.B = min(<Py_ssize_t>DIRECT_TILE, I)
+    g.B = min(<Py_ssize_t>(DIRECT_TILE if n <= DIRECT_MAX_SIZE else STREAM_TILE), I)
     g.per_row = (I + g.B - 1) // g.B
     g.n_tiles = O * g.per_row
     g.threads = _n_threads(O * C * I, g.n_tiles)
@@ -1169,17 +1572,19 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                                and _direct_ok(fast, n, kind, PIXEL_DIRECT_MAX_SIZE))
     cdef bint pixels = pixels_direct or (xsc == 1 and osc == 1 and xsi != 1
                                          and n <= PIXEL_MAX_SIZE)
+    # contiguous positions on the float fast path: direct rows, or streamed for wider windows
     cdef bint direct = (floating is float and x_direct and o_direct
-                        and _direct_ok(fast, n, kind, DIRECT_MAX_SIZE))
+                        and _direct_ok(fast, n, kind, FAST_MAX_SIZE))
     cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
-    g = _direct_geometry(O, C, I) if direct else g
+    g = _direct_geometry(O, C, I, n) if direct else g
     B = g.B
     cdef Py_ssize_t cn = C + n
-    cdef Py_ssize_t scratch = max((C + n + 1) * Bs, 3 * (cn + 8))
+    cdef Py_ssize_t scratch = max((C + n + 1) * Bs, 3 * (cn + 8), (n + 2) * ((B + 7) // 8 * 8))
     cdef Py_ssize_t t, o, i0, L, xs, ys, j
     cdef floating* xbuf
     cdef floating* obuf
     cdef float* Sf
+    cdef void* Sf_block
     cdef double* Sd
     cdef const floating* X
     cdef floating* Y
@@ -1189,9 +1594,10 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
         # gathered tiles only, which are never direct: their width B is Bs
         xbuf = <floating*>malloc(C * Bs * sizeof(floating))
         obuf = <floating*>malloc(C * Bs * sizeof(floating))
-        Sf = <float*>malloc(scratch * sizeof(float))
+        Sf_block = malloc(scratch * sizeof(float) + 64)
+        Sf = _aligned64(Sf_block)
         Sd = <double*>malloc(scratch * sizeof(double))
-        if xbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
+        if xbuf == NULL or obuf == NULL or Sf_block == NULL or Sd == NULL:
             failp[0] = 1
         else:
             for t in prange(g.n_tiles, schedule='static'):
@@ -1200,8 +1606,8 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                 L = min(B, I - i0)
                 if direct:
                     X, Y = xp + o * xso + i0, op + o * oso + i0
-                    if not _forward_direct(<const float*>X, xsc, <float*>Y, osc, C, n, before,
-                                           alpha, k, kind, L):
+                    if not _forward_rows(<const float*>X, xsc, <float*>Y, osc, Sf, C, n, before,
+                                         alpha, k, kind, L):
                         for j in range((L + Bs - 1) // Bs):
                             _forward_tile(X + j * Bs, xsc, Y + j * Bs, osc, Sd, C, n, before,
                                           alpha, beta, k, kind, False, min(Bs, L - j * Bs), Bs)
@@ -1238,7 +1644,7 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                     _scatter(obuf, C, L, B, op + o * oso + i0 * osi, osc, osi)
         free(xbuf)
         free(obuf)
-        free(Sf)
+        free(Sf_block)
         free(Sd)
     if failed:
         raise MemoryError("lrn_core: could not allocate the per-thread scratch")
@@ -1278,9 +1684,9 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                                and _direct_ok(fast, n, kind, PIXEL_DIRECT_MAX_SIZE))
     cdef bint pixels = pixels_direct or (channels_last and n <= PIXEL_MAX_SIZE)
     cdef bint direct = (floating is float and in_direct and o_direct
-                        and _direct_ok(fast, n, kind, DIRECT_MAX_SIZE))
+                        and _direct_ok(fast, n, kind, FAST_MAX_SIZE))
     cdef Py_ssize_t Bs = B  # the van Herk tile width (tiles redone after a direct tile fails)
-    g = _direct_geometry(O, C, I) if direct else g
+    g = _direct_geometry(O, C, I, n) if direct else g
     B = g.B
     cdef Py_ssize_t t, o, i0, L, xs, ys, j, cn = C + n
     cdef const floating* XP
@@ -1290,21 +1696,24 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef floating* dbuf
     cdef floating* obuf
     cdef float* Sf
+    cdef void* Sf_block
     cdef double* Sd
     cdef const floating* X
     cdef const floating* DY
     cdef floating* DX
     cdef Py_ssize_t rows = (C + n + 1) * Bs
-    cdef Py_ssize_t scratch = max(3 * rows, 4 * cn, 2 * n * B, 3 * (cn + 8))
+    cdef Py_ssize_t scratch = max(3 * rows, 4 * cn, (4 * n + 3) * ((B + 7) // 8 * 8),
+                                  3 * (cn + 8))
     cdef int failed = 0
     cdef int* failp = &failed
     with nogil, parallel(num_threads=g.threads):
         xbuf = <floating*>malloc(C * Bs * sizeof(floating))
         dbuf = <floating*>malloc(C * Bs * sizeof(floating))
         obuf = <floating*>malloc(C * Bs * sizeof(floating))
-        Sf = <float*>malloc(scratch * sizeof(float))
+        Sf_block = malloc(scratch * sizeof(float) + 64)
+        Sf = _aligned64(Sf_block)
         Sd = <double*>malloc(scratch * sizeof(double))
-        if xbuf == NULL or dbuf == NULL or obuf == NULL or Sf == NULL or Sd == NULL:
+        if xbuf == NULL or dbuf == NULL or obuf == NULL or Sf_block == NULL or Sd == NULL:
             failp[0] = 1
         else:
             for t in prange(g.n_tiles, schedule='static'):
@@ -1313,9 +1722,8 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                 L = min(B, I - i0)
                 if direct:
                     X, DY, DX = xp + o * xso + i0, dp + o * dso + i0, op + o * oso + i0
-                    if not _backward_direct(<const float*>DY, <const float*>X, xsc, <float*>DX,
-                                            osc, Sf, Sf + n * B, C, n, before, alpha, beta, k,
-                                            kind, L, B):
+                    if not _backward_rows(<const float*>DY, <const float*>X, xsc, <float*>DX,
+                                          osc, Sf, C, n, before, alpha, beta, k, kind, L, B):
                         for j in range((L + Bs - 1) // Bs):
                             _backward_tile(DY + j * Bs, X + j * Bs, xsc, DX + j * Bs, osc, Sd,
                                            Sd + rows, Sd + 2 * rows, C, n, before, alpha, beta,
@@ -1359,7 +1767,7 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
         free(xbuf)
         free(dbuf)
         free(obuf)
-        free(Sf)
+        free(Sf_block)
         free(Sd)
     if failed:
         raise MemoryError("lrn_core: could not allocate the per-thread scratch")
