@@ -400,6 +400,23 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
 # --- direct rows (windows <= 8) and streamed rows (9 to 32): float32, contiguous positions,
 # --- beta 0.75 / 0.5 --------------------------------------------------------------------------
 
+def _layout_functions(channels_last):
+    """lrn and lrn_backward on (N, C, W) arrays, computed channels last when asked: on (N, W, C)
+    copies, with the results moved back to (N, C, W)."""
+    if not channels_last:
+        return lrn_core.lrn, lrn_core.lrn_backward
+
+    def lrn(x, **p):
+        return np.moveaxis(lrn_core.lrn(np.ascontiguousarray(np.moveaxis(x, 1, -1)), **p,
+                                        axis=-1), -1, 1)
+
+    def lrn_backward(dy, x, **p):
+        dyl, xl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (dy, x))
+        return np.moveaxis(lrn_core.lrn_backward(dyl, xl, **p, axis=-1), -1, 1)
+
+    return lrn, lrn_backward
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
 @pytest.mark.parametrize("size,before", [(1, 0), (2, 1), (5, 2), (5, 0), (8, 3), (8, 7), (11, 5),
@@ -416,16 +433,7 @@ def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, be
     x[0, 6, 600] = 1e20  # its square overflows float: only the double redo gets it right
     x[1, 3, 1050] = np.nan
     p = dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before)
-    if channels_last:  # (N, W, C) arrays, results moved back to (N, C, W)
-        def lrn(x, **p):
-            return np.moveaxis(lrn_core.lrn(np.ascontiguousarray(np.moveaxis(x, 1, -1)), **p,
-                                            axis=-1), -1, 1)
-
-        def lrn_backward(dy, x, **p):
-            dyl, xl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (dy, x))
-            return np.moveaxis(lrn_core.lrn_backward(dyl, xl, **p, axis=-1), -1, 1)
-    else:
-        lrn, lrn_backward = lrn_core.lrn, lrn_core.lrn_backward
+    lrn, lrn_backward = _layout_functions(channels_last)
     y = lrn(x, **p)
     assert_close(y, lrn_ref(x, **p))
     after = size - 1 - before
@@ -440,28 +448,31 @@ def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, be
                  scale=np.abs(np.where(finite, ref, 0)).max())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
 @pytest.mark.parametrize("channels,size,before", [
     (70, 9, 4), (70, 9, 0), (70, 9, 8), (70, 12, 6), (70, 13, 6), (70, 16, 15), (70, 23, 11),
     (70, 25, 12), (70, 25, 0), (70, 31, 15), (70, 32, 16), (70, 32, 31), (7, 25, 12),
     (1, 9, 4), (40, 32, 0)])
-def test_streamed_rows_over_many_blocks(rng, beta, channels, size, before):
+def test_streamed_rows_over_many_blocks(rng, beta, channels, size, before, channels_last):
     """Streamed rows cut the padded channels into blocks of n and keep rings of n rows: many
     blocks, a last block that is partial or (n = 23, 70 channels) full, windows wider than the
     channels, every kind of window offset; 800 positions: tiles of 384, 384 and 32. A huge
-    square in one tile (redone in double) and a nan in another, as above."""
+    square in one tile (redone in double) and a nan in another, as above. Channels last, the
+    same windows are summed by doubling per position (sizes 10 to 25) or by gathered tiles."""
     x = (rng.standard_normal((2, channels, 800)) * 3).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     x[0, channels // 2, 100] = 1e20
     x[1, channels - 1, 790] = np.nan
     p = dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before)
-    y = lrn_core.lrn(x, **p)
+    lrn, lrn_backward = _layout_functions(channels_last)
+    y = lrn(x, **p)
     assert_close(y, lrn_ref(x, **p))
     after = size - 1 - before
     hit = np.zeros(x.shape, bool)
     hit[1, max(0, channels - 1 - after):, 790] = True
     assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
-    dx = lrn_core.lrn_backward(dy, x, **p)
+    dx = lrn_backward(dy, x, **p)
     ref = lrn_grad_ref(dy, x, **p)
     finite = np.isfinite(ref)
     assert np.array_equal(np.isfinite(dx), finite)

@@ -310,31 +310,61 @@ cdef extern from *:
             _mm256_storeu_ps(Q + c, _mm256_mul_ps(v, v));  /* zeros past C: the padding */
         }
     }
-    static inline __m256 lrn_shifted_sum8(const float* Q, Py_ssize_t n) {
-        __m256 w = _mm256_loadu_ps(Q);
-        for (Py_ssize_t i = 1; i < n; i++) w = _mm256_add_ps(w, _mm256_loadu_ps(Q + i));
+    /* Window sums for one position, 8 at a time. Narrow windows: n shifted loads of Q. Wider
+       ones (``grouped``) first sum groups of m consecutive values, m the power of two nearest
+       below sqrt(n), by doubling in place in A (log2(m) passes: A[c] + A[c + h]); a window is
+       then n / m loads of those groups, m apart, plus the n % m values left, from Q: about
+       2 sqrt(n) loads a value instead of n. Every addition adds values of the window; none
+       subtracts. */
+    static inline Py_ssize_t lrn_group_width(Py_ssize_t n) {
+        Py_ssize_t m = 1;
+        while (4 * m * m <= n) m *= 2;
+        return m;
+    }
+    /* G[c] = Q[c] + ... + Q[c + m - 1] for c < C + n - m (Q and A hold C + n + 8 floats);
+       returns G: A, or Q itself for m = 1. */
+    static const float* lrn_group_sums(const float* Q, float* A, Py_ssize_t C, Py_ssize_t n,
+                                       Py_ssize_t m) {
+        const float* src = Q;
+        for (Py_ssize_t h = 1; h < m; h *= 2) {
+            for (Py_ssize_t c = 0; c < C + n - 2 * h; c += 8)
+                _mm256_storeu_ps(A + c, _mm256_add_ps(_mm256_loadu_ps(src + c),
+                                                      _mm256_loadu_ps(src + c + h)));
+            src = A;
+        }
+        return src;
+    }
+    static inline __m256 lrn_window_sum8(const float* G, const float* Q, Py_ssize_t m,
+                                         Py_ssize_t q, Py_ssize_t r) {
+        __m256 w = _mm256_loadu_ps(G);
+        for (Py_ssize_t i = 1; i < q; i++) w = _mm256_add_ps(w, _mm256_loadu_ps(G + i * m));
+        for (Py_ssize_t i = 0; i < r; i++) w = _mm256_add_ps(w, _mm256_loadu_ps(Q + q * m + i));
         return w;
     }
     /* One function for both directions. Forward (dy NULL): out = x * t. Backward: T = t,
        R = r = dy * x * t / s (``after`` zeros first), then out = dy * t - coef * x * (window
-       of r, transposed). Scratch: Q and R hold C + n + 8 floats (padding set here), T C + 8. */
+       of r, transposed). Scratch: Q, R and A hold C + n + 8 floats (padding set here), T
+       C + 8. */
     static Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
                                      Py_ssize_t ys, Py_ssize_t npix, Py_ssize_t C, Py_ssize_t n,
                                      Py_ssize_t before, float k, float an, float coef, float lim,
-                                     int beta_075, float* Q, float* T, float* R) {
+                                     int beta_075, int grouped, float* Q, float* T, float* R,
+                                     float* A) {
         const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an), vc = _mm256_set1_ps(coef);
         const __m256 vlim = _mm256_set1_ps(lim), zero = _mm256_setzero_ps();
         const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
         const Py_ssize_t after = n - 1 - before;
+        const Py_ssize_t m = grouped ? lrn_group_width(n) : 1, q = n / m, r = n % m;
         Py_ssize_t bad = 0;
-        for (Py_ssize_t c = 0; c < C + n + 8; c++) Q[c] = R[c] = 0.0f;
+        for (Py_ssize_t c = 0; c < C + n + 8; c++) Q[c] = R[c] = A[c] = 0.0f;
         for (Py_ssize_t p = 0; p < npix; p++) {
             const float* px = x + p * xs;
             const float* pd = dy + p * xs;
             float* po = out + p * ys;
             lrn_pixel_squares(px, Q + before, C);
+            const float* G = lrn_group_sums(Q, A, C, n, m);
             for (Py_ssize_t c = 0; c < C; c += 8) {
-                __m256 w = lrn_shifted_sum8(Q + c, n);
+                __m256 w = lrn_window_sum8(G + c, Q + c, m, q, r);
                 bad += lrn_lanes_bad8(w, zero, vlim, C - c);
                 __m256 a, t = lrn_t8(w, van, vk, beta_075, &a);
                 __m256 xv = lrn_load8(px + c, C - c);
@@ -346,11 +376,12 @@ cdef extern from *:
                                          _mm256_mul_ps(t, _mm256_mul_ps(a, a)));
                 bad += lrn_lanes_bad8(r, nbig, big, C - c);
                 _mm256_storeu_ps(T + c, t);
-                _mm256_storeu_ps(R + after + c, r);  /* zeros past C: the padding */
+                lrn_store8(R + after + c, r, C - c);  /* past C: the padding zeros stay */
             }
             if (dy == NULL) continue;
+            G = lrn_group_sums(R, A, C, n, m);
             for (Py_ssize_t c = 0; c < C; c += 8) {
-                __m256 w = lrn_shifted_sum8(R + c, n);
+                __m256 w = lrn_window_sum8(G + c, R + c, m, q, r);
                 __m256 u = _mm256_mul_ps(vc, lrn_load8(px + c, C - c));
                 __m256 g = _mm256_mul_ps(lrn_load8(pd + c, C - c), _mm256_loadu_ps(T + c));
                 lrn_store8(po + c, _mm256_fnmadd_ps(u, w, g), C - c);
@@ -744,7 +775,8 @@ cdef extern from *:
     static Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
                                      Py_ssize_t ys, Py_ssize_t npix, Py_ssize_t C, Py_ssize_t n,
                                      Py_ssize_t before, float k, float an, float coef, float lim,
-                                     int beta_075, float* Q, float* T, float* R) { return -1; }
+                                     int beta_075, int grouped, float* Q, float* T, float* R,
+                                     float* A) { return -1; }
     static Py_ssize_t lrn_forward_direct_f32(const float* const* rows, int m, const float* x,
                                              float* y, Py_ssize_t n, float k, float an,
                                              float lim, int beta_075) { return -1; }
@@ -850,7 +882,8 @@ cdef extern from *:
     Py_ssize_t lrn_pixels_f32(const float* x, const float* dy, Py_ssize_t xs, float* out,
                               Py_ssize_t ys, Py_ssize_t npix, Py_ssize_t C, Py_ssize_t n,
                               Py_ssize_t before, float k, float an, float coef, float lim,
-                              int beta_075, float* Q, float* T, float* R) noexcept nogil
+                              int beta_075, int grouped, float* Q, float* T, float* R,
+                              float* A) noexcept nogil
     void lrn_pow05_pair_f32(float* s, float* v, Py_ssize_t n) noexcept nogil
 
 
@@ -866,9 +899,12 @@ cdef enum:
     # summing each window directly along the contiguous channels (no transposes).
     PIXEL_MAX_SIZE = 8
     # On the float fast path (beta 0.75 or 0.5, AVX2 builds) channels-last positions are summed
-    # directly up to this window: n shifted loads an element, cheaper than transposing tiles up
-    # to about 25 channels.
-    PIXEL_DIRECT_MAX_SIZE = 25
+    # directly up to this window (all of the fast path): cheaper than transposing tiles.
+    PIXEL_DIRECT_MAX_SIZE = 32
+    # From this window up, those positions sum their windows from groups of about sqrt(n)
+    # channels (about 2 sqrt(n) loads a value) instead of n shifted loads (measured crossover:
+    # about 7 channels).
+    PIXEL_GROUP_SIZE = 8
     # Contiguous positions (NCHW) on the float fast path with windows up to this size and beta
     # 0.75 or 0.5 take direct rows (AVX2 builds): one pass per direction, DIRECT_TILE positions
     # a tile, window sums read straight from the rows of x. Their cost grows with the window
@@ -1579,7 +1615,7 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
     g = _direct_geometry(O, C, I, n) if direct else g
     B = g.B
     cdef Py_ssize_t cn = C + n
-    cdef Py_ssize_t scratch = max((C + n + 1) * Bs, 3 * (cn + 8), (n + 2) * ((B + 7) // 8 * 8))
+    cdef Py_ssize_t scratch = max((C + n + 1) * Bs, 4 * (cn + 8), (n + 2) * ((B + 7) // 8 * 8))
     cdef Py_ssize_t t, o, i0, L, xs, ys, j
     cdef floating* xbuf
     cdef floating* obuf
@@ -1617,7 +1653,8 @@ def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t siz
                             <const float*>(xp + o * xso + i0 * xsi), NULL, xsi,
                             <float*>(op + o * oso + i0 * osi), osi, L, C, n, before, <float>k,
                             <float>(alpha / n), 0.0, <float>_sum_limit(alpha, k, n),
-                            kind == BETA_075, Sf, Sf + cn + 8, Sf + 2 * cn + 16) == 0:
+                            kind == BETA_075, n >= PIXEL_GROUP_SIZE, Sf, Sf + cn + 8,
+                            Sf + 2 * (cn + 8), Sf + 3 * (cn + 8)) == 0:
                         continue
                     for j in range(L):
                         X = xp + o * xso + (i0 + j) * xsi
@@ -1703,7 +1740,7 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     cdef floating* DX
     cdef Py_ssize_t rows = (C + n + 1) * Bs
     cdef Py_ssize_t scratch = max(3 * rows, 4 * cn, (4 * n + 3) * ((B + 7) // 8 * 8),
-                                  3 * (cn + 8))
+                                  4 * (cn + 8))
     cdef int failed = 0
     cdef int* failp = &failed
     with nogil, parallel(num_threads=g.threads):
@@ -1735,8 +1772,9 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
                             <const float*>(dp + o * dso + i0 * dsi), xsi,
                             <float*>(op + o * oso + i0 * osi), osi, L, C, n, before, <float>k,
                             <float>(alpha / n), <float>(2.0 * alpha * beta / n),
-                            <float>_sum_limit(alpha, k, n), kind == BETA_075, Sf, Sf + cn + 8,
-                            Sf + 2 * cn + 16) == 0:
+                            <float>_sum_limit(alpha, k, n), kind == BETA_075,
+                            n >= PIXEL_GROUP_SIZE, Sf, Sf + cn + 8, Sf + 2 * (cn + 8),
+                            Sf + 3 * (cn + 8)) == 0:
                         continue
                     for j in range(L):
                         XP = xp + o * xso + (i0 + j) * xsi
