@@ -5,6 +5,7 @@ torch.compile is never run here (it compiles for tens of seconds).
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -187,3 +188,17 @@ def test_copy_threads_reports_both_copies(capsys):
     assert [line.split(":")[0] for line in lines] == ["copy 0.0 MiB, 1 thread",
                                                       "copy 0.0 MiB, 2 threads"]
     assert lines[0].endswith("1.00x one thread)")
+
+
+def test_window_sizes_times_every_size_against_the_first(capsys):
+    from lrn_core.benchmarks import window_sizes
+
+    window_sizes.main(["--shape", "2,12,4,5", "--sizes", "5,25", "--repeat", "2",
+                       "--layout", "nhwc"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("NHWC 2x4x5x12 float32, beta 0.75")
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ["5", "25"]
+    assert rows[0][3] == "1.00x"
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+    assert re.fullmatch(r"\d+\.\d\dx", rows[1][3]) and float(rows[1][3][:-1]) > 0
