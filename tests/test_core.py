@@ -465,7 +465,7 @@ def test_streamed_rows_over_many_blocks(rng, beta, channels, size, before, chann
     blocks, a last block that is partial or (n = 23, 70 channels) full, windows wider than the
     channels, every kind of window offset; 800 positions: tiles of 384, 384 and 32. A huge
     square in one tile (redone in double) and a nan in another, as above. Channels last, the
-    same windows are summed by doubling per position (sizes 10 to 25) or by gathered tiles."""
+    same windows are summed per position from groups of about sqrt(size) channels."""
     x = (rng.standard_normal((2, channels, 800)) * 3).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     x[0, channels // 2, 100] = 1e20

@@ -564,7 +564,7 @@ cdef extern from *:
     }
     /* y = x * s ** -beta for a tile of L contiguous positions; buf holds (n + 2) rows of
        lrn_round8(L) floats. Returns how many window sums were above lim or not a number. */
-    static __attribute__((noinline)) Py_ssize_t lrn_forward_stream_f32(const float* X, Py_ssize_t xs, float* Y,
+    static Py_ssize_t lrn_forward_stream_f32(const float* X, Py_ssize_t xs, float* Y,
                                              Py_ssize_t ys, Py_ssize_t C, Py_ssize_t n,
                                              Py_ssize_t before, Py_ssize_t L, float k, float an,
                                              float lim, int beta_075, float* buf) {
@@ -686,7 +686,7 @@ cdef extern from *:
     }
     /* dx for a tile of L contiguous positions (x and dy rows xs apart); buf holds 4n + 3 rows
        of lrn_round8(L) floats. Returns how many values failed the range checks. */
-    static __attribute__((noinline)) Py_ssize_t lrn_backward_stream_f32(const float* X, const float* DY, Py_ssize_t xs,
+    static Py_ssize_t lrn_backward_stream_f32(const float* X, const float* DY, Py_ssize_t xs,
                                               float* DX, Py_ssize_t ys, Py_ssize_t C,
                                               Py_ssize_t n, Py_ssize_t before, Py_ssize_t L,
                                               float k, float an, float coef, float lim,
@@ -788,11 +788,11 @@ cdef extern from *:
     static void lrn_backward_direct_out_f32(const float* const* rrows, int m, const float* x,
                                             const float* dy, const float* T, float* dx,
                                             Py_ssize_t n, float coef) {}
-    static __attribute__((noinline)) Py_ssize_t lrn_forward_stream_f32(const float* X, Py_ssize_t xs, float* Y,
+    static Py_ssize_t lrn_forward_stream_f32(const float* X, Py_ssize_t xs, float* Y,
                                              Py_ssize_t ys, Py_ssize_t C, Py_ssize_t n,
                                              Py_ssize_t before, Py_ssize_t L, float k, float an,
                                              float lim, int beta_075, float* buf) { return -1; }
-    static __attribute__((noinline)) Py_ssize_t lrn_backward_stream_f32(const float* X, const float* DY, Py_ssize_t xs,
+    static Py_ssize_t lrn_backward_stream_f32(const float* X, const float* DY, Py_ssize_t xs,
                                               float* DX, Py_ssize_t ys, Py_ssize_t C,
                                               Py_ssize_t n, Py_ssize_t before, Py_ssize_t L,
                                               float k, float an, float coef, float lim,
@@ -1454,9 +1454,10 @@ cdef inline bint _blocks_ok(const acc* S, Py_ssize_t C, Py_ssize_t n, double alp
 
 
 # ---------------------------------------------------------------------------------------------
-# Positions with contiguous channels (NHWC): one position at a time, windows summed directly
-# along the channels (n loads a value; no subtraction, so the guarantees of the tiles hold).
-# Q and R hold C + n - 1 padded values, W and V hold C.
+# Positions with contiguous channels (NHWC), the general path (any dtype and beta; windows up to
+# PIXEL_MAX_SIZE, and the redo of a failed fast position): one position at a time, windows
+# summed directly along the channels (n loads a value; no subtraction, so the guarantees of the
+# tiles hold). Q and R hold C + n - 1 padded values, W and V hold C.
 
 cdef inline void _pixel_window(const acc* Q, acc* W, Py_ssize_t C, Py_ssize_t n) noexcept nogil:
     """W[c] = Q[c] + Q[c + 1] + ... + Q[c + n - 1]."""
@@ -1567,8 +1568,9 @@ cdef inline Geometry _geometry(Py_ssize_t O, Py_ssize_t C, Py_ssize_t I, Py_ssiz
 
 
 cdef inline bint _direct_ok(bint fast, Py_ssize_t n, int kind, Py_ssize_t max_size) noexcept nogil:
-    """Float32 inputs take direct window sums (DIRECT_MAX_SIZE, PIXEL_DIRECT_MAX_SIZE) when
-    this holds; ``fast`` is the float fast path's parameter check."""
+    """Float32 inputs take one-pass rows (direct up to DIRECT_MAX_SIZE, streamed above) or
+    direct positions (up to PIXEL_DIRECT_MAX_SIZE) for windows up to ``max_size`` when this
+    holds; ``fast`` is the float fast path's parameter check."""
     return (LRN_DIRECT and fast and n <= max_size
             and (kind == BETA_075 or kind == BETA_05))
 
