@@ -6,7 +6,7 @@ All build choices are made here, and each can be overridden from the environment
     LRN_CORE_NO_AVX2=1       do not build the AVX2/FMA variant of the kernels
     LRN_CORE_MARCH=native    compile the baseline kernels with -march=<value> (not portable:
                              a wheel built so crashes on older CPUs)
-    LRN_CORE_NO_LIBMVEC=1    do not use glibc's vector pow for generic betas in the AVX2 build
+    LRN_CORE_NO_LIBMVEC=1    do not use glibc's vector pow for float64 generic betas (AVX2 build)
     LRN_CORE_CFLAGS="..."    extra compiler flags, appended last
 
 The kernels are always built with the platform's baseline instruction set (x86-64: SSE2), so a
@@ -113,7 +113,8 @@ class BuildExt(build_ext):
                 file=sys.stderr,
             )
             use_openmp = False
-        # A generic beta uses glibc's vector pow in the AVX2 build when it links (Linux).
+        # float64 with a generic beta uses glibc's vector pow in the AVX2 build when it links
+        # (Linux); float32 has its own vector power in the kernels.
         use_libmvec = (not msvc and not _flag("LRN_CORE_NO_LIBMVEC")
                        and any(e.name.endswith("_avx2") for e in self.extensions)
                        and _links_libmvec(self.compiler))

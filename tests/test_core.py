@@ -423,6 +423,26 @@ def _layout_functions(channels_last):
     return lrn, lrn_backward
 
 
+def _check_with_a_nan(x, dy, p, nan_at, channels_last):
+    """lrn and lrn_backward of (N, C, W) ``x`` against the float64 references, ``x[nan_at]``
+    being a nan: the forward is nan exactly in the windows that hold it, the gradient non-finite
+    exactly where the reference's is, and everything else within the float32 tolerance."""
+    lrn, lrn_backward = _layout_functions(channels_last)
+    y = lrn(x, **p)
+    assert_close(y, lrn_ref(x, **p))
+    o, c, i = nan_at
+    after = p["size"] - 1 - p["before"]
+    hit = np.zeros(x.shape, bool)
+    hit[o, max(0, c - after):c + p["before"] + 1, i] = True
+    assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
+    dx = lrn_backward(dy, x, **p)
+    ref = lrn_grad_ref(dy, x, **p)
+    finite = np.isfinite(ref)
+    assert np.array_equal(np.isfinite(dx), finite)
+    assert_close(np.where(finite, dx, 0), np.where(finite, ref, 0),
+                 scale=np.abs(np.where(finite, ref, 0)).max())
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
 @pytest.mark.parametrize("size,before", [(1, 0), (2, 1), (5, 2), (5, 0), (8, 3), (8, 7), (11, 5),
@@ -438,20 +458,8 @@ def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, be
     dy = rng.standard_normal(x.shape).astype(np.float32)
     x[0, 6, 600] = 1e20  # its square overflows float: only the double redo gets it right
     x[1, 3, 1050] = np.nan
-    p = dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before)
-    lrn, lrn_backward = _layout_functions(channels_last)
-    y = lrn(x, **p)
-    assert_close(y, lrn_ref(x, **p))
-    after = size - 1 - before
-    hit = np.zeros(x.shape, bool)
-    hit[1, max(0, 3 - after):3 + before + 1, 1050] = True
-    assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
-    dx = lrn_backward(dy, x, **p)
-    ref = lrn_grad_ref(dy, x, **p)
-    finite = np.isfinite(ref)
-    assert np.array_equal(np.isfinite(dx), finite)
-    assert_close(np.where(finite, dx, 0), np.where(finite, ref, 0),
-                 scale=np.abs(np.where(finite, ref, 0)).max())
+    _check_with_a_nan(x, dy, dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before),
+                      (1, 3, 1050), channels_last)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -470,20 +478,8 @@ def test_streamed_rows_over_many_blocks(rng, beta, channels, size, before, chann
     dy = rng.standard_normal(x.shape).astype(np.float32)
     x[0, channels // 2, 100] = 1e20
     x[1, channels - 1, 790] = np.nan
-    p = dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before)
-    lrn, lrn_backward = _layout_functions(channels_last)
-    y = lrn(x, **p)
-    assert_close(y, lrn_ref(x, **p))
-    after = size - 1 - before
-    hit = np.zeros(x.shape, bool)
-    hit[1, max(0, channels - 1 - after):, 790] = True
-    assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
-    dx = lrn_backward(dy, x, **p)
-    ref = lrn_grad_ref(dy, x, **p)
-    finite = np.isfinite(ref)
-    assert np.array_equal(np.isfinite(dx), finite)
-    assert_close(np.where(finite, dx, 0), np.where(finite, ref, 0),
-                 scale=np.abs(np.where(finite, ref, 0)).max())
+    _check_with_a_nan(x, dy, dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before),
+                      (1, channels - 1, 790), channels_last)
 
 
 # --- channels-last positions (NHWC): computed position by position for windows <= 8 ----------

@@ -1410,8 +1410,8 @@ cdef inline bint _backward_rows(const float* DY, const float* X, Py_ssize_t xs, 
                                 Py_ssize_t ys, float* buf, Py_ssize_t C, Py_ssize_t n,
                                 Py_ssize_t before, double alpha, double beta, double k,
                                 int kind, Py_ssize_t L, Py_ssize_t B) noexcept nogil:
-    """The backward of ``_forward_rows`` (``buf``: 4n + 3 rows of B >= L floats, B a multiple
-    of 8)."""
+    """The backward of ``_forward_rows`` (``buf``: 2n rows of B >= L floats for direct rows,
+    4n + 3 rows of L rounded up to 8 for streamed ones)."""
     if n <= DIRECT_MAX_SIZE:
         return _backward_direct(DY, X, xs, DX, ys, buf, buf + n * B, C, n, before, alpha, beta,
                                 k, kind, L, B)
