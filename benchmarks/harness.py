@@ -862,7 +862,10 @@ def _run_child(cases, settings, threads):
             json.dump({"cases": [dataclasses.asdict(c) for c in cases], "settings": settings,
                        "threads": threads}, f)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        code = ("import sys; from lrn_core.benchmarks.harness import _child_main; "
+        # ``python -c`` puts the working directory first on sys.path: drop it, so that a stray
+        # module there (a script named like a stdlib or framework module) cannot shadow one.
+        code = ("import sys; sys.path = [p for p in sys.path if p != '']; "
+                "from lrn_core.benchmarks.harness import _child_main; "
                 "sys.exit(_child_main(sys.argv[1], sys.argv[2]))")
         proc = subprocess.run([sys.executable, "-c", code, spec_path, out_path], env=env)
         payload = None

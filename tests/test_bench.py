@@ -113,6 +113,18 @@ def test_threads_run_in_child_processes(tmp_path):
         assert data["meta"]["threads_reported"][t]["lrn-core (OpenMP)"] == int(t)
 
 
+def test_child_processes_ignore_modules_in_the_working_directory(tmp_path, monkeypatch):
+    """A script in the current directory named like a module the child imports must not
+    shadow it (``python -c`` would put the directory first on sys.path)."""
+    (tmp_path / "statistics.py").write_text("raise ImportError('the stray statistics.py')\n")
+    monkeypatch.chdir(tmp_path)
+    js = tmp_path / "bench.json"
+    assert harness.main(FAST + ["--frameworks", "numpy", "--threads", "1", "--json",
+                                str(js)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    assert rows and all(r["status"] == "ok" for r in rows if r["impl"] == "lrn-core numpy")
+
+
 def test_plot_writes_a_png(tmp_path, capsys):
     png = tmp_path / "bench.png"
     if not _installed("matplotlib"):
