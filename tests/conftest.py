@@ -1,5 +1,17 @@
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles: "ci" (the default) and "thorough". Choose with HYPOTHESIS_PROFILE=thorough
+# (tox passes it through) or pytest's --hypothesis-profile=thorough, which wins over the variable.
+# Tests with their own @settings(max_examples=...) keep that count under either profile.
+settings.register_profile("ci", max_examples=150, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
 #: dtype -> (rtol, atol) for comparisons against the float64 reference.
 #: float32 is computed with float64 sums and exact beta closed forms: a few ulps.

@@ -1,21 +1,29 @@
 """Property-based tests (hypothesis): random rank, axis, size, window placement, parameters and
 magnitudes, against the independent float64 reference."""
 
+import os
+
 import numpy as np
 import pytest
 from conftest import assert_close
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from reference import lrn_grad_ref, lrn_ref
 
 import lrn_core
 
-settings.register_profile("ci", max_examples=150, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=2000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("ci")
+# The hypothesis profiles ("ci", the default, and "thorough") are registered in conftest.py and
+# chosen with HYPOTHESIS_PROFILE or --hypothesis-profile.
+
+
+def test_hypothesis_profile_is_the_one_asked_for(request):
+    """--hypothesis-profile wins, then HYPOTHESIS_PROFILE, then "ci"; the tests below run with
+    that profile's number of examples."""
+    asked = (request.config.getoption("hypothesis_profile", None)
+             or os.environ.get("HYPOTHESIS_PROFILE") or "ci")
+    assert settings.get_profile(asked).max_examples == {"ci": 150, "thorough": 2000}[asked]
+    assert settings.default.max_examples == settings.get_profile(asked).max_examples
 
 
 @st.composite
