@@ -1,8 +1,11 @@
 """The command line: info and check (bench is tested in test_bench.py)."""
 
+import importlib
+import importlib.util
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import lrn_core
@@ -19,6 +22,21 @@ def test_info_prints_the_configuration(capsys, monkeypatch):
         assert key in lines
     assert lines["threads"] == str(cfg["threads"])
     assert lines["output_cache_mib"] == "64" and cfg["output_cache_mib"] == 64
+
+
+def test_info_prints_the_versions_of_the_frameworks_found(capsys):
+    """The versions `lrn-core info` prints are the ones the frameworks report once imported (read
+    from metadata: get_config imports none of them, see test_imports.py)."""
+    found = lrn_core.get_config()["frameworks"]
+    assert found["numpy"] == np.__version__
+    for name in ("torch", "tensorflow", "keras", "jax"):
+        if importlib.util.find_spec(name) is None:
+            assert name not in found
+        else:
+            assert found[name] == importlib.import_module(name).__version__, name
+    assert cli.main(["info"]) == 0
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["frameworks"] == ", ".join(f"{n} {v}" for n, v in found.items())
 
 
 def test_check_numpy_passes_and_prints_a_table(capsys):

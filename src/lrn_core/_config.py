@@ -10,7 +10,7 @@ import sys
 from . import _buffers
 from ._dispatch import kernels
 
-FRAMEWORKS = ("numpy", "torch", "tensorflow", "keras")
+FRAMEWORKS = ("numpy", "torch", "tensorflow", "keras", "jax")
 
 
 def _version_of(dist):
@@ -21,7 +21,8 @@ def _version_of(dist):
 
 
 def frameworks_found():
-    """Installed frameworks and their versions, without importing them."""
+    """Installed frameworks and their versions (``{"numpy": "2.4.6", ...}``), read from the
+    installed distributions' metadata without importing them."""
     found = {}
     for name in FRAMEWORKS:
         if importlib.util.find_spec(name) is None:
