@@ -38,9 +38,13 @@ while :class:`LRNFunction` and the custom ops raise a ``RuntimeError``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
+from torch._functorch.utils import enable_single_level_autograd_function
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import lrn_core
@@ -101,93 +105,260 @@ def _fake(op, *tensors):
 
 
 # --- the custom ops ----------------------------------------------------------------------------
+#
+# Defined with ``torch.library.Library`` (``define`` + ``impl``) rather than
+# ``torch.library.custom_op``: the custom_op autograd wrapper has neither a forward-mode (JVP)
+# rule nor ``setup_context`` (so ``torch.func`` refuses it), and it skips autograd altogether when
+# no input requires grad, which silently drops forward-mode tangents. Here each op's Autograd
+# kernel is an ``autograd.Function`` with ``setup_context``, ``backward``, ``jvp`` and a
+# generated vmap rule, and each op has a real batching rule (``register_vmap``), so the raw ops,
+# :class:`LRNFunction` and the functional behave the same under every transform.
 
-@torch.library.custom_op("lrn_core::lrn_forward", mutates_args=())
-def _forward_op(x: Tensor, size: int, alpha: float, beta: float, k: float, before: int) -> Tensor:
+_lib = torch.library.Library("lrn_core", "DEF")
+_lib.define("lrn_forward(Tensor x, int size, float alpha, float beta, float k, int before) "
+            "-> Tensor")
+_lib.define("lrn_backward(Tensor dy, Tensor x, int size, float alpha, float beta, float k, "
+            "int before) -> Tensor")
+_lib.define("window_sum(Tensor v, int size, int before) -> Tensor")
+_ops = torch.ops.lrn_core
+_forward_op = _ops.lrn_forward.default
+_backward_op = _ops.lrn_backward.default
+_window_op = _ops.window_sum.default
+
+
+def _forward_kernel(x, size, alpha, beta, k, before):
     """LRN over dim 1 of ``x``; the window of channel c is [c - before, c - before + size - 1]."""
     return _run("lrn_forward", lrn_core.lrn, x, size=size, alpha=alpha, beta=beta, k=k,
                 before=before)
 
 
-@torch.library.custom_op("lrn_core::lrn_backward", mutates_args=())
-def _backward_op(dy: Tensor, x: Tensor, size: int, alpha: float, beta: float, k: float,
-                 before: int) -> Tensor:
+def _backward_kernel(dy, x, size, alpha, beta, k, before):
     """The input gradient of ``lrn_forward`` (the fused kernel, recomputing s from x)."""
     return _run("lrn_backward", lrn_core.lrn_backward, dy, x, size=size, alpha=alpha, beta=beta,
                 k=k, before=before)
 
 
-@torch.library.custom_op("lrn_core::window_sum", mutates_args=())
-def _window_op(v: Tensor, size: int, before: int) -> Tensor:
+def _window_kernel(v, size, before):
     """Sum of ``v`` over the channel window (dim 1); linear, the adjoint swaps before/after."""
     return _run("window_sum", lrn_core.window_sum, v, size=size, before=before)
 
 
-@_forward_op.register_fake
+# CompositeExplicitAutograd: every backend reaches the kernel, which refuses non-CPU tensors
+# with its own message; the fake kernels below serve meta/fake tensors (compile, export).
+_lib.impl("lrn_forward", _forward_kernel, "CompositeExplicitAutograd")
+_lib.impl("lrn_backward", _backward_kernel, "CompositeExplicitAutograd")
+_lib.impl("window_sum", _window_kernel, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("lrn_core::lrn_forward", lib=_lib)
 def _(x, size, alpha, beta, k, before):
     return _fake("lrn_forward", x)
 
 
-@_backward_op.register_fake
+@torch.library.register_fake("lrn_core::lrn_backward", lib=_lib)
 def _(dy, x, size, alpha, beta, k, before):
     return _fake("lrn_backward", dy, x)
 
 
-@_window_op.register_fake
+@torch.library.register_fake("lrn_core::window_sum", lib=_lib)
 def _(v, size, before):
     return _fake("window_sum", v)
 
 
-def _input_grad(dy, x, size, alpha, beta, k, before):
-    """dx for upstream ``dy``: the fused kernel, or differentiable ops under ``create_graph``."""
-    if not torch.is_grad_enabled():
-        return _backward_op(dy, x, size, alpha, beta, k, before)
-    # dx = dy s^-b - 2ab/n x W^T(dy x s^(-b-1)),  s = k + a/n W(x^2),  W^T = window, before/after
-    # swapped. Written with torch ops and window_sum (which has its own gradient) so that autograd
-    # can differentiate it again; float16/bfloat16 in float32, as the kernels do.
-    dtype = x.dtype
+# --- batching rules (vmap): vmapped dims become more "outer" rows of the kernels ---------------
+
+def _batched(op, tensors, in_dims):
+    """Move each vmapped dim to the front, fold it into dim 0, call ``op`` once, unfold."""
+    batch = next(t.shape[d] for t, d in zip(tensors, in_dims, strict=True) if d is not None)
+    flat = []
+    for t, d in zip(tensors, in_dims, strict=True):
+        t = t.movedim(d, 0) if d is not None else t.unsqueeze(0).expand(batch, *t.shape)
+        if t.dim() < 3:  # the per-sample tensor must have a channel dim 1, as the op demands
+            _check(op.__name__.split(".")[0], t[0])
+        flat.append(t.reshape(-1, *t.shape[2:]))
+    return flat, lambda out: out.reshape(batch, -1, *out.shape[1:])
+
+
+def _vmap_forward(info, in_dims, x, size, alpha, beta, k, before):
+    if in_dims[0] is None:
+        return _forward_op(x, size, alpha, beta, k, before), None
+    (x,), unfold = _batched(_forward_op, (x,), in_dims[:1])
+    return unfold(_forward_op(x, size, alpha, beta, k, before)), 0
+
+
+def _vmap_backward(info, in_dims, dy, x, size, alpha, beta, k, before):
+    if in_dims[0] is None and in_dims[1] is None:
+        return _backward_op(dy, x, size, alpha, beta, k, before), None
+    (dy, x), unfold = _batched(_backward_op, (dy, x), in_dims[:2])
+    return unfold(_backward_op(dy, x, size, alpha, beta, k, before)), 0
+
+
+def _vmap_window(info, in_dims, v, size, before):
+    if in_dims[0] is None:
+        return _window_op(v, size, before), None
+    (v,), unfold = _batched(_window_op, (v,), in_dims[:1])
+    return unfold(_window_op(v, size, before)), 0
+
+
+torch.library.register_vmap("lrn_core::lrn_forward", _vmap_forward, lib=_lib)
+torch.library.register_vmap("lrn_core::lrn_backward", _vmap_backward, lib=_lib)
+torch.library.register_vmap("lrn_core::window_sum", _vmap_window, lib=_lib)
+
+
+def _below_autograd(op, *args):
+    """``op(*args)`` past the Autograd key: the kernels, or the next torch.func layer down.
+
+    Under torch.func the layers below record their own derivatives, so grad and forward grad are
+    switched back on for them, as torch.func's own single-level Functions do.
+    """
+    if torch._C._are_functorch_transforms_active():
+        with (torch._C._AutoDispatchBelowAutograd(), torch.enable_grad(),
+              fwAD._set_fwd_grad_enabled(True)):
+            return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
+# --- derivatives: the fused kernels at first order, composites of window_sum beyond -------------
+#
+# With a = alpha/n, c = 2 alpha beta/n, W the window sum (``before``), W' its adjoint (``before``
+# and ``after`` swapped), s = k + a W(x^2), t = s^-beta, u = t / s:
+#   forward   y  = x t                         jvp  y' = x' t - c x u W(x x')
+#   backward  dx = dy t - c x W'(dy x u)       its jvp and vjp are below.
+# Everything beyond the first-order kernels is written with torch ops and the window_sum op
+# (linear, with its own vjp/jvp/vmap), so that derivatives of any order and mode compose.
+
+def _widen(*tensors):
+    """float16/bfloat16 are computed in float32, as the kernels do."""
+    dtype = tensors[-1].dtype
     if dtype in (torch.float16, torch.bfloat16):
-        dy, x = dy.float(), x.float()
+        return dtype, [t.float() for t in tensors]
+    return dtype, list(tensors)
+
+
+def _s_t_u(x, size, alpha, beta, k, before):
     s = k + alpha / size * _window_op(x * x, size, before)
     t = s.pow(-beta)
-    r = _window_op(dy * x * t / s, size, size - 1 - before)
-    return (dy * t - (2.0 * alpha * beta / size) * x * r).to(dtype)
+    return s, t, t / s
 
 
-def _setup_forward(ctx, inputs, output):
-    ctx.params = inputs[1:]  # size, alpha, beta, k, before
-    ctx.save_for_backward(inputs[0])  # x, the only tensor kept: no y, no s
+def _forward_jvp(x, dx, size, alpha, beta, k, before):
+    dtype, (x, dx) = _widen(x, dx)
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    c = 2.0 * alpha * beta / size
+    return (dx * t - c * x * u * _window_op(x * dx, size, before)).to(dtype)
 
 
-def _backward_forward(ctx, dy):
-    (x,) = ctx.saved_tensors
-    return _input_grad(dy, x, *ctx.params), None, None, None, None, None
+def _backward_jvp(dy, x, ddy, dx, size, alpha, beta, k, before):
+    """Tangent of ``dx = lrn_backward(dy, x)`` for tangents ``ddy`` (of dy) and ``dx`` (of x)."""
+    dtype, (dy, x, ddy, dx) = _widen(dy, x, ddy, dx)
+    after = size - 1 - before
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    a, c = alpha / size, 2.0 * alpha * beta / size
+    r = _window_op(dy * x * u, size, after)
+    ds = 2.0 * a * _window_op(x * dx, size, before)
+    dt = -beta * u * ds
+    du = -(beta + 1.0) * u / s * ds
+    dr = _window_op(ddy * x * u + dy * dx * u + dy * x * du, size, after)
+    return (ddy * t + dy * dt - c * (dx * r + x * dr)).to(dtype)
 
 
-def _setup_window(ctx, inputs, output):
-    ctx.size, ctx.before = inputs[1:]
+def _backward_vjp(dy, x, g, size, alpha, beta, k, before):
+    """(grad wrt dy, grad wrt x) of ``<g, lrn_backward(dy, x)>``."""
+    dtype, (dy, x, g) = _widen(dy, x, g)
+    after = size - 1 - before
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    a, c = alpha / size, 2.0 * alpha * beta / size
+    r = _window_op(dy * x * u, size, after)
+    h = _window_op(g * x, size, before)
+    gdy = g * t - c * h * x * u
+    m = -beta * g * dy * u + c * (beta + 1.0) * h * dy * x * u / s
+    gx = -c * g * r - c * h * dy * u + 2.0 * a * x * _window_op(m, size, after)
+    return gdy.to(dtype), gx.to(dtype)
 
 
-def _backward_window(ctx, g):
-    return _window_op(g, ctx.size, ctx.size - 1 - ctx.before), None, None
+def _input_grad(dy, x, size, alpha, beta, k, before):
+    """dx for upstream ``dy``: always the fused kernel; its own derivatives are registered."""
+    return _backward_op(dy, x, size, alpha, beta, k, before)
 
 
-_forward_op.register_autograd(_backward_forward, setup_context=_setup_forward)
-_window_op.register_autograd(_backward_window, setup_context=_setup_window)
+class _BackwardFunction(torch.autograd.Function):
+    """Autograd kernel of ``lrn_backward``: what double backward and forward-over-reverse use."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(dy, x, size, alpha, beta, k, before):
+        return _below_autograd(_backward_op, dy, x, size, alpha, beta, k, before)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        dy, x, *ctx.params = inputs
+        ctx.save_for_backward(dy, x)
+        ctx.save_for_forward(dy, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        dy, x = ctx.saved_tensors
+        gdy, gx = _backward_vjp(dy, x, g, *ctx.params)
+        need = ctx.needs_input_grad
+        return (gdy if need[0] else None), (gx if need[1] else None), None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, ddy, dx, *_):
+        dy, x = ctx.saved_tensors
+        ddy = torch.zeros_like(dy) if ddy is None else ddy
+        dx = torch.zeros_like(x) if dx is None else dx
+        return _backward_jvp(dy, x, ddy, dx, *ctx.params)
+
+
+class _WindowFunction(torch.autograd.Function):
+    """Autograd kernel of the linear ``window_sum``: vjp is the adjoint window, jvp itself."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(v, size, before):
+        return _below_autograd(_window_op, v, size, before)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.size, ctx.before = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, g):
+        return _window_op(g, ctx.size, ctx.size - 1 - ctx.before), None, None
+
+    @staticmethod
+    def jvp(ctx, dv, *_):
+        return _window_op(dv, ctx.size, ctx.before)
 
 
 # --- public API --------------------------------------------------------------------------------
 
-def _params(size, alpha, beta, k, before=None):
-    """Checked (size, alpha, beta, k, before), the ops' argument order; PyTorch's window if None."""
-    if not torch.compiler.is_compiling():
-        # The core's checks. Dynamo cannot trace them (they use NumPy); while compiling they are
-        # left to the kernels, which repeat them when the op runs.
-        size, alpha, beta, k, checked = check_params(size, alpha, beta, k, before)
-        before = None if before is None else checked
+@functools.lru_cache(maxsize=256, typed=True)
+def _checked(size, alpha, beta, k, before):
+    size, alpha, beta, k, checked = check_params(size, alpha, beta, k, before)
     if before is None:
-        before = conventions.from_torch(size, alpha, beta, k).before
-    return size, alpha, beta, k, before
+        checked = conventions.from_torch(size, alpha, beta, k).before
+    return size, alpha, beta, k, checked
+
+
+def _params(size, alpha, beta, k, before=None):
+    """Checked (size, alpha, beta, k, before), the ops' argument order; PyTorch's window if None.
+
+    The checks are cached per parameter tuple (``typed``: ``True`` is not taken for ``1``);
+    unhashable arguments are checked each time, and raise the core's errors.
+    """
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace the core's checks (they use NumPy); while compiling they are left
+        # to the kernels, which repeat them when the op runs.
+        return size, alpha, beta, k, size // 2 if before is None else before
+    try:
+        hash((size, alpha, beta, k, before))
+    except TypeError:
+        return _checked.__wrapped__(size, alpha, beta, k, before)
+    return _checked(size, alpha, beta, k, before)
 
 
 class LRNFunction(torch.autograd.Function):
@@ -198,6 +369,11 @@ class LRNFunction(torch.autograd.Function):
     ``size // 2``, PyTorch's; ``(size - 1) // 2`` is ONNX's for even sizes). Unlike
     :func:`local_response_norm` it takes 2-D inputs too, and refuses non-CPU tensors.
 
+    It has ``setup_context``, ``backward``, ``jvp`` and a generated vmap rule, so
+    ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``, ``jvp``, ``jacfwd``, ``hessian``,
+    ``vmap``) and ``torch.autograd.forward_ad`` work on it. It is also the Autograd kernel of
+    ``torch.ops.lrn_core.lrn_forward``.
+
     >>> import torch
     >>> x = torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True)
     >>> y = LRNFunction.apply(x, 4, 1e-2, 0.75, 1.0, 1)     # ONNX's window for size 4
@@ -205,20 +381,74 @@ class LRNFunction(torch.autograd.Function):
     True
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
-        return _forward_op(input, *_params(size, alpha, beta, k, before))
+        return _below_autograd(_forward_op, input, *_params(size, alpha, beta, k, before))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         input, *params = inputs
         ctx.params = _params(*params)
-        ctx.save_for_backward(input)
+        ctx.save_for_backward(input)  # x, the only tensor kept: no y, no s
+        ctx.save_for_forward(input)
 
     @staticmethod
     def backward(ctx, dy):
         (x,) = ctx.saved_tensors
         return _input_grad(dy, x, *ctx.params), None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        (x,) = ctx.saved_tensors
+        return _forward_jvp(x, dx, *ctx.params)
+
+
+def _functorch_or_forward_ad():
+    return torch._C._are_functorch_transforms_active() or fwAD._current_level >= 0
+
+
+def _apply(fn, *args):
+    """``fn.apply`` as the Autograd kernel of an op: the C++ autograd.Function path.
+
+    ``autograd.Function.apply`` under torch.func goes to the ``custom_function_call`` higher-order
+    op, which has no kernel at the Autograd key an op's kernel runs at; the plain path is the one
+    torch.func's grad and jvp layers expect there: a single-level Function, the way an ATen
+    op's autograd kernel records its node on the wrappers of the current layer (vmap reaches
+    the batching rules first).
+    """
+    if torch._C._are_functorch_transforms_active():
+        with enable_single_level_autograd_function():
+            return super(torch.autograd.Function, fn).apply(*args)
+    return super(torch.autograd.Function, fn).apply(*args)
+
+
+def _autograd_forward(x, size, alpha, beta, k, before):
+    if (torch.is_grad_enabled() and x.requires_grad) or _functorch_or_forward_ad():
+        return _apply(LRNFunction, x, size, alpha, beta, k, before)
+    with torch._C._AutoDispatchBelowAutograd():
+        return _forward_op(x, size, alpha, beta, k, before)
+
+
+def _autograd_backward(dy, x, size, alpha, beta, k, before):
+    if (torch.is_grad_enabled() and (dy.requires_grad or x.requires_grad)
+            or _functorch_or_forward_ad()):
+        return _apply(_BackwardFunction, dy, x, size, alpha, beta, k, before)
+    with torch._C._AutoDispatchBelowAutograd():
+        return _backward_op(dy, x, size, alpha, beta, k, before)
+
+
+def _autograd_window(v, size, before):
+    if (torch.is_grad_enabled() and v.requires_grad) or _functorch_or_forward_ad():
+        return _apply(_WindowFunction, v, size, before)
+    with torch._C._AutoDispatchBelowAutograd():
+        return _window_op(v, size, before)
+
+
+_lib.impl("lrn_forward", _autograd_forward, "Autograd")
+_lib.impl("lrn_backward", _autograd_backward, "Autograd")
+_lib.impl("window_sum", _autograd_window, "Autograd")
 
 
 def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
@@ -245,9 +475,11 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     if has_torch_function_unary(input):
         return handle_torch_function(local_response_norm, (input,), input, size, alpha=alpha,
                                      beta=beta, k=k)
-    if input.dim() < 3 or input.device.type != "cpu":
+    if input.dim() < 3 or input.device.type != "cpu" or not input.is_floating_point():
         # < 3-D: native raises its own ValueError, word for word. Other devices: the native op
-        # (documented), never a host copy.
+        # (documented), never a host copy. Integer, bool and complex inputs: the native op too,
+        # so results and errors are its own (int64 gives float32, computed with an integer
+        # average of the squares; int32, bool, complex raise NotImplementedError).
         return F.local_response_norm(input, size, alpha, beta, k)
     return _forward_op(input, *_params(size, alpha, beta, k))
 
