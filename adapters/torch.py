@@ -44,6 +44,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
+from torch._functorch.pyfunctorch import TransformType, retrieve_all_functorch_interpreters
 from torch._functorch.utils import enable_single_level_autograd_function
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
@@ -277,6 +278,33 @@ def _backward_vjp(dy, x, g, size, alpha, beta, k, before):
     return gdy.to(dtype), gx.to(dtype)
 
 
+def _composite_forward(x, size, alpha, beta, k, before):
+    """lrn_forward written with torch ops and window_sum: differentiable in every mode."""
+    dtype, (x,) = _widen(x)
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    return (x * t).to(dtype)
+
+
+def _composite_backward(dy, x, size, alpha, beta, k, before):
+    """lrn_backward written with torch ops and window_sum: differentiable in every mode."""
+    dtype, (dy, x) = _widen(dy, x)
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    r = _window_op(dy * x * u, size, size - 1 - before)
+    return (dy * t - (2.0 * alpha * beta / size) * x * r).to(dtype)
+
+
+def _under_functorch_jvp():
+    """Is a torch.func forward-mode layer (jvp, jacfwd, hessian) on the stack?
+
+    An autograd.Function's ``jvp`` rule is not itself differentiated by an enclosing torch.func
+    jvp layer (jacfwd(jacfwd(f)) would silently miss terms), so under any such layer the ops
+    run as the composites above, whose every op is differentiable in every mode. Reverse mode
+    (grad, vjp, jacrev) and ``torch.autograd.forward_ad`` (one level) keep the fused kernels.
+    """
+    return torch._C._are_functorch_transforms_active() and any(
+        i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters())
+
+
 def _input_grad(dy, x, size, alpha, beta, k, before):
     """dx for upstream ``dy``: always the fused kernel; its own derivatives are registered."""
     return _backward_op(dy, x, size, alpha, beta, k, before)
@@ -383,6 +411,12 @@ class LRNFunction(torch.autograd.Function):
 
     generate_vmap_rule = True
 
+    @classmethod
+    def apply(cls, input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
+        if _under_functorch_jvp():  # see _under_functorch_jvp
+            return _composite_forward(input, *_params(size, alpha, beta, k, before))
+        return super().apply(input, size, alpha, beta, k, before)
+
     @staticmethod
     def forward(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
         return _below_autograd(_forward_op, input, *_params(size, alpha, beta, k, before))
@@ -425,6 +459,8 @@ def _apply(fn, *args):
 
 
 def _autograd_forward(x, size, alpha, beta, k, before):
+    if _under_functorch_jvp():
+        return _composite_forward(x, size, alpha, beta, k, before)
     if (torch.is_grad_enabled() and x.requires_grad) or _functorch_or_forward_ad():
         return _apply(LRNFunction, x, size, alpha, beta, k, before)
     with torch._C._AutoDispatchBelowAutograd():
@@ -432,6 +468,8 @@ def _autograd_forward(x, size, alpha, beta, k, before):
 
 
 def _autograd_backward(dy, x, size, alpha, beta, k, before):
+    if _under_functorch_jvp():
+        return _composite_backward(dy, x, size, alpha, beta, k, before)
     if (torch.is_grad_enabled() and (dy.requires_grad or x.requires_grad)
             or _functorch_or_forward_ad()):
         return _apply(_BackwardFunction, dy, x, size, alpha, beta, k, before)
