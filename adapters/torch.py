@@ -510,9 +510,17 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     >>> y.is_contiguous(memory_format=torch.channels_last)
     True
     """
+    if torch.jit.is_scripting():
+        return _scripted_local_response_norm(input, size, alpha, beta, k)
+    return _eager_local_response_norm(input, size, alpha, beta, k)
+
+
+@torch.jit.unused
+def _eager_local_response_norm(input: Tensor, size: int, alpha: float, beta: float,
+                               k: float) -> Tensor:
     if has_torch_function_unary(input):
-        return handle_torch_function(local_response_norm, (input,), input, size, alpha=alpha,
-                                     beta=beta, k=k)
+        return handle_torch_function(local_response_norm, (input,), input, size,
+                                     alpha=alpha, beta=beta, k=k)
     if input.dim() < 3 or input.device.type != "cpu" or not input.is_floating_point():
         # < 3-D: native raises its own ValueError, word for word. Other devices: the native op
         # (documented), never a host copy. Integer, bool and complex inputs: the native op too,
@@ -520,6 +528,20 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
         # average of the squares; int32, bool, complex raise NotImplementedError).
         return F.local_response_norm(input, size, alpha, beta, k)
     return _forward_op(input, *_params(size, alpha, beta, k))
+
+def _scripted_local_response_norm(input: Tensor, size: int, alpha: float, beta: float,
+                                  k: float) -> Tensor:
+    """The TorchScript body of :func:`local_response_norm`: the same routing, the same op.
+
+    TorchScript typing checks the parameter types; the kernel checks their values (the core's
+    errors). The scripted program calls ``lrn_core::lrn_forward``, so running it, here or after
+    ``torch.jit.save``/``load``, needs the op registered (``import lrn_core.adapters.torch``).
+    """
+    if input.dim() < 3 or input.device.type != "cpu" or not input.is_floating_point():
+        return F.local_response_norm(input, size, alpha, beta, k)
+    if size < 1:
+        raise ValueError("size must be an integer >= 1, got {}".format(size))  # noqa: UP032
+    return torch.ops.lrn_core.lrn_forward(input, size, alpha, beta, k, size // 2)
 
 
 class LocalResponseNorm(torch.nn.LocalResponseNorm):

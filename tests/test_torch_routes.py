@@ -351,3 +351,29 @@ def test_jvp_and_vmap_low_precision(x, dtype):
     np.testing.assert_allclose(ys.double().numpy(),
                                lrn_ref(xl.double().numpy(), 4, before=2, axis=2, **P),
                                rtol=tol, atol=tol)
+
+
+# --- TorchScript -------------------------------------------------------------------------------
+
+def test_torchscript_module_and_functional(x, tmp_path):
+    """Like native, the module and the functional script; the program calls lrn_core's op."""
+    xf = x.float()
+    m = torch.jit.script(LocalResponseNorm(4, **P))
+    assert "lrn_core::lrn_forward" in str(m.inlined_graph)
+    torch.testing.assert_close(m(xf), F.local_response_norm(xf, 4, **P))
+    torch.testing.assert_close(m(x), local_response_norm(x, 4, **P), rtol=0, atol=0)
+    f = torch.jit.script(local_response_norm)
+    torch.testing.assert_close(f(x, 3, 0.5, 0.75, 1.0), local_response_norm(x, 3, 0.5))
+    ints = torch.arange(54).reshape(1, 6, 3, 3)
+    torch.testing.assert_close(f(ints, 3, 0.5, 0.75, 1.0), F.local_response_norm(ints, 3, 0.5))
+    with pytest.raises(Exception, match="Expected 3D or higher dimensionality"):
+        f(torch.randn(2, 3), 3, 1e-4, 0.75, 1.0)
+    with pytest.raises(Exception, match="size must be an integer >= 1, got 0"):
+        f(x, 0, 1e-4, 0.75, 1.0)
+    xg = x.clone().requires_grad_()
+    (g,) = torch.autograd.grad(m(xg).sum(), xg)
+    xn = x.clone().requires_grad_()
+    (gn,) = torch.autograd.grad(F.local_response_norm(xn, 4, **P).sum(), xn)
+    close(g, gn)
+    torch.jit.save(m, tmp_path / "m.pt")
+    torch.testing.assert_close(torch.jit.load(tmp_path / "m.pt")(x), m(x), rtol=0, atol=0)
