@@ -39,6 +39,7 @@ while :class:`LRNFunction` and the custom ops raise a ``RuntimeError``.
 from __future__ import annotations
 
 import functools
+import sys
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -54,7 +55,7 @@ from .. import _buffers, conventions
 from .._api import check_params
 
 __all__ = ["local_response_norm", "LocalResponseNorm", "LRNFunction",
-           "convert_local_response_norm"]
+           "convert_local_response_norm", "decompositions"]
 
 #: dtypes the custom ops accept; the last two are computed in float32
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -102,6 +103,15 @@ def _run(op, fn, *tensors, **params):
 
 def _fake(op, *tensors):
     _check(op, *tensors)
+    inductor = sys.modules.get("torch._inductor.virtualized")
+    if inductor is not None and inductor.V.aot_compilation is True:
+        # AOTInductor would call back into Python for this op: a package that fails to load
+        # wherever lrn-core's Python registration is absent. Say so at compile time instead.
+        raise RuntimeError(
+            f"lrn_core::{op} is a Python custom op: an AOTInductor package calling it could run "
+            f"only where lrn-core's Python registration is loaded. Decompose it to ATen before "
+            f"compiling: ep = ep.run_decompositions(lrn_core.adapters.torch.decompositions()) "
+            f"(the same numbers, computed by torch's own ops).")
     return torch.empty_like(tensors[-1], memory_format=torch.preserve_format)
 
 
@@ -360,6 +370,53 @@ class _WindowFunction(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, dv, *_):
         return _window_op(dv, ctx.size, ctx.before)
+
+
+# --- ATen decompositions (AOTInductor, ONNX, anything without the Python op) -----------------
+
+def _aten_window_sum(v, size, before):
+    """The channel window sum with torch ops only: zero padding and ``size`` shifted slices."""
+    after = size - 1 - before
+    channels = v.shape[1]
+    parts = [v.new_zeros((v.shape[0], before, *v.shape[2:])), v,
+             v.new_zeros((v.shape[0], after, *v.shape[2:]))]
+    padded = torch.cat(parts, 1)
+    out = padded.narrow(1, 0, channels)
+    for i in range(1, size):
+        out = out + padded.narrow(1, i, channels)
+    return out
+
+
+def _aten_forward(x, size, alpha, beta, k, before):
+    dtype, (x,) = _widen(x)
+    s = k + alpha / size * _aten_window_sum(x * x, size, before)
+    return (x * s.pow(-beta)).to(dtype)
+
+
+def _aten_backward(dy, x, size, alpha, beta, k, before):
+    dtype, (dy, x) = _widen(dy, x)
+    s = k + alpha / size * _aten_window_sum(x * x, size, before)
+    t = s.pow(-beta)
+    r = _aten_window_sum(dy * x * t / s, size, size - 1 - before)
+    return (dy * t - (2.0 * alpha * beta / size) * x * r).to(dtype)
+
+
+def decompositions():
+    """``{op: ATen composite}`` for the three ``lrn_core`` ops, for ``run_decompositions``.
+
+    For programs that must run without lrn-core's Python registration (AOTInductor packages,
+    other runtimes): ``ep.run_decompositions(decompositions())`` replaces the ops by torch ops
+    computing the same function (float32 sums, as native torch; float16/bfloat16 in float32).
+
+    >>> import torch
+    >>> m = LocalResponseNorm(4).eval()
+    >>> ep = torch.export.export(m, (torch.randn(2, 6, 5, 5),))
+    >>> ep = ep.run_decompositions(decompositions())
+    >>> any("lrn_core" in str(n.target) for n in ep.graph.nodes)
+    False
+    """
+    return {_forward_op: _aten_forward, _backward_op: _aten_backward,
+            _window_op: _aten_window_sum}
 
 
 # --- public API --------------------------------------------------------------------------------

@@ -377,3 +377,81 @@ def test_torchscript_module_and_functional(x, tmp_path):
     close(g, gn)
     torch.jit.save(m, tmp_path / "m.pt")
     torch.testing.assert_close(torch.jit.load(tmp_path / "m.pt")(x), m(x), rtol=0, atol=0)
+
+
+# --- serialised programs in a fresh process ----------------------------------------------------
+
+def _run(code, **env):
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def _saved_model(tmp_path):
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), LocalResponseNorm(4, alpha=0.5)).eval()
+    x = torch.randn(2, 3, 9, 9)
+    torch.save((x, m(x)), tmp_path / "xy.pt")
+    return m, x
+
+
+def test_export_trace_script_load_after_import_torch_and_lrn_core(tmp_path):
+    m, x = _saved_model(tmp_path)
+    ep = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, tmp_path / "m.pt2")
+    torch.jit.save(torch.jit.trace(m, x), tmp_path / "t.pt")
+    torch.jit.save(torch.jit.script(m), tmp_path / "s.pt")
+    out = _run(f"""
+import sys, torch, lrn_core
+x, y = torch.load(r"{tmp_path}/xy.pt")
+for f in ("t.pt", "s.pt"):
+    print(torch.equal(torch.jit.load(r"{tmp_path}/" + f)(x), y))
+m = torch.export.load(r"{tmp_path}/m.pt2").module()
+print(torch.equal(m(x), y), m(torch.cat([x, x, x]))[4:].equal(y))
+""")
+    assert out.split() == ["True"] * 4
+
+
+def test_import_lrn_core_registers_the_ops_only_if_torch_is_imported():
+    out = _run("import sys, lrn_core; print('torch' in sys.modules, hasattr(lrn_core, 'adapters'))")
+    assert out.split() == ["False", "False"]
+    out = _run("import torch, lrn_core; print(torch.ops.lrn_core.lrn_forward.default)")
+    assert out.strip() == "lrn_core.lrn_forward.default"
+
+
+def test_aoti_fails_at_compile_time_or_runs_standalone_decomposed(tmp_path):
+    """Without decomposition AOTInductor refuses at compile time (naming the way out); with
+    lrn_core.adapters.torch.decompositions() the package runs in a process without lrn-core."""
+    m, x = _saved_model(tmp_path)
+    ep = torch.export.export(m, (x,))
+    with pytest.raises(Exception, match=r"run_decompositions\(lrn_core.adapters.torch"):
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "bad.pt2"))
+    assert not (tmp_path / "bad.pt2").exists()
+    ep = ep.run_decompositions(lt.decompositions())
+    assert not any("lrn_core" in str(n.target) for n in ep.graph.nodes)
+    path = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "m.pt2"))
+    out = _run(f"""
+import sys, torch
+x, y = torch.load(r"{tmp_path}/xy.pt")
+r = torch._inductor.aoti_load_package(r"{path}")(x)
+torch.testing.assert_close(r, y, rtol=1e-5, atol=1e-6)
+print("lrn_core" in sys.modules)
+""")
+    assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 6])
+@pytest.mark.parametrize("before", [0, "torch", "last"])
+def test_aten_decompositions_match_the_kernels(x, size, before):
+    before = {"torch": size // 2, "last": size - 1}.get(before, before)
+    p = (size, 0.9, 0.75, 1.2, before)
+    dy = torch.randn_like(x)
+    dec = lt.decompositions()
+    ops = torch.ops.lrn_core
+    close(dec[ops.lrn_forward.default](x, *p), ops.lrn_forward(x, *p))
+    close(dec[ops.lrn_backward.default](dy, x, *p), ops.lrn_backward(dy, x, *p))
+    close(dec[ops.window_sum.default](x, size, before), ops.window_sum(x, size, before))
