@@ -55,7 +55,8 @@ from .. import _buffers, conventions
 from .._api import check_params
 
 __all__ = ["local_response_norm", "LocalResponseNorm", "LRNFunction",
-           "convert_local_response_norm", "decompositions"]
+           "convert_local_response_norm", "decompositions", "onnx_translation_table",
+           "register_onnx_symbolic"]
 
 #: dtypes the custom ops accept; the last two are computed in float32
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -417,6 +418,103 @@ def decompositions():
     """
     return {_forward_op: _aten_forward, _backward_op: _aten_backward,
             _window_op: _aten_window_sum}
+
+
+# --- ONNX export -------------------------------------------------------------------------------
+#
+# Odd sizes (torch's window is centred) become ONNX LRN, the parameters mapped through
+# lrn_core.conventions.to_onnx; even sizes (ONNX's even window differs from torch's, and
+# onnxruntime refuses even LRN) become the window sum written with Pad, Slice and Add.
+
+_INT64_MAX = 2**63 - 1
+
+
+def _onnx_lrn_params(size, alpha, beta, k, before):
+    try:
+        return conventions.to_onnx(conventions.LRNParams(size, alpha, beta, k, before))
+    except ValueError:
+        return None
+
+
+def onnx_translation_table():
+    """``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
+
+    >>> import torch                                                    # doctest: +SKIP
+    >>> torch.onnx.export(model, (x,), "m.onnx", dynamo=True,           # doctest: +SKIP
+    ...                   custom_translation_table=onnx_translation_table())
+
+    Needs ``onnxscript`` (the ``onnx`` extra). ``torch.onnx.export(..., dynamo=False)`` needs
+    nothing: the TorchScript exporter's symbolic for the op is registered by
+    :func:`register_onnx_symbolic`, called when this module is imported.
+    """
+    from onnxscript import opset18 as op
+
+    def const(value, like):
+        return op.CastLike(op.Constant(value_float=float(value)), like)
+
+    def ints(*values):
+        return op.Constant(value_ints=list(values))
+
+    def lrn_forward(x, size: int, alpha: float, beta: float, k: float, before: int):
+        attrs = _onnx_lrn_params(size, alpha, beta, k, before)
+        if attrs is not None:
+            return op.LRN(x, **attrs)
+        padded = op.Pad(op.Mul(x, x), ints(before, size - 1 - before), None, ints(1))
+        total = None
+        for i in range(size):
+            end = i - (size - 1) if i < size - 1 else _INT64_MAX
+            part = op.Slice(padded, ints(i), ints(end), ints(1))
+            total = part if total is None else op.Add(total, part)
+        s = op.Add(const(k, x), op.Mul(const(alpha / size, x), total))
+        return op.Div(x, op.Pow(s, const(beta, x)))
+
+    return {_forward_op: lrn_forward}
+
+
+def _symbolic_lrn_forward(g, x, size, alpha, beta, k, before):
+    from torch.onnx import symbolic_helper as sh
+
+    size, before = sh._get_const(size, "i", "size"), sh._get_const(before, "i", "before")
+    alpha, beta, k = (sh._get_const(v, "f", n)
+                      for v, n in ((alpha, "alpha"), (beta, "beta"), (k, "k")))
+    attrs = _onnx_lrn_params(size, alpha, beta, k, before)
+    if attrs is not None:
+        return g.op("LRN", x, size_i=attrs["size"], alpha_f=attrs["alpha"],
+                    beta_f=attrs["beta"], bias_f=attrs["bias"])
+    rank = sh._get_tensor_rank(x)
+    if rank is None:
+        raise RuntimeError("lrn_core::lrn_forward ONNX export (dynamo=False) with an even size "
+                           "needs the input rank; export with dynamo=True and "
+                           "custom_translation_table=onnx_translation_table()")
+
+    def ints(*values):
+        return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+    def const(value):
+        return g.op("CastLike", g.op("Constant", value_t=torch.tensor(float(value))), x)
+
+    pads = [0] * (2 * rank)
+    pads[1], pads[rank + 1] = before, size - 1 - before
+    padded = g.op("Pad", g.op("Mul", x, x), ints(*pads))
+    total = None
+    for i in range(size):
+        end = i - (size - 1) if i < size - 1 else _INT64_MAX
+        part = g.op("Slice", padded, ints(i), ints(end), ints(1))
+        total = part if total is None else g.op("Add", total, part)
+    s = g.op("Add", const(k), g.op("Mul", const(alpha / size), total))
+    return g.op("Div", x, g.op("Pow", s, const(beta)))
+
+
+def register_onnx_symbolic(opset_version=17):
+    """Register the symbolic of ``lrn_core::lrn_forward`` for ``torch.onnx.export(dynamo=False)``.
+
+    Called on import (opset 17, which later opsets inherit).
+    """
+    torch.onnx.register_custom_op_symbolic("lrn_core::lrn_forward", _symbolic_lrn_forward,
+                                           opset_version)
+
+
+register_onnx_symbolic()
 
 
 # --- public API --------------------------------------------------------------------------------

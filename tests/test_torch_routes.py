@@ -455,3 +455,46 @@ def test_aten_decompositions_match_the_kernels(x, size, before):
     close(dec[ops.lrn_forward.default](x, *p), ops.lrn_forward(x, *p))
     close(dec[ops.lrn_backward.default](dy, x, *p), ops.lrn_backward(dy, x, *p))
     close(dec[ops.window_sum.default](x, size, before), ops.window_sum(x, size, before))
+
+
+# --- ONNX ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [1, 2, 4, 5])
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_onnx_export_both_exporters_onnxruntime_matches(tmp_path, size, dynamo):
+    """Odd sizes export as ONNX LRN, even ones as Pad/Slice/Add with torch's window; onnxruntime
+    matches eager lrn-core, with a dynamic batch."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    m = convert_local_response_norm(torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.LocalResponseNorm(size, alpha=0.5, k=1.3))).eval()
+    x = torch.randn(2, 3, 9, 9)
+    f = tmp_path / "m.onnx"
+    if dynamo:
+        torch.onnx.export(m, (x,), f, dynamo=True,
+                          custom_translation_table=lt.onnx_translation_table(),
+                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+    else:
+        torch.onnx.export(m, (x,), f, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})
+    kinds = {n.op_type for n in onnx.load(f).graph.node}
+    assert ("LRN" in kinds) == (size % 2 == 1)
+    sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    for xx in (x, torch.randn(5, 3, 9, 9)):
+        with torch.no_grad():
+            want = m(xx).numpy()
+        got = sess.run(None, {name: xx.numpy()})[0]
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+        np.testing.assert_allclose(got, F.local_response_norm(
+            m[0](xx), size, alpha=0.5, k=1.3).detach().numpy(), rtol=2e-6, atol=2e-6)
+
+
+def test_onnx_dynamo_export_without_the_table_raises():
+    pytest.importorskip("onnxscript")
+    m = LocalResponseNorm(3).eval()
+    with pytest.raises(Exception, match="lrn_core"):
+        torch.onnx.export(m, (torch.randn(1, 4, 3, 3),), dynamo=True)
