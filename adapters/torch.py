@@ -15,18 +15,23 @@ Layers, from the top:
 - :class:`LRNFunction`: a ``torch.autograd.Function`` (``LRNFunction.apply(x, size, alpha, beta,
   k, before=None)``) whose forward and backward call the custom ops; ``before`` picks the window
   (default ``size // 2``, PyTorch's).
-- Three ``torch.library`` custom ops, so ``torch.compile(..., fullgraph=True)`` sees one op:
+- Three ``torch.library`` ops, so ``torch.compile(..., fullgraph=True)`` sees one op:
   ``torch.ops.lrn_core.lrn_forward(x, size, alpha, beta, k, before)``,
   ``torch.ops.lrn_core.lrn_backward(dy, x, size, alpha, beta, k, before)`` and the linear
-  ``torch.ops.lrn_core.window_sum(v, size, before)``. The channel dimension is 1.
+  ``torch.ops.lrn_core.window_sum(v, size, before)``. The channel dimension is 1. Each has a
+  fake kernel, an autograd kernel with a JVP rule, and a batching rule for ``vmap``.
+- :func:`decompositions` (ATen composites, for AOTInductor and other runtimes),
+  :func:`onnx_translation_table` (``torch.onnx.export(dynamo=True)``); the symbolic for
+  ``dynamo=False`` is registered on import.
 
 What autograd keeps between forward and backward: the input ``x`` only (by reference, no copy; in
 its own dtype). The backward kernel recomputes the window sums from ``x``, which costs less than
 reading a saved ``y`` or ``s``; native torch keeps three more tensors of about the input's size.
 
-Double backward: with ``create_graph=True`` the input gradient is composed of differentiable torch
-ops and the ``window_sum`` op (whose gradient is the window with ``before`` and ``after``
-swapped), so gradients of any order work; otherwise the fused backward kernel runs.
+Higher derivatives: the first-order backward is always the fused kernel; the derivatives of the
+backward (VJP, JVP) and the JVP of the forward are composed of torch ops and the ``window_sum``
+op (whose gradient is the window with ``before`` and ``after`` swapped), so derivatives of any
+order and mode work, under ``torch.autograd`` and ``torch.func`` alike.
 
 Devices and dtypes: CPU tensors of dtype float32 and float64, and float16 and bfloat16 computed in
 float32 and rounded once. CPU tensors are handed to the core without a copy (bfloat16, which NumPy
