@@ -321,8 +321,25 @@ def _under_functorch_jvp():
         i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters())
 
 
+def _plain(*tensors):
+    """Nothing around the call (transform, tracer, mode, compiler) and plain CPU tensors: the
+    kernels can be called without the dispatcher, which costs tens of microseconds a call."""
+    if torch.compiler.is_compiling():  # first: Dynamo must not trace the checks below
+        return False
+    for t in tensors:
+        if (t.device.type != "cpu" or torch._C._functorch.is_legacy_batchedtensor(t)
+                or torch._C._functorch.is_functorch_wrapped_tensor(t)):
+            return False
+    return not (torch._C._are_functorch_transforms_active() or fwAD._current_level >= 0
+                or torch._C._len_torch_dispatch_stack()
+                or torch._C._is_torch_function_mode_enabled()
+                or torch._C._get_tracing_state() is not None)
+
+
 def _input_grad(dy, x, size, alpha, beta, k, before):
     """dx for upstream ``dy``: always the fused kernel; its own derivatives are registered."""
+    if not torch.is_grad_enabled() and _plain(dy, x):
+        return _backward_kernel(dy, x, size, alpha, beta, k, before)
     return _backward_op(dy, x, size, alpha, beta, k, before)
 
 
@@ -579,7 +596,10 @@ class LRNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
-        return _below_autograd(_forward_op, input, *_params(size, alpha, beta, k, before))
+        params = _params(size, alpha, beta, k, before)
+        if _plain(input):
+            return _forward_kernel(input, *params)
+        return _below_autograd(_forward_op, input, *params)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -687,7 +707,12 @@ def _eager_local_response_norm(input: Tensor, size: int, alpha: float, beta: flo
         # so results and errors are its own (int64 gives float32, computed with an integer
         # average of the squares; int32, bool, complex raise NotImplementedError).
         return F.local_response_norm(input, size, alpha, beta, k)
-    return _forward_op(input, *_params(size, alpha, beta, k))
+    params = _params(size, alpha, beta, k)
+    if _plain(input):  # the same kernels and autograd.Function, without the dispatcher's cost
+        if torch.is_grad_enabled() and input.requires_grad:
+            return _apply(LRNFunction, input, *params)
+        return _forward_kernel(input, *params)
+    return _forward_op(input, *params)
 
 def _scripted_local_response_norm(input: Tensor, size: int, alpha: float, beta: float,
                                   k: float) -> Tensor:
