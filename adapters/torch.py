@@ -566,45 +566,20 @@ def _params(size, alpha, beta, k, before=None):
     return _checked(size, alpha, beta, k, before)
 
 
-class LRNFunction(torch.autograd.Function):
-    """LRN over dim 1 as a ``torch.autograd.Function`` over the ``lrn_core`` custom ops.
-
-    ``LRNFunction.apply(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None)``: alpha is
-    divided by ``size``; ``before`` channels precede the centre of the window (default
-    ``size // 2``, PyTorch's; ``(size - 1) // 2`` is ONNX's for even sizes). Unlike
-    :func:`local_response_norm` it takes 2-D inputs too, and refuses non-CPU tensors.
-
-    It has ``setup_context``, ``backward``, ``jvp`` and a generated vmap rule, so
-    ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``, ``jvp``, ``jacfwd``, ``hessian``,
-    ``vmap``) and ``torch.autograd.forward_ad`` work on it. It is also the Autograd kernel of
-    ``torch.ops.lrn_core.lrn_forward``.
-
-    >>> import torch
-    >>> x = torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True)
-    >>> y = LRNFunction.apply(x, 4, 1e-2, 0.75, 1.0, 1)     # ONNX's window for size 4
-    >>> torch.autograd.gradcheck(lambda t: LRNFunction.apply(t, 4, 1e-2, 0.75, 1.0, 1), x)
-    True
-    """
+class _LRNForward(torch.autograd.Function):
+    """Autograd kernel of ``lrn_forward``: fused backward, JVP rule, generated vmap rule."""
 
     generate_vmap_rule = True
 
-    @classmethod
-    def apply(cls, input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
-        if _under_functorch_jvp():  # see _under_functorch_jvp
-            return _composite_forward(input, *_params(size, alpha, beta, k, before))
-        return super().apply(input, size, alpha, beta, k, before)
-
     @staticmethod
-    def forward(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
-        params = _params(size, alpha, beta, k, before)
+    def forward(input, size, alpha, beta, k, before):
         if _plain(input):
-            return _forward_kernel(input, *params)
-        return _below_autograd(_forward_op, input, *params)
+            return _forward_kernel(input, size, alpha, beta, k, before)
+        return _below_autograd(_forward_op, input, size, alpha, beta, k, before)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, *params = inputs
-        ctx.params = _params(*params)
+        input, *ctx.params = inputs
         ctx.save_for_backward(input)  # x, the only tensor kept: no y, no s
         ctx.save_for_forward(input)
 
@@ -617,6 +592,54 @@ class LRNFunction(torch.autograd.Function):
     def jvp(ctx, dx, *_):
         (x,) = ctx.saved_tensors
         return _forward_jvp(x, dx, *ctx.params)
+
+
+class LRNFunction(torch.autograd.Function):
+    """LRN over dim 1 as a ``torch.autograd.Function`` over the ``lrn_core`` custom ops.
+
+    ``LRNFunction.apply(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None)``: alpha is
+    divided by ``size``; ``before`` channels precede the centre of the window (default
+    ``size // 2``, PyTorch's; ``(size - 1) // 2`` is ONNX's for even sizes). Unlike
+    :func:`local_response_norm` it takes 2-D inputs too, and refuses non-CPU tensors.
+
+    ``apply`` checks the parameters and calls ``torch.ops.lrn_core.lrn_forward``, whose
+    autograd kernel has ``setup_context``, ``backward``, ``jvp`` and a vmap rule: so
+    ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``, ``jvp``, ``jacfwd``, ``hessian``,
+    ``vmap``) and ``torch.autograd.forward_ad`` work on it. ``torch.compile`` traces
+    ``forward``/``backward`` below (Dynamo does not trace a custom ``jvp``), one op each way.
+
+    >>> import torch
+    >>> x = torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True)
+    >>> y = LRNFunction.apply(x, 4, 1e-2, 0.75, 1.0, 1)     # ONNX's window for size 4
+    >>> torch.autograd.gradcheck(lambda t: LRNFunction.apply(t, 4, 1e-2, 0.75, 1.0, 1), x)
+    True
+    """
+
+    @classmethod
+    def apply(cls, input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
+        params = _params(size, alpha, beta, k, before)
+        if _under_functorch_jvp():  # see _under_functorch_jvp
+            return _composite_forward(input, *params)
+        if _plain(input):  # the same as the op, without the dispatcher's cost
+            if torch.is_grad_enabled() and input.requires_grad:
+                return _apply(_LRNForward, input, *params)
+            return _forward_kernel(input, *params)
+        return _forward_op(input, *params)
+
+    @staticmethod
+    def forward(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
+        return _forward_op(input, *_params(size, alpha, beta, k, before))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, *params = inputs
+        ctx.params = _params(*params)
+        ctx.save_for_backward(input)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        return _input_grad(dy, x, *ctx.params), None, None, None, None, None
 
 
 def _functorch_or_forward_ad():
@@ -642,7 +665,7 @@ def _autograd_forward(x, size, alpha, beta, k, before):
     if _under_functorch_jvp():
         return _composite_forward(x, size, alpha, beta, k, before)
     if (torch.is_grad_enabled() and x.requires_grad) or _functorch_or_forward_ad():
-        return _apply(LRNFunction, x, size, alpha, beta, k, before)
+        return _apply(_LRNForward, x, size, alpha, beta, k, before)
     with torch._C._AutoDispatchBelowAutograd():
         return _forward_op(x, size, alpha, beta, k, before)
 
@@ -710,7 +733,7 @@ def _eager_local_response_norm(input: Tensor, size: int, alpha: float, beta: flo
     params = _params(size, alpha, beta, k)
     if _plain(input):  # the same kernels and autograd.Function, without the dispatcher's cost
         if torch.is_grad_enabled() and input.requires_grad:
-            return _apply(LRNFunction, input, *params)
+            return _apply(_LRNForward, input, *params)
         return _forward_kernel(input, *params)
     return _forward_op(input, *params)
 

@@ -498,3 +498,18 @@ def test_onnx_dynamo_export_without_the_table_raises():
     m = LocalResponseNorm(3).eval()
     with pytest.raises(Exception, match="lrn_core"):
         torch.onnx.export(m, (torch.randn(1, 4, 3, 3),), dynamo=True)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_compile_fullgraph_every_route(x, route):
+    """Dynamo refuses autograd.Functions with a custom jvp: every route must still compile."""
+    torch._dynamo.reset()
+    f = routes(4)[route]
+    xs = x.clone().requires_grad_()
+    y = torch.compile(f, fullgraph=True, backend="aot_eager")(xs)
+    (g,) = torch.autograd.grad(y.sin().sum(), xs)
+    xn = x.clone().requires_grad_()
+    yn = native(4)(xn)
+    (gn,) = torch.autograd.grad(yn.sin().sum(), xn)
+    close(y, yn)
+    close(g, gn)
