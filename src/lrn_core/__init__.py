@@ -31,7 +31,13 @@ def _register_torch_ops():
     import sys
 
     if "torch" in sys.modules and "lrn_core.adapters.torch" not in sys.modules:
-        from .adapters import torch as _  # noqa: F401  (defines torch.ops.lrn_core.*)
+        try:
+            from .adapters import torch as _  # noqa: F401  (defines torch.ops.lrn_core.*)
+        except Exception as exc:  # the NumPy core must stay importable with any torch
+            import warnings
+
+            warnings.warn(f"lrn_core: the torch ops are not registered ({exc!r}); saved torch "
+                          f"programs calling them will not load", RuntimeWarning, stacklevel=3)
 
 
 _register_torch_ops()
