@@ -513,3 +513,22 @@ def test_compile_fullgraph_every_route(x, route):
     (gn,) = torch.autograd.grad(yn.sin().sum(), xn)
     close(y, yn)
     close(g, gn)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_autograd_functional_and_linearize(x, route):
+    """torch.autograd.functional (reverse, forward-mode and vectorized strategies, which use
+    dual tensors and the legacy vmap) and torch.func.linearize."""
+    AF = torch.autograd.functional
+    f, ref = routes(4)[route], native(4)
+    x = x[:1, :, :2, :1]
+    v = torch.randn_like(x)
+    sq = lambda g: lambda t: (g(t) ** 2).sum()  # noqa: E731
+    jn = AF.jacobian(ref, x)
+    close(AF.jacobian(f, x, vectorize=True), jn)
+    close(AF.jacobian(f, x, vectorize=True, strategy="forward-mode"), jn)
+    close(AF.hessian(sq(f), x, vectorize=True, outer_jacobian_strategy="forward-mode"),
+          AF.hessian(sq(ref), x))
+    close(AF.hvp(sq(f), x, v)[1], AF.hvp(sq(ref), x, v)[1])
+    close(AF.jvp(f, x, v)[1], AF.jvp(ref, x, v)[1])
+    close(torch.func.linearize(f, x)[1](v), jvp(ref, (x,), (v,))[1])
