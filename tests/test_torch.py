@@ -446,9 +446,9 @@ def test_window_sum_op_and_its_adjoint_gradcheck():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_create_graph_gradient_equals_fused(rng, dtype):
-    """With create_graph=True the input gradient is composed of torch ops and window_sum (so that
-    it can be differentiated again): it must equal the fused kernel's. gradgradcheck alone cannot
-    see a slip here, it only checks the second derivative against this first one."""
+    """With create_graph=True the input gradient must equal the one without, and be differentiable
+    again (the backward op's own autograd kernel). gradgradcheck alone cannot see a slip here, it
+    only checks the second derivative against this first one."""
     rtol = {torch.float64: 1e-13, torch.float32: 1e-5, torch.bfloat16: BF16_RTOL}[dtype]
     for size, before in [(1, 0), (2, 0), (2, 1), (4, 0), (4, 1), (4, 2), (4, 3), (5, 2), (6, 5)]:
         x = torch.from_numpy(rng.standard_normal((2, 7, 3)) * 2).to(dtype).requires_grad_()
