@@ -15,18 +15,23 @@ Layers, from the top:
 - :class:`LRNFunction`: a ``torch.autograd.Function`` (``LRNFunction.apply(x, size, alpha, beta,
   k, before=None)``) whose forward and backward call the custom ops; ``before`` picks the window
   (default ``size // 2``, PyTorch's).
-- Three ``torch.library`` custom ops, so ``torch.compile(..., fullgraph=True)`` sees one op:
+- Three ``torch.library`` ops, so ``torch.compile(..., fullgraph=True)`` sees one op:
   ``torch.ops.lrn_core.lrn_forward(x, size, alpha, beta, k, before)``,
   ``torch.ops.lrn_core.lrn_backward(dy, x, size, alpha, beta, k, before)`` and the linear
-  ``torch.ops.lrn_core.window_sum(v, size, before)``. The channel dimension is 1.
+  ``torch.ops.lrn_core.window_sum(v, size, before)``. The channel dimension is 1. Each has a
+  fake kernel, an autograd kernel with a JVP rule, and a batching rule for ``vmap``.
+- :func:`decompositions` (ATen composites, for AOTInductor and other runtimes),
+  :func:`onnx_translation_table` (``torch.onnx.export(dynamo=True)``); the symbolic for
+  ``dynamo=False`` is registered on import.
 
 What autograd keeps between forward and backward: the input ``x`` only (by reference, no copy; in
 its own dtype). The backward kernel recomputes the window sums from ``x``, which costs less than
 reading a saved ``y`` or ``s``; native torch keeps three more tensors of about the input's size.
 
-Double backward: with ``create_graph=True`` the input gradient is composed of differentiable torch
-ops and the ``window_sum`` op (whose gradient is the window with ``before`` and ``after``
-swapped), so gradients of any order work; otherwise the fused backward kernel runs.
+Higher derivatives: the first-order backward is always the fused kernel; the derivatives of the
+backward (VJP, JVP) and the JVP of the forward are composed of torch ops and the ``window_sum``
+op (whose gradient is the window with ``before`` and ``after`` swapped), so derivatives of any
+order and mode work, under ``torch.autograd`` and ``torch.func`` alike.
 
 Devices and dtypes: CPU tensors of dtype float32 and float64, and float16 and bfloat16 computed in
 float32 and rounded once. CPU tensors are handed to the core without a copy (bfloat16, which NumPy
@@ -38,9 +43,15 @@ while :class:`LRNFunction` and the custom ops raise a ``RuntimeError``.
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
+from torch._functorch.pyfunctorch import TransformType, retrieve_all_functorch_interpreters
+from torch._functorch.utils import enable_single_level_autograd_function
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import lrn_core
@@ -49,7 +60,8 @@ from .. import _buffers, conventions
 from .._api import check_params
 
 __all__ = ["local_response_norm", "LocalResponseNorm", "LRNFunction",
-           "convert_local_response_norm"]
+           "convert_local_response_norm", "decompositions", "onnx_translation_table",
+           "register_onnx_symbolic"]
 
 #: dtypes the custom ops accept; the last two are computed in float32
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -97,97 +109,489 @@ def _run(op, fn, *tensors, **params):
 
 def _fake(op, *tensors):
     _check(op, *tensors)
+    inductor = sys.modules.get("torch._inductor.virtualized")
+    if inductor is not None and inductor.V.aot_compilation is True:
+        # AOTInductor would call back into Python for this op: a package that fails to load
+        # wherever lrn-core's Python registration is absent. Say so at compile time instead.
+        raise RuntimeError(
+            f"lrn_core::{op} is a Python custom op: an AOTInductor package calling it could run "
+            f"only where lrn-core's Python registration is loaded. Decompose it to ATen before "
+            f"compiling: ep = ep.run_decompositions(lrn_core.adapters.torch.decompositions()) "
+            f"(the same numbers, computed by torch's own ops).")
     return torch.empty_like(tensors[-1], memory_format=torch.preserve_format)
 
 
 # --- the custom ops ----------------------------------------------------------------------------
+#
+# Defined with ``torch.library.Library`` (``define`` + ``impl``) rather than
+# ``torch.library.custom_op``: the custom_op autograd wrapper has neither a forward-mode (JVP)
+# rule nor ``setup_context`` (so ``torch.func`` refuses it), and it skips autograd altogether when
+# no input requires grad, which silently drops forward-mode tangents. Here each op's Autograd
+# kernel is an ``autograd.Function`` with ``setup_context``, ``backward``, ``jvp`` and a
+# generated vmap rule, and each op has a real batching rule (``register_vmap``), so the raw ops,
+# :class:`LRNFunction` and the functional behave the same under every transform.
 
-@torch.library.custom_op("lrn_core::lrn_forward", mutates_args=())
-def _forward_op(x: Tensor, size: int, alpha: float, beta: float, k: float, before: int) -> Tensor:
+_lib = torch.library.Library("lrn_core", "DEF")
+_lib.define("lrn_forward(Tensor x, int size, float alpha, float beta, float k, int before) "
+            "-> Tensor")
+_lib.define("lrn_backward(Tensor dy, Tensor x, int size, float alpha, float beta, float k, "
+            "int before) -> Tensor")
+_lib.define("window_sum(Tensor v, int size, int before) -> Tensor")
+_ops = torch.ops.lrn_core
+_forward_op = _ops.lrn_forward.default
+_backward_op = _ops.lrn_backward.default
+_window_op = _ops.window_sum.default
+
+
+def _forward_kernel(x, size, alpha, beta, k, before):
     """LRN over dim 1 of ``x``; the window of channel c is [c - before, c - before + size - 1]."""
     return _run("lrn_forward", lrn_core.lrn, x, size=size, alpha=alpha, beta=beta, k=k,
                 before=before)
 
 
-@torch.library.custom_op("lrn_core::lrn_backward", mutates_args=())
-def _backward_op(dy: Tensor, x: Tensor, size: int, alpha: float, beta: float, k: float,
-                 before: int) -> Tensor:
+def _backward_kernel(dy, x, size, alpha, beta, k, before):
     """The input gradient of ``lrn_forward`` (the fused kernel, recomputing s from x)."""
     return _run("lrn_backward", lrn_core.lrn_backward, dy, x, size=size, alpha=alpha, beta=beta,
                 k=k, before=before)
 
 
-@torch.library.custom_op("lrn_core::window_sum", mutates_args=())
-def _window_op(v: Tensor, size: int, before: int) -> Tensor:
+def _window_kernel(v, size, before):
     """Sum of ``v`` over the channel window (dim 1); linear, the adjoint swaps before/after."""
     return _run("window_sum", lrn_core.window_sum, v, size=size, before=before)
 
 
-@_forward_op.register_fake
+# CompositeExplicitAutograd: every backend reaches the kernel, which refuses non-CPU tensors
+# with its own message; the fake kernels below serve meta/fake tensors (compile, export).
+_lib.impl("lrn_forward", _forward_kernel, "CompositeExplicitAutograd")
+_lib.impl("lrn_backward", _backward_kernel, "CompositeExplicitAutograd")
+_lib.impl("window_sum", _window_kernel, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("lrn_core::lrn_forward", lib=_lib)
 def _(x, size, alpha, beta, k, before):
     return _fake("lrn_forward", x)
 
 
-@_backward_op.register_fake
+@torch.library.register_fake("lrn_core::lrn_backward", lib=_lib)
 def _(dy, x, size, alpha, beta, k, before):
     return _fake("lrn_backward", dy, x)
 
 
-@_window_op.register_fake
+@torch.library.register_fake("lrn_core::window_sum", lib=_lib)
 def _(v, size, before):
     return _fake("window_sum", v)
 
 
-def _input_grad(dy, x, size, alpha, beta, k, before):
-    """dx for upstream ``dy``: the fused kernel, or differentiable ops under ``create_graph``."""
-    if not torch.is_grad_enabled():
-        return _backward_op(dy, x, size, alpha, beta, k, before)
-    # dx = dy s^-b - 2ab/n x W^T(dy x s^(-b-1)),  s = k + a/n W(x^2),  W^T = window, before/after
-    # swapped. Written with torch ops and window_sum (which has its own gradient) so that autograd
-    # can differentiate it again; float16/bfloat16 in float32, as the kernels do.
-    dtype = x.dtype
+# --- batching rules (vmap): vmapped dims become more "outer" rows of the kernels ---------------
+
+def _batched(op, tensors, in_dims):
+    """Move each vmapped dim to the front, fold it into dim 0, call ``op`` once, unfold."""
+    batch = next(t.shape[d] for t, d in zip(tensors, in_dims, strict=True) if d is not None)
+    flat = []
+    for t, d in zip(tensors, in_dims, strict=True):
+        t = t.movedim(d, 0) if d is not None else t.unsqueeze(0).expand(batch, *t.shape)
+        if t.dim() < 3:  # the per-sample tensor must have a channel dim 1, as the op demands
+            _check(op.__name__.split(".")[0], t[0])
+        flat.append(t.reshape(-1, *t.shape[2:]))
+    return flat, lambda out: out.reshape(batch, -1, *out.shape[1:])
+
+
+def _vmap_forward(info, in_dims, x, size, alpha, beta, k, before):
+    if in_dims[0] is None:
+        return _forward_op(x, size, alpha, beta, k, before), None
+    (x,), unfold = _batched(_forward_op, (x,), in_dims[:1])
+    return unfold(_forward_op(x, size, alpha, beta, k, before)), 0
+
+
+def _vmap_backward(info, in_dims, dy, x, size, alpha, beta, k, before):
+    if in_dims[0] is None and in_dims[1] is None:
+        return _backward_op(dy, x, size, alpha, beta, k, before), None
+    (dy, x), unfold = _batched(_backward_op, (dy, x), in_dims[:2])
+    return unfold(_backward_op(dy, x, size, alpha, beta, k, before)), 0
+
+
+def _vmap_window(info, in_dims, v, size, before):
+    if in_dims[0] is None:
+        return _window_op(v, size, before), None
+    (v,), unfold = _batched(_window_op, (v,), in_dims[:1])
+    return unfold(_window_op(v, size, before)), 0
+
+
+torch.library.register_vmap("lrn_core::lrn_forward", _vmap_forward, lib=_lib)
+torch.library.register_vmap("lrn_core::lrn_backward", _vmap_backward, lib=_lib)
+torch.library.register_vmap("lrn_core::window_sum", _vmap_window, lib=_lib)
+
+
+def _below_autograd(op, *args):
+    """``op(*args)`` past the Autograd key: the kernels, or the next torch.func layer down.
+
+    Under torch.func the layers below record their own derivatives, so grad and forward grad are
+    switched back on for them, as torch.func's own single-level Functions do.
+    """
+    if torch._C._are_functorch_transforms_active():
+        with (torch._C._AutoDispatchBelowAutograd(), torch.enable_grad(),
+              fwAD._set_fwd_grad_enabled(True)):
+            return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
+# --- derivatives: the fused kernels at first order, composites of window_sum beyond -------------
+#
+# With a = alpha/n, c = 2 alpha beta/n, W the window sum (``before``), W' its adjoint (``before``
+# and ``after`` swapped), s = k + a W(x^2), t = s^-beta, u = t / s:
+#   forward   y  = x t                         jvp  y' = x' t - c x u W(x x')
+#   backward  dx = dy t - c x W'(dy x u)       its jvp and vjp are below.
+# Everything beyond the first-order kernels is written with torch ops and the window_sum op
+# (linear, with its own vjp/jvp/vmap), so that derivatives of any order and mode compose.
+
+def _widen(*tensors):
+    """float16/bfloat16 are computed in float32, as the kernels do."""
+    dtype = tensors[-1].dtype
     if dtype in (torch.float16, torch.bfloat16):
-        dy, x = dy.float(), x.float()
+        return dtype, [t.float() for t in tensors]
+    return dtype, list(tensors)
+
+
+def _s_t_u(x, size, alpha, beta, k, before):
     s = k + alpha / size * _window_op(x * x, size, before)
     t = s.pow(-beta)
-    r = _window_op(dy * x * t / s, size, size - 1 - before)
+    return s, t, t / s
+
+
+def _forward_jvp(x, dx, size, alpha, beta, k, before):
+    dtype, (x, dx) = _widen(x, dx)
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    c = 2.0 * alpha * beta / size
+    return (dx * t - c * x * u * _window_op(x * dx, size, before)).to(dtype)
+
+
+def _backward_jvp(dy, x, ddy, dx, size, alpha, beta, k, before):
+    """Tangent of ``dx = lrn_backward(dy, x)`` for tangents ``ddy`` (of dy) and ``dx`` (of x)."""
+    dtype, (dy, x, ddy, dx) = _widen(dy, x, ddy, dx)
+    after = size - 1 - before
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    a, c = alpha / size, 2.0 * alpha * beta / size
+    r = _window_op(dy * x * u, size, after)
+    ds = 2.0 * a * _window_op(x * dx, size, before)
+    dt = -beta * u * ds
+    du = -(beta + 1.0) * u / s * ds
+    dr = _window_op(ddy * x * u + dy * dx * u + dy * x * du, size, after)
+    return (ddy * t + dy * dt - c * (dx * r + x * dr)).to(dtype)
+
+
+def _backward_vjp(dy, x, g, size, alpha, beta, k, before):
+    """(grad wrt dy, grad wrt x) of ``<g, lrn_backward(dy, x)>``."""
+    dtype, (dy, x, g) = _widen(dy, x, g)
+    after = size - 1 - before
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    a, c = alpha / size, 2.0 * alpha * beta / size
+    r = _window_op(dy * x * u, size, after)
+    h = _window_op(g * x, size, before)
+    gdy = g * t - c * h * x * u
+    m = -beta * g * dy * u + c * (beta + 1.0) * h * dy * x * u / s
+    gx = -c * g * r - c * h * dy * u + 2.0 * a * x * _window_op(m, size, after)
+    return gdy.to(dtype), gx.to(dtype)
+
+
+def _composite_forward(x, size, alpha, beta, k, before):
+    """lrn_forward written with torch ops and window_sum: differentiable in every mode."""
+    dtype, (x,) = _widen(x)
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    return (x * t).to(dtype)
+
+
+def _composite_backward(dy, x, size, alpha, beta, k, before):
+    """lrn_backward written with torch ops and window_sum: differentiable in every mode."""
+    dtype, (dy, x) = _widen(dy, x)
+    s, t, u = _s_t_u(x, size, alpha, beta, k, before)
+    r = _window_op(dy * x * u, size, size - 1 - before)
     return (dy * t - (2.0 * alpha * beta / size) * x * r).to(dtype)
 
 
-def _setup_forward(ctx, inputs, output):
-    ctx.params = inputs[1:]  # size, alpha, beta, k, before
-    ctx.save_for_backward(inputs[0])  # x, the only tensor kept: no y, no s
+def _under_functorch_jvp():
+    """Is a torch.func forward-mode layer (jvp, jacfwd, hessian) on the stack?
+
+    An autograd.Function's ``jvp`` rule is not itself differentiated by an enclosing torch.func
+    jvp layer (jacfwd(jacfwd(f)) would silently miss terms), so under any such layer the ops
+    run as the composites above, whose every op is differentiable in every mode. Reverse mode
+    (grad, vjp, jacrev) and ``torch.autograd.forward_ad`` (one level) keep the fused kernels.
+    """
+    return torch._C._are_functorch_transforms_active() and any(
+        i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters())
 
 
-def _backward_forward(ctx, dy):
-    (x,) = ctx.saved_tensors
-    return _input_grad(dy, x, *ctx.params), None, None, None, None, None
+def _plain(*tensors):
+    """Nothing around the call (transform, tracer, mode, compiler) and plain CPU tensors: the
+    kernels can be called without the dispatcher, which costs tens of microseconds a call."""
+    if torch.compiler.is_compiling():  # first: Dynamo must not trace the checks below
+        return False
+    for t in tensors:
+        if (t.device.type != "cpu" or torch._C._functorch.is_legacy_batchedtensor(t)
+                or torch._C._functorch.is_functorch_wrapped_tensor(t)):
+            return False
+    return not (torch._C._are_functorch_transforms_active() or fwAD._current_level >= 0
+                or torch._C._len_torch_dispatch_stack()
+                or torch._C._is_torch_function_mode_enabled()
+                or torch._C._get_tracing_state() is not None)
 
 
-def _setup_window(ctx, inputs, output):
-    ctx.size, ctx.before = inputs[1:]
+def _input_grad(dy, x, size, alpha, beta, k, before):
+    """dx for upstream ``dy``: always the fused kernel; its own derivatives are registered."""
+    if not torch.is_grad_enabled() and _plain(dy, x):
+        return _backward_kernel(dy, x, size, alpha, beta, k, before)
+    return _backward_op(dy, x, size, alpha, beta, k, before)
 
 
-def _backward_window(ctx, g):
-    return _window_op(g, ctx.size, ctx.size - 1 - ctx.before), None, None
+class _BackwardFunction(torch.autograd.Function):
+    """Autograd kernel of ``lrn_backward``: what double backward and forward-over-reverse use."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(dy, x, size, alpha, beta, k, before):
+        return _below_autograd(_backward_op, dy, x, size, alpha, beta, k, before)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        dy, x, *ctx.params = inputs
+        ctx.save_for_backward(dy, x)
+        ctx.save_for_forward(dy, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        dy, x = ctx.saved_tensors
+        gdy, gx = _backward_vjp(dy, x, g, *ctx.params)
+        need = ctx.needs_input_grad
+        return (gdy if need[0] else None), (gx if need[1] else None), None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, ddy, dx, *_):
+        dy, x = ctx.saved_tensors
+        ddy = torch.zeros_like(dy) if ddy is None else ddy
+        dx = torch.zeros_like(x) if dx is None else dx
+        return _backward_jvp(dy, x, ddy, dx, *ctx.params)
 
 
-_forward_op.register_autograd(_backward_forward, setup_context=_setup_forward)
-_window_op.register_autograd(_backward_window, setup_context=_setup_window)
+class _WindowFunction(torch.autograd.Function):
+    """Autograd kernel of the linear ``window_sum``: vjp is the adjoint window, jvp itself."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(v, size, before):
+        return _below_autograd(_window_op, v, size, before)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.size, ctx.before = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, g):
+        return _window_op(g, ctx.size, ctx.size - 1 - ctx.before), None, None
+
+    @staticmethod
+    def jvp(ctx, dv, *_):
+        return _window_op(dv, ctx.size, ctx.before)
+
+
+# --- ATen decompositions (AOTInductor, ONNX, anything without the Python op) -----------------
+
+def _aten_window_sum(v, size, before):
+    """The channel window sum with torch ops only: zero padding and ``size`` shifted slices."""
+    after = size - 1 - before
+    channels = v.shape[1]
+    parts = [v.new_zeros((v.shape[0], before, *v.shape[2:])), v,
+             v.new_zeros((v.shape[0], after, *v.shape[2:]))]
+    padded = torch.cat(parts, 1)
+    out = padded.narrow(1, 0, channels)
+    for i in range(1, size):
+        out = out + padded.narrow(1, i, channels)
+    return out
+
+
+def _aten_forward(x, size, alpha, beta, k, before):
+    dtype, (x,) = _widen(x)
+    s = k + alpha / size * _aten_window_sum(x * x, size, before)
+    return (x * s.pow(-beta)).to(dtype)
+
+
+def _aten_backward(dy, x, size, alpha, beta, k, before):
+    dtype, (dy, x) = _widen(dy, x)
+    s = k + alpha / size * _aten_window_sum(x * x, size, before)
+    t = s.pow(-beta)
+    r = _aten_window_sum(dy * x * t / s, size, size - 1 - before)
+    return (dy * t - (2.0 * alpha * beta / size) * x * r).to(dtype)
+
+
+def decompositions():
+    """``{op: ATen composite}`` for the three ``lrn_core`` ops, for ``run_decompositions``.
+
+    For programs that must run without lrn-core's Python registration (AOTInductor packages,
+    other runtimes): ``ep.run_decompositions(decompositions())`` replaces the ops by torch ops
+    computing the same function (float32 sums, as native torch; float16/bfloat16 in float32).
+
+    >>> import torch
+    >>> m = LocalResponseNorm(4).eval()
+    >>> ep = torch.export.export(m, (torch.randn(2, 6, 5, 5),))
+    >>> ep = ep.run_decompositions(decompositions())
+    >>> any("lrn_core" in str(n.target) for n in ep.graph.nodes)
+    False
+    """
+    return {_forward_op: _aten_forward, _backward_op: _aten_backward,
+            _window_op: _aten_window_sum}
+
+
+# --- ONNX export -------------------------------------------------------------------------------
+#
+# Odd sizes (torch's window is centred) become ONNX LRN, the parameters mapped through
+# lrn_core.conventions.to_onnx; even sizes (ONNX's even window differs from torch's, and
+# onnxruntime refuses even LRN) become the window sum written with Pad, Slice and Add.
+
+_INT64_MAX = 2**63 - 1
+
+
+def _onnx_lrn_params(size, alpha, beta, k, before):
+    try:
+        return conventions.to_onnx(conventions.LRNParams(size, alpha, beta, k, before))
+    except ValueError:
+        return None
+
+
+def onnx_translation_table():
+    """``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
+
+    >>> import torch                                                    # doctest: +SKIP
+    >>> torch.onnx.export(model, (x,), "m.onnx", dynamo=True,           # doctest: +SKIP
+    ...                   custom_translation_table=onnx_translation_table())
+
+    Needs ``onnxscript`` (the ``onnx`` extra). ``torch.onnx.export(..., dynamo=False)`` needs
+    nothing: the TorchScript exporter's symbolic for the op is registered by
+    :func:`register_onnx_symbolic`, called when this module is imported.
+    """
+    from onnxscript import opset18 as op
+
+    def const(value, like):
+        return op.CastLike(op.Constant(value_float=float(value)), like)
+
+    def ints(*values):
+        return op.Constant(value_ints=list(values))
+
+    def lrn_forward(x, size: int, alpha: float, beta: float, k: float, before: int):
+        attrs = _onnx_lrn_params(size, alpha, beta, k, before)
+        if attrs is not None:
+            return op.LRN(x, **attrs)
+        padded = op.Pad(op.Mul(x, x), ints(before, size - 1 - before), None, ints(1))
+        total = None
+        for i in range(size):
+            end = i - (size - 1) if i < size - 1 else _INT64_MAX
+            part = op.Slice(padded, ints(i), ints(end), ints(1))
+            total = part if total is None else op.Add(total, part)
+        s = op.Add(const(k, x), op.Mul(const(alpha / size, x), total))
+        return op.Div(x, op.Pow(s, const(beta, x)))
+
+    return {_forward_op: lrn_forward}
+
+
+def _symbolic_lrn_forward(g, x, size, alpha, beta, k, before):
+    from torch.onnx import symbolic_helper as sh
+
+    size, before = sh._get_const(size, "i", "size"), sh._get_const(before, "i", "before")
+    alpha, beta, k = (sh._get_const(v, "f", n)
+                      for v, n in ((alpha, "alpha"), (beta, "beta"), (k, "k")))
+    attrs = _onnx_lrn_params(size, alpha, beta, k, before)
+    if attrs is not None:
+        return g.op("LRN", x, size_i=attrs["size"], alpha_f=attrs["alpha"],
+                    beta_f=attrs["beta"], bias_f=attrs["bias"])
+    rank = sh._get_tensor_rank(x)
+    if rank is None:
+        raise RuntimeError("lrn_core::lrn_forward ONNX export (dynamo=False) with an even size "
+                           "needs the input rank; export with dynamo=True and "
+                           "custom_translation_table=onnx_translation_table()")
+
+    def ints(*values):
+        return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+    def const(value):
+        return g.op("CastLike", g.op("Constant", value_t=torch.tensor(float(value))), x)
+
+    pads = [0] * (2 * rank)
+    pads[1], pads[rank + 1] = before, size - 1 - before
+    padded = g.op("Pad", g.op("Mul", x, x), ints(*pads))
+    total = None
+    for i in range(size):
+        end = i - (size - 1) if i < size - 1 else _INT64_MAX
+        part = g.op("Slice", padded, ints(i), ints(end), ints(1))
+        total = part if total is None else g.op("Add", total, part)
+    s = g.op("Add", const(k), g.op("Mul", const(alpha / size), total))
+    return g.op("Div", x, g.op("Pow", s, const(beta)))
+
+
+def register_onnx_symbolic(opset_version=17):
+    """Register the symbolic of ``lrn_core::lrn_forward`` for ``torch.onnx.export(dynamo=False)``.
+
+    Called on import (opset 17, which later opsets inherit).
+    """
+    torch.onnx.register_custom_op_symbolic("lrn_core::lrn_forward", _symbolic_lrn_forward,
+                                           opset_version)
+
+
+register_onnx_symbolic()
 
 
 # --- public API --------------------------------------------------------------------------------
 
-def _params(size, alpha, beta, k, before=None):
-    """Checked (size, alpha, beta, k, before), the ops' argument order; PyTorch's window if None."""
-    if not torch.compiler.is_compiling():
-        # The core's checks. Dynamo cannot trace them (they use NumPy); while compiling they are
-        # left to the kernels, which repeat them when the op runs.
-        size, alpha, beta, k, checked = check_params(size, alpha, beta, k, before)
-        before = None if before is None else checked
+@functools.lru_cache(maxsize=256, typed=True)
+def _checked(size, alpha, beta, k, before):
+    size, alpha, beta, k, checked = check_params(size, alpha, beta, k, before)
     if before is None:
-        before = conventions.from_torch(size, alpha, beta, k).before
-    return size, alpha, beta, k, before
+        checked = conventions.from_torch(size, alpha, beta, k).before
+    return size, alpha, beta, k, checked
+
+
+def _params(size, alpha, beta, k, before=None):
+    """Checked (size, alpha, beta, k, before), the ops' argument order; PyTorch's window if None.
+
+    The checks are cached per parameter tuple (``typed``: ``True`` is not taken for ``1``);
+    unhashable arguments are checked each time, and raise the core's errors.
+    """
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace the core's checks (they use NumPy); while compiling they are left
+        # to the kernels, which repeat them when the op runs.
+        return size, alpha, beta, k, size // 2 if before is None else before
+    try:
+        hash((size, alpha, beta, k, before))
+    except TypeError:
+        return _checked.__wrapped__(size, alpha, beta, k, before)
+    return _checked(size, alpha, beta, k, before)
+
+
+class _LRNForward(torch.autograd.Function):
+    """Autograd kernel of ``lrn_forward``: fused backward, JVP rule, generated vmap rule."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, size, alpha, beta, k, before):
+        if _plain(input):
+            return _forward_kernel(input, size, alpha, beta, k, before)
+        return _below_autograd(_forward_op, input, size, alpha, beta, k, before)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, *ctx.params = inputs
+        ctx.save_for_backward(input)  # x, the only tensor kept: no y, no s
+        ctx.save_for_forward(input)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        return _input_grad(dy, x, *ctx.params), None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        (x,) = ctx.saved_tensors
+        return _forward_jvp(x, dx, *ctx.params)
 
 
 class LRNFunction(torch.autograd.Function):
@@ -198,12 +602,29 @@ class LRNFunction(torch.autograd.Function):
     ``size // 2``, PyTorch's; ``(size - 1) // 2`` is ONNX's for even sizes). Unlike
     :func:`local_response_norm` it takes 2-D inputs too, and refuses non-CPU tensors.
 
+    ``apply`` checks the parameters and calls ``torch.ops.lrn_core.lrn_forward``, whose
+    autograd kernel has ``setup_context``, ``backward``, ``jvp`` and a vmap rule: so
+    ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``, ``jvp``, ``jacfwd``, ``hessian``,
+    ``vmap``) and ``torch.autograd.forward_ad`` work on it. ``torch.compile`` traces
+    ``forward``/``backward`` below (Dynamo does not trace a custom ``jvp``), one op each way.
+
     >>> import torch
     >>> x = torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True)
     >>> y = LRNFunction.apply(x, 4, 1e-2, 0.75, 1.0, 1)     # ONNX's window for size 4
     >>> torch.autograd.gradcheck(lambda t: LRNFunction.apply(t, 4, 1e-2, 0.75, 1.0, 1), x)
     True
     """
+
+    @classmethod
+    def apply(cls, input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
+        params = _params(size, alpha, beta, k, before)
+        if _under_functorch_jvp():  # see _under_functorch_jvp
+            return _composite_forward(input, *params)
+        if _plain(input):  # the same as the op, without the dispatcher's cost
+            if torch.is_grad_enabled() and input.requires_grad:
+                return _apply(_LRNForward, input, *params)
+            return _forward_kernel(input, *params)
+        return _forward_op(input, *params)
 
     @staticmethod
     def forward(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
@@ -219,6 +640,56 @@ class LRNFunction(torch.autograd.Function):
     def backward(ctx, dy):
         (x,) = ctx.saved_tensors
         return _input_grad(dy, x, *ctx.params), None, None, None, None, None
+
+
+def _functorch_or_forward_ad():
+    return torch._C._are_functorch_transforms_active() or fwAD._current_level >= 0
+
+
+def _apply(fn, *args):
+    """``fn.apply`` as the Autograd kernel of an op: the C++ autograd.Function path.
+
+    ``autograd.Function.apply`` under torch.func goes to the ``custom_function_call`` higher-order
+    op, which has no kernel at the Autograd key an op's kernel runs at; the plain path is the one
+    torch.func's grad and jvp layers expect there: a single-level Function, the way an ATen
+    op's autograd kernel records its node on the wrappers of the current layer (vmap reaches
+    the batching rules first).
+    """
+    if torch._C._are_functorch_transforms_active():
+        with enable_single_level_autograd_function():
+            return super(torch.autograd.Function, fn).apply(*args)
+    return super(torch.autograd.Function, fn).apply(*args)
+
+
+def _autograd_forward(x, size, alpha, beta, k, before):
+    if _under_functorch_jvp():
+        return _composite_forward(x, size, alpha, beta, k, before)
+    if (torch.is_grad_enabled() and x.requires_grad) or _functorch_or_forward_ad():
+        return _apply(_LRNForward, x, size, alpha, beta, k, before)
+    with torch._C._AutoDispatchBelowAutograd():
+        return _forward_op(x, size, alpha, beta, k, before)
+
+
+def _autograd_backward(dy, x, size, alpha, beta, k, before):
+    if _under_functorch_jvp():
+        return _composite_backward(dy, x, size, alpha, beta, k, before)
+    if (torch.is_grad_enabled() and (dy.requires_grad or x.requires_grad)
+            or _functorch_or_forward_ad()):
+        return _apply(_BackwardFunction, dy, x, size, alpha, beta, k, before)
+    with torch._C._AutoDispatchBelowAutograd():
+        return _backward_op(dy, x, size, alpha, beta, k, before)
+
+
+def _autograd_window(v, size, before):
+    if (torch.is_grad_enabled() and v.requires_grad) or _functorch_or_forward_ad():
+        return _apply(_WindowFunction, v, size, before)
+    with torch._C._AutoDispatchBelowAutograd():
+        return _window_op(v, size, before)
+
+
+_lib.impl("lrn_forward", _autograd_forward, "Autograd")
+_lib.impl("lrn_backward", _autograd_backward, "Autograd")
+_lib.impl("window_sum", _autograd_window, "Autograd")
 
 
 def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
@@ -242,14 +713,43 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     >>> y.is_contiguous(memory_format=torch.channels_last)
     True
     """
+    if torch.jit.is_scripting():
+        return _scripted_local_response_norm(input, size, alpha, beta, k)
+    return _eager_local_response_norm(input, size, alpha, beta, k)
+
+
+@torch.jit.unused
+def _eager_local_response_norm(input: Tensor, size: int, alpha: float, beta: float,
+                               k: float) -> Tensor:
     if has_torch_function_unary(input):
-        return handle_torch_function(local_response_norm, (input,), input, size, alpha=alpha,
-                                     beta=beta, k=k)
-    if input.dim() < 3 or input.device.type != "cpu":
+        return handle_torch_function(local_response_norm, (input,), input, size,
+                                     alpha=alpha, beta=beta, k=k)
+    if input.dim() < 3 or input.device.type != "cpu" or not input.is_floating_point():
         # < 3-D: native raises its own ValueError, word for word. Other devices: the native op
-        # (documented), never a host copy.
+        # (documented), never a host copy. Integer, bool and complex inputs: the native op too,
+        # so results and errors are its own (int64 gives float32, computed with an integer
+        # average of the squares; int32, bool, complex raise NotImplementedError).
         return F.local_response_norm(input, size, alpha, beta, k)
-    return _forward_op(input, *_params(size, alpha, beta, k))
+    params = _params(size, alpha, beta, k)
+    if _plain(input):  # the same kernels and autograd.Function, without the dispatcher's cost
+        if torch.is_grad_enabled() and input.requires_grad:
+            return _apply(_LRNForward, input, *params)
+        return _forward_kernel(input, *params)
+    return _forward_op(input, *params)
+
+def _scripted_local_response_norm(input: Tensor, size: int, alpha: float, beta: float,
+                                  k: float) -> Tensor:
+    """The TorchScript body of :func:`local_response_norm`: the same routing, the same op.
+
+    TorchScript typing checks the parameter types; the kernel checks their values (the core's
+    errors). The scripted program calls ``lrn_core::lrn_forward``, so running it, here or after
+    ``torch.jit.save``/``load``, needs the op registered (``import lrn_core.adapters.torch``).
+    """
+    if input.dim() < 3 or input.device.type != "cpu" or not input.is_floating_point():
+        return F.local_response_norm(input, size, alpha, beta, k)
+    if size < 1:
+        raise ValueError("size must be an integer >= 1, got {}".format(size))  # noqa: UP032
+    return torch.ops.lrn_core.lrn_forward(input, size, alpha, beta, k, size // 2)
 
 
 class LocalResponseNorm(torch.nn.LocalResponseNorm):

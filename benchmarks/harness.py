@@ -74,8 +74,13 @@ VARIANTS = {
     "beta0.6": "beta 0.6 (the generic pow path) on the first selected shape",
     "nhwc": "extra lrn-core NumPy rows with axis=-1 on the NHWC array, in every case",
     "small": "a small input (1, 16, 8, 8) at 1 and 2 threads (call overhead)",
+    "ladder": "sizes from 1x1x1x1 (the per-call overhead) and 1x16x8x8 up to the AlexNet shape",
 }
 SMALL_SHAPE = (1, 16, 8, 8)
+#: the "ladder" variant: (name, shape); the 1-element case times the per-call overhead alone
+LADDER = [("per-call overhead 1x1x1x1", (1, 1, 1, 1)), ("ladder 1x16x8x8", SMALL_SHAPE),
+          ("ladder 1x96x27x27", (1, 96, 27, 27)), ("ladder 1x96x55x55", (1, 96, 55, 55)),
+          ("ladder 8x96x55x55", (8, 96, 55, 55)), ("ladder 32x96x55x55", (32, 96, 55, 55))]
 
 FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "torch": "torch", "pytorch": "torch",
                      "tf": "tensorflow", "tensorflow": "tensorflow"}
@@ -919,6 +924,10 @@ def _plan(shapes, batch, variants, threads_list):
             if "beta0.6" in variants:
                 cases.append(Case(name=f"{name} beta=0.6", shape=shape, beta=0.6, threads=t,
                                   nhwc_core=nhwc))
+    if "ladder" in variants:
+        for t in threads_list:
+            for name, shape in LADDER:
+                cases.append(Case(name=name, shape=shape, threads=t, nhwc_core=nhwc))
     if "small" in variants:
         for t in (1, 2):
             cases.append(Case(name="small " + "x".join(map(str, SMALL_SHAPE)), shape=SMALL_SHAPE,

@@ -7,6 +7,7 @@ second order; the custom ops (opcheck, torch.compile); the module as a drop-in i
 import copy
 import doctest
 import pickle
+import re
 from functools import partial
 
 import numpy as np
@@ -312,11 +313,33 @@ def test_bad_parameters(kwargs, exc, match):
 def test_bad_before_and_dtype():
     with pytest.raises(ValueError, match=r"before must be an integer in \[0, 3\], got 4"):
         LRNFunction.apply(torch.randn(2, 4, 3), 4, 1e-4, 0.75, 1.0, 4)
-    for dtype in (torch.int64, torch.complex64, torch.bool):
+    for dtype in (torch.int64, torch.complex64, torch.bool):  # the ops refuse them
         with pytest.raises(TypeError, match="float32, float64, float16 or bfloat16"):
-            local_response_norm(torch.ones(2, 3, 4, dtype=dtype), 3)
+            LRNFunction.apply(torch.ones(2, 3, 4, dtype=dtype), 3)
+        with pytest.raises(TypeError, match="float32, float64, float16 or bfloat16"):
+            torch.ops.lrn_core.lrn_forward(torch.ones(2, 3, 4, dtype=dtype), 3, 1e-4, 0.75, 1., 1)
     with pytest.raises(ValueError, match="channel dimension 1"):
         LRNFunction.apply(torch.randn(5), 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8,
+                                   torch.bool, torch.complex64])
+def test_integer_bool_complex_inputs_as_native(dtype):
+    """As native: int64 gives float32 (native averages the squares in int64, truncating), the
+    others raise native's NotImplementedError; the functional and the module agree."""
+    x = (torch.arange(2 * 6 * 3 * 3) % 7 - 3).reshape(2, 6, 3, 3).to(dtype)
+    for ours in (partial(local_response_norm, size=3, alpha=0.1),
+                 LocalResponseNorm(3, alpha=0.1)):
+        try:
+            want = F.local_response_norm(x, 3, alpha=0.1)
+        except Exception as exc:
+            with pytest.raises(type(exc), match=re.escape(str(exc)[:40])):
+                ours(x)
+            assert dtype != torch.int64
+            continue
+        got = ours(x)
+        assert got.dtype == want.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_other_devices_fall_back_to_native_or_raise(monkeypatch):
@@ -423,9 +446,9 @@ def test_window_sum_op_and_its_adjoint_gradcheck():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_create_graph_gradient_equals_fused(rng, dtype):
-    """With create_graph=True the input gradient is composed of torch ops and window_sum (so that
-    it can be differentiated again): it must equal the fused kernel's. gradgradcheck alone cannot
-    see a slip here, it only checks the second derivative against this first one."""
+    """With create_graph=True the input gradient must equal the one without, and be differentiable
+    again (the backward op's own autograd kernel). gradgradcheck alone cannot see a slip here, it
+    only checks the second derivative against this first one."""
     rtol = {torch.float64: 1e-13, torch.float32: 1e-5, torch.bfloat16: BF16_RTOL}[dtype]
     for size, before in [(1, 0), (2, 0), (2, 1), (4, 0), (4, 1), (4, 2), (4, 3), (5, 2), (6, 5)]:
         x = torch.from_numpy(rng.standard_normal((2, 7, 3)) * 2).to(dtype).requires_grad_()

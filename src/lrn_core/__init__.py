@@ -9,7 +9,10 @@ and channel axis::
     >>> dx = lrn_core.lrn_backward(np.ones_like(y), x, size=5)
 
 Framework adapters live in :mod:`lrn_core.adapters` (``numpy``, ``torch``, ``tensorflow``); each
-imports its framework itself, so ``import lrn_core`` never imports torch or tensorflow.
+imports its framework itself, so ``import lrn_core`` never imports torch or tensorflow. If torch
+is already imported, ``import lrn_core`` registers the ``torch.ops.lrn_core`` ops (it imports
+:mod:`lrn_core.adapters.torch`), so that saved programs calling them (``torch.export``,
+TorchScript) load after ``import torch, lrn_core``.
 Parameter conventions of the frameworks: :mod:`lrn_core.conventions`.
 """
 
@@ -21,3 +24,20 @@ __version__ = "0.1.0"
 
 __all__ = ["lrn", "lrn_backward", "window_sum", "empty_cache", "show_config", "get_config",
            "__version__"]
+
+
+def _register_torch_ops():
+    """einops-style: touch torch only if the user imported it already."""
+    import sys
+
+    if "torch" in sys.modules and "lrn_core.adapters.torch" not in sys.modules:
+        try:
+            from .adapters import torch as _  # noqa: F401  (defines torch.ops.lrn_core.*)
+        except Exception as exc:  # the NumPy core must stay importable with any torch
+            import warnings
+
+            warnings.warn(f"lrn_core: the torch ops are not registered ({exc!r}); saved torch "
+                          f"programs calling them will not load", RuntimeWarning, stacklevel=3)
+
+
+_register_torch_ops()

@@ -27,9 +27,11 @@ SUPPORTED = "float16, float32 or float64"
 # --- argument checks ---------------------------------------------------------------------------
 
 def _check_int(name, value, minimum=None, maximum=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    value = operator.index(value)
+    if type(value) is not int:  # the common case skips the (slow) ABC checks
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r} of type "
+                            f"{type(value).__name__}")
+        value = operator.index(value)
     if minimum is not None and value < minimum or maximum is not None and value > maximum:
         if maximum is None:
             allowed = f">= {minimum}"
@@ -40,6 +42,8 @@ def _check_int(name, value, minimum=None, maximum=None):
 
 
 def _check_real(name, value):
+    if type(value) is float and math.isfinite(value):  # the common case, without ABC checks
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} of type "
                         f"{type(value).__name__}")
@@ -79,9 +83,11 @@ def _as_array(name, a):
 
 
 def _check_axis(axis, ndim):
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an integer, got {axis!r} of type {type(axis).__name__}")
-    axis = operator.index(axis)
+    if type(axis) is not int:
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis must be an integer, got {axis!r} of type "
+                            f"{type(axis).__name__}")
+        axis = operator.index(axis)
     if not -ndim <= axis < ndim:
         raise np.exceptions.AxisError(axis, ndim)
     return axis % ndim

@@ -50,6 +50,21 @@ def from_tensorflow(depth_radius=5, bias=1.0, alpha=1.0, beta=0.5):
     return LRNParams(size, alpha * size, beta, bias, depth_radius)
 
 
+def to_onnx(params):
+    """ONNX ``LRN`` attributes for ``params``: odd sizes with the centred window only.
+
+    ONNX's even windows put the extra channel after the centre, torch's before it, and
+    onnxruntime refuses even sizes altogether; those need a decomposition instead.
+    """
+    size, alpha, beta, k, before = params
+    if size % 2 != 1 or before != (size - 1) // 2:
+        raise ValueError(
+            f"ONNX LRN (as onnxruntime runs it) has only odd, centred windows; got size={size}, "
+            f"before={before}"
+        )
+    return {"size": size, "alpha": alpha, "beta": beta, "bias": k}
+
+
 def to_tensorflow(params):
     """Inverse of :func:`from_tensorflow` (odd, centred windows only)."""
     size, alpha, beta, k, before = params
