@@ -39,7 +39,7 @@ Hence ``implementation``:
     ``tf.function``, ``model.export``), TF's native LRN (float64, which TF lacks: the TF-ops
     formula below); while tracing for XLA (``jit_compile=True``), and for inputs of at most
     ``SMALL_ELEMENTS`` elements (where a callback costs more than the LRN), the same LRN written
-    with TF ops (a window sum by convolution with ones: no running sum, nothing subtracted), which
+    with TF ops (a window sum by average pooling: no running sum, nothing subtracted), which
     XLA compiles, TF differentiates to any order and ``vectorized_map`` vectorises.
     A function traced *earlier* with the kernel and then handed to a SavedModel (signatures from
     ``get_concrete_function``, Keras ``ExportArchive`` endpoints already called) is refused at
@@ -127,7 +127,7 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
         if implementation == "auto":
             if in_save_context():  # a SavedModel: TF's own op, float64 in TF ops
                 return _native(x, *params) if x.dtype != tf.float64 else _lrn_composite(x, core)
-            if _in_xla() or _small(x):
+            if _in_xla() or _in_pfor() or _small(x):
                 return _lrn_composite(x, core)
         if x.dtype == tf.bfloat16:  # the core has no bfloat16: compute in float32, round once
             return tf.cast(_lrn(tf.cast(x, tf.float32), core), tf.bfloat16)
@@ -158,14 +158,38 @@ def _in_xla():
         tf.compat.v1.get_default_graph())
 
 
-#: inputs of at most this many elements take the TF-ops formula in "auto": below it a Python
-#: callback costs more than the whole LRN (measured: benchmarks/harness.py, ``tf-tiny`` rows)
-SMALL_ELEMENTS = 1 << 14
+def _in_pfor():
+    """True while ``tf.vectorized_map`` (pfor) traces its loop body.
+
+    pfor vectorises the ops it has converters for; a Python callback it can only run in a
+    ``while_loop`` fallback, whose gradient replays ``EagerPyFunc``'s own gradient and fails. pfor
+    traces the body under a name scope ``loop_body`` holding its loop variable
+    ``loop_body/PlaceholderWithDefault`` (TF 2.21, parallel_for/control_flow_ops.py).
+    """
+    if tf.executing_eagerly():
+        return False
+    graph = tf.compat.v1.get_default_graph()
+    parts = graph.get_name_scope().split("/")
+    for i, part in enumerate(parts):
+        if part.startswith("loop_body"):
+            try:
+                graph.get_operation_by_name("/".join(parts[:i + 1]) + "/PlaceholderWithDefault")
+                return True
+            except KeyError:
+                continue
+    return False
+
+
+#: in a graph, inputs of at most this many elements take the TF-ops formula in "auto": below it
+#: the two Python callbacks of forward and backward cost more than the whole LRN (measured in
+#: tf.function, fwd+bwd: 32 elements 0.52 ms against 0.58 ms, 2048 elements 0.72 against 0.68)
+SMALL_ELEMENTS = 1024
 
 
 def _small(x):
+    """Graphs only: eagerly the kernel is called directly, cheaper than the TF-ops formula."""
     n = x.shape.num_elements()
-    return n is not None and n <= SMALL_ELEMENTS
+    return not tf.executing_eagerly() and n is not None and n <= SMALL_ELEMENTS
 
 
 class _CallbackInSavedModelError(ValueError):
@@ -223,10 +247,33 @@ def _numpy_op(fn, inputs, like, name, guard):
     adopts the NumPy result, with no copy either way (``tf.numpy_function`` copies the inputs
     and the output, which costs more than the LRN itself on large tensors).
     """
+    def body(*tensors):
+        out = _numpy_call(fn, tensors)
+        if record.could_possibly_record():  # EagerPyFunc's own tape: its gradient must not be 0
+            record.record_operation(name, [out], list(tensors), _replayed_gradient(name))
+        return out
+
     with tf.control_dependencies(_save_guard() if guard else []):
-        out = tf.py_function(lambda *t: _numpy_call(fn, t), inputs, Tout=like.dtype, name=name)
+        out = tf.py_function(body, inputs, Tout=like.dtype, name=name)
     out.set_shape(like.shape)
     return out
+
+
+def _replayed_gradient(name):
+    """Gradient of the callback's inner tape: used only where TF bypasses the custom gradient.
+
+    TF differentiates a ``py_function`` by replaying the tape recorded inside it; the kernel
+    records nothing there, so TF would return a scalar 0.0 as the gradient. Routes that do that
+    (e.g. ``tf.vectorized_map``'s while-loop fallback around ``implementation="core"``) get this
+    error instead of a silent zero.
+    """
+    def grad(*unused):
+        raise NotImplementedError(
+            f"lrn-core: TensorFlow differentiated the Python callback {name!r} by replaying its "
+            "inner tape, bypassing lrn-core's gradient (this happens when TF copies the op out "
+            "of its graph, e.g. tf.vectorized_map's while-loop fallback). Use "
+            "implementation='auto' (TF ops under vectorized_map) or 'native'.")
+    return grad
 
 
 def _save_guard():
@@ -375,7 +422,7 @@ def _window_sum(v, size, before):
 
 
 # --- the same formula in TensorFlow ops (XLA, small inputs, SavedModel in float64) --------------
-# The window sum is a convolution with a kernel of ones over the zero-padded channels: no running
+# The window sum is an average pool over the zero-padded channels times the window: no running
 # sum, nothing subtracted, so no cancellation (the error of a sum of at most 2r+1 positive squares,
 # as in TF's own kernel); a non-finite input only reaches the windows that contain it. float16
 # and bfloat16 are computed in float32 and rounded once, float32 and float64 in themselves (TFLite
@@ -383,12 +430,15 @@ def _window_sum(v, size, before):
 # compiles it, pfor vectorises it and a SavedModel or TFLite model stores it: no Python callback.
 
 def _window_sum_tf(v, size, before):
-    """``out[..., c] = sum(v[..., c - before : c - before + size])`` (zero outside), TF ops."""
+    """``out[..., c] = sum(v[..., c - before : c - before + size])`` (zero outside), TF ops.
+
+    An average pool of the zero-padded channels times ``size``: one reduce-window, which XLA
+    compiles to a fused loop (a convolution with ones is ten times slower there).
+    """
     shape = tf.shape(v)
     flat = tf.reshape(v, tf.stack([-1, shape[-1], 1]))
     flat = tf.pad(flat, [[0, 0], [before, size - 1 - before], [0, 0]])
-    out = tf.nn.conv1d(flat, tf.ones((size, 1, 1), v.dtype), stride=1, padding="VALID")
-    return tf.reshape(out, shape)
+    return tf.reshape(tf.nn.avg_pool1d(flat, size, 1, "VALID") * size, shape)
 
 
 def _lrn_composite(x, p):
@@ -435,7 +485,8 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.depth_radius, self.bias, self.alpha, self.beta = _tf_params(depth_radius, bias,
                                                                          alpha, beta)
         self.implementation = implementation
-        self.supports_jit = False  # keep Keras' jit_compile="auto" off XLA (the core calls Python)
+        # XLA: "auto" computes the TF-ops formula there, so a jit-compiled model keeps XLA
+        self.supports_jit = implementation != "core"
 
     def call(self, inputs):
         return local_response_normalization(inputs, self.depth_radius, self.bias, self.alpha,

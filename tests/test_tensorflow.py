@@ -66,9 +66,19 @@ def _reference(x, dy, depth_radius, bias, alpha, beta):
 
 # --- forward and gradient against native TF and the reference -----------------------------------
 
-#: "core" is lrn-core's kernel; "auto" on these small inputs is the TF-ops formula (and the core
-#: above ``SMALL_ELEMENTS``); "composite" is that formula called directly
-IMPLS = ["core", "auto"]
+#: "core": lrn-core's kernel; "auto": the default (the kernel here, TF's LRN in SavedModels, the
+#: TF-ops formula under XLA, vectorized_map and for small inputs in graphs); "tf_ops": "auto" with
+#: the TF-ops formula forced everywhere, eagerly too (see the fixture below)
+IMPLS = ["core", "auto", "tf_ops"]
+IMPL_ARG = {"core": "core", "auto": "auto", "tf_ops": "auto"}
+
+
+@pytest.fixture(autouse=True)
+def _tf_ops_formula(request, monkeypatch):
+    """Tests parametrized with impl="tf_ops" run the TF-ops formula at every size and mode."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("impl") == "tf_ops":
+        monkeypatch.setattr(lrn_tf, "_small", lambda x: True)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -79,7 +89,8 @@ def test_matches_native_and_reference(dtype, r, channels, impl):
     for i, (bias, alpha, beta) in enumerate(PARAMS):
         kw = dict(depth_radius=r, bias=bias, alpha=alpha, beta=beta)
         x, dy = _inputs((2, 3, 4, channels), dtype, seed=100 * r + channels + i)
-        y, g = _forward_and_grad(local_response_normalization, x, dy, **kw, implementation=impl)
+        y, g = _forward_and_grad(local_response_normalization, x, dy, **kw,
+                                 implementation=IMPL_ARG[impl])
         yn, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, **kw)
         yr, gr = _reference(x, dy, **kw)
         assert y.dtype == g.dtype == dtype and y.shape == g.shape == x.shape
@@ -97,7 +108,7 @@ def test_float64_against_reference(r, impl):
     for i, (bias, alpha, beta) in enumerate(PARAMS):
         x, dy = _inputs((2, 5, 3, 13), "float64", seed=r + i)
         y, g = _forward_and_grad(local_response_normalization, x, dy, depth_radius=r, bias=bias,
-                                 alpha=alpha, beta=beta, implementation=impl)
+                                 alpha=alpha, beta=beta, implementation=IMPL_ARG[impl])
         yr, gr = _reference(x, dy, r, bias, alpha, beta)
         assert y.dtype == g.dtype == tf.float64
         assert_close(y.numpy(), yr)
@@ -127,12 +138,12 @@ def test_bfloat16_against_reference(r):
                        st.integers(1, 20)),
        r=st.integers(0, 12), bias=st.floats(0.1, 3.0), alpha=st.floats(0.0, 5.0),
        beta=st.sampled_from([0.5, 0.75, 1.0, 0.3, 2.0]), seed=st.integers(0, 2**16),
-       impl=st.sampled_from(IMPLS))
+       impl=st.sampled_from(["core", "auto"]))
 def test_property_float64(shape, r, bias, alpha, beta, seed, impl):
     """Any shape (an empty batch too), radius larger than the channels, any parameters."""
     x, dy = _inputs(shape, "float64", seed)
     y, g = _forward_and_grad(local_response_normalization, x, dy, depth_radius=r, bias=bias,
-                             alpha=alpha, beta=beta, implementation=impl)
+                             alpha=alpha, beta=beta, implementation=IMPL_ARG[impl])
     yr, gr = _reference(x, dy, r, bias, alpha, beta)
     assert_close(y.numpy(), yr)
     assert_close(g.numpy(), gr, scale=gr)
@@ -299,7 +310,8 @@ def test_hessian_vector_product_vs_finite_differences(in_function, r, bias, alph
     x, v = _inputs((2, 3, 2, 9), "float64", r)
 
     def fn(x):
-        return local_response_normalization(x, r, bias, alpha, beta, implementation=impl)
+        return local_response_normalization(x, r, bias, alpha, beta,
+                                            implementation=IMPL_ARG[impl])
 
     hvp = tf.function(lambda x, v: _hvp(fn, x, v)) if in_function else lambda x, v: _hvp(fn, x, v)
     h = hvp(tf.constant(x), tf.constant(v)).numpy()
@@ -409,7 +421,8 @@ def test_forward_accumulator_float64(shape, impl, mode):
     """The JVP is the tensor J v (never a scalar 0.0): finite differences and reverse mode."""
     x, v = _inputs(shape, "float64", 21)
     kw = dict(depth_radius=2, bias=1.0, alpha=0.3, beta=0.75)
-    jvp = _jvp(lambda x: local_response_normalization(x, **kw, implementation=impl), x, v, mode)
+    fn = functools.partial(local_response_normalization, **kw, implementation=IMPL_ARG[impl])
+    jvp = _jvp(fn, x, v, mode)
     assert jvp is not None and jvp.shape == x.shape and jvp.dtype == tf.float64
     p = conventions.from_tensorflow(**kw)._asdict()
     eps = 1e-6
@@ -420,7 +433,7 @@ def test_forward_accumulator_float64(shape, impl, mode):
         xt = tf.constant(x)
         with tf.GradientTape() as tape:
             tape.watch(xt)
-            y = local_response_normalization(xt, **kw, implementation=impl)
+            y = local_response_normalization(xt, **kw, implementation=IMPL_ARG[impl])
         jac = tape.jacobian(y, xt).numpy().reshape(x.size, x.size)
         np.testing.assert_allclose(jvp.numpy().ravel(), jac @ v.ravel(), rtol=1e-12, atol=1e-14)
 
@@ -431,7 +444,8 @@ def test_forward_accumulator_float32_against_native_jacobian(impl, mode):
     """Native TF has no forward mode (LookupError); its reverse-mode Jacobian gives J v."""
     x, v = _inputs((1, 2, 3, 11), "float32", 22)
     kw = dict(depth_radius=3, bias=2.0, alpha=0.2, beta=0.6)
-    jvp = _jvp(lambda x: local_response_normalization(x, **kw, implementation=impl), x, v, mode)
+    fn = functools.partial(local_response_normalization, **kw, implementation=IMPL_ARG[impl])
+    jvp = _jvp(fn, x, v, mode)
     assert jvp.shape == x.shape and jvp.dtype == tf.float32
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -453,10 +467,51 @@ def test_forward_over_reverse_hessian_vector_product(impl):
     with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
         with tf.GradientTape() as tape:
             tape.watch(xt)
-            loss = _loss(local_response_normalization(xt, 2, 1.0, 0.5, 0.75, implementation=impl))
+            loss = _loss(local_response_normalization(xt, 2, 1.0, 0.5, 0.75,
+                                                      implementation=IMPL_ARG[impl]))
         g = tape.gradient(loss, xt)
     fd = _fd_hvp(x, v, **conventions.from_tensorflow(2, 1.0, 0.5, 0.75)._asdict())
     np.testing.assert_allclose(acc.jvp(g).numpy(), fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+
+
+# --- vectorized_map, map_fn ---------------------------------------------------------------------
+
+def _mapped_fwd_grad(mapper, impl, x, dy, in_function):
+    fn = functools.partial(local_response_normalization, depth_radius=2, bias=1.0, alpha=0.3,
+                           beta=0.75, implementation=IMPL_ARG[impl])
+
+    def run(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = mapper(fn, x)
+        return y, tape.gradient(y, x, output_gradients=dy)
+    return (tf.function(run) if in_function else run)(tf.constant(x))
+
+
+MAPPERS = {"vectorized_map": tf.vectorized_map,
+           "map_fn": lambda fn, x: tf.map_fn(fn, x)}
+
+
+@pytest.mark.parametrize("in_function", [False, True])
+@pytest.mark.parametrize("shape", [(3, 1, 2, 3, 9), (2, 1, 8, 8, 300)])  # TF ops / core in "auto"
+@pytest.mark.parametrize("mapper", list(MAPPERS))
+def test_mapped_forward_and_gradient(mapper, shape, in_function):
+    x, dy = _inputs(shape, "float32", 41)
+    impls = ["auto", "core"] if mapper == "map_fn" else ["auto"]
+    for impl in impls:
+        y, g = _mapped_fwd_grad(MAPPERS[mapper], impl, x, dy, in_function)
+        xr, dyr = x.reshape((-1,) + shape[2:]), dy.reshape((-1,) + shape[2:])
+        yr, gr = _reference(xr, dyr, 2, 1.0, 0.3, 0.75)
+        assert_close(y.numpy().reshape(yr.shape), yr, "float32")
+        assert_close(g.numpy().reshape(gr.shape), gr, "float32", scale=gr)
+
+
+def test_vectorized_map_gradient_of_core_is_loud():
+    """"core" keeps the callback, which pfor runs in a while loop; TF then differentiates the
+    callback itself: an error naming the way out, never EagerPyFunc's scalar 0.0."""
+    x, dy = _inputs((2, 1, 2, 3, 9), "float32", 42)
+    with pytest.raises(tf.errors.UnimplementedError, match="implementation='auto'"):
+        _mapped_fwd_grad(tf.vectorized_map, "core", x, dy, False)
 
 
 # --- Keras ----------------------------------------------------------------------------------------
@@ -561,7 +616,7 @@ def test_forward_accumulator_through_a_model(impl, mode):
     """conv -> LRN -> pool -> dense: acc.jvp against the native model's reverse-mode Jacobian."""
     x, _ = _data(2)
     v = np.random.default_rng(24).standard_normal(x.shape).astype(np.float32)
-    model = _model(LocalResponseNormalization(**LAYER_KW, implementation=impl))
+    model = _model(LocalResponseNormalization(**LAYER_KW, implementation=IMPL_ARG[impl]))
     native = _model(NativeLRN(**LAYER_KW))
     native.set_weights(model.get_weights())
     jvp = _jvp(model, x, v, mode)
@@ -573,6 +628,25 @@ def test_forward_accumulator_through_a_model(impl, mode):
     expected = (jac.astype(np.float64) @ v.ravel()).reshape(out.shape)
     assert jvp.shape == out.shape
     np.testing.assert_allclose(jvp.numpy(), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_keras_jit_compile_keeps_xla():
+    """The layer supports XLA ("auto" computes TF ops there): Keras keeps jit_compile=True."""
+    x, labels = _data(16)
+    losses = []
+    for layer in (LocalResponseNormalization(**LAYER_KW), NativeLRN(**LAYER_KW)):
+        model = _model(layer)
+        model.compile(keras.optimizers.SGD(0.1),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=True)
+        assert model.jit_compile is True
+        losses.append(model.fit(x, labels, batch_size=8, epochs=2, shuffle=False,
+                                verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    core = _model(LocalResponseNormalization(**LAYER_KW, implementation="core"))
+    with pytest.warns(UserWarning, match="jit_compile=False"):  # Keras turns XLA off, says so
+        core.compile("sgd", "mse", jit_compile=True)
+    assert core.jit_compile is False
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -733,7 +807,7 @@ def test_float64_export_uses_tf_ops(tmp_path):
 
     tf.saved_model.save(Module(), str(tmp_path / "m"))
     ops = _saved_ops(tmp_path / "m")
-    assert "Conv2D" in ops and not any("PyFunc" in op for op in ops)
+    assert "AvgPool" in ops and not any("PyFunc" in op for op in ops)
     x = np.random.default_rng(0).standard_normal((3, 2, 2, 6))
     yr = lrn_ref(x, axis=-1, **conventions.from_tensorflow(1, 1.0, 0.5, 0.75)._asdict())
     assert_close(_run_elsewhere(tmp_path, tmp_path / "m", x), yr)
@@ -765,9 +839,12 @@ def test_tflite_from_concrete_functions():
     module, concrete = _pretraced_module("auto")
     with pytest.raises(Exception, match="EagerPyFunc"):
         tf.lite.TFLiteConverter.from_concrete_functions([concrete], module).convert()
-    for implementation, spec in [("native", SPEC), ("auto", tf.TensorSpec(x.shape, tf.float32))]:
+    small = tf.TensorSpec((1, 8, 8, 6), tf.float32)  # <= SMALL_ELEMENTS: TF ops in a graph
+    for implementation, spec in [("native", SPEC), ("auto", small)]:
         f = tf.function(functools.partial(local_response_normalization, depth_radius=2, bias=1.0,
                                           alpha=0.3, beta=0.75, implementation=implementation))
         content = tf.lite.TFLiteConverter.from_concrete_functions(
             [f.get_concrete_function(spec)], f).convert()
-        np.testing.assert_allclose(_tflite_run(content, x), expected, rtol=1e-5, atol=1e-6)
+        n = spec.shape[0] or len(x)
+        np.testing.assert_allclose(_tflite_run(content, x[:n]), expected[:n], rtol=1e-5,
+                                   atol=1e-6)
