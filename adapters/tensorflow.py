@@ -99,8 +99,9 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     name : str, optional
         Name scope of the ops.
     implementation : {"auto", "core", "native"}, keyword-only
-        See the module docstring: "auto" uses lrn-core and falls back to the native op while
-        tracing for a SavedModel or XLA.
+        See the module docstring: "auto" uses lrn-core's kernel, TF's native op while tracing
+        for a SavedModel, and the LRN written in TF ops under XLA, ``tf.vectorized_map`` and for
+        small inputs in graphs.
 
     Returns
     -------

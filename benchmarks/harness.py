@@ -74,8 +74,10 @@ VARIANTS = {
     "beta0.6": "beta 0.6 (the generic pow path) on the first selected shape",
     "nhwc": "extra lrn-core NumPy rows with axis=-1 on the NHWC array, in every case",
     "small": "a small input (1, 16, 8, 8) at 1 and 2 threads (call overhead)",
+    "tiny": "a tiny input (1, 8, 2, 2) at 1 thread (fixed cost per call)",
 }
 SMALL_SHAPE = (1, 16, 8, 8)
+TINY_SHAPE = (1, 8, 2, 2)
 
 FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "torch": "torch", "pytorch": "torch",
                      "tf": "tensorflow", "tensorflow": "tensorflow"}
@@ -91,6 +93,8 @@ IMPLS = [
     ("torch.compile (native)", "torch", "native"),
     ("lrn-core tf adapter", "tensorflow", "adapter"),
     ("tf native", "tensorflow", "native"),
+    ("lrn-core tf adapter, eager", "tensorflow", "adapter"),
+    ("tf native, eager", "tensorflow", "native"),
 ]
 IMPL_KIND = {label: kind for label, _, kind in IMPLS}
 IMPL_ORDER = {label: i for i, (label, _, _) in enumerate(IMPLS)}
@@ -442,7 +446,9 @@ def _planned(case, frameworks, compile_):
             plan.append(("torch.compile (native)", "torch", "NCHW", ("fwd", "fwd+bwd")))
     if "tensorflow" in frameworks:
         plan += [("lrn-core tf adapter", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
-                 ("tf native", "tensorflow", "NHWC", ("fwd", "fwd+bwd"))]
+                 ("tf native", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
+                 ("lrn-core tf adapter, eager", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
+                 ("tf native, eager", "tensorflow", "NHWC", ("fwd", "fwd+bwd"))]
     return plan
 
 
@@ -478,6 +484,20 @@ def _torch_fns(f, xt, dyt):
         y = f(xg)
         y.backward(dyt)
         xg.grad = None
+
+    return {"fwd": fwd, "fwd+bwd": fwd_bwd}
+
+
+def _tf_eager_fns(tf, f, xt, dyt):
+    """fwd and fwd+bwd of ``f(x) -> y`` called eagerly (a GradientTape for the backward)."""
+    def fwd():
+        f(xt)
+
+    def fwd_bwd():
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = f(xt)
+        tape.gradient(y, xt, output_gradients=dyt)
 
     return {"fwd": fwd, "fwd+bwd": fwd_bwd}
 
@@ -621,6 +641,18 @@ def _prepare(case, frameworks, compile_, threads_ctl, progress, meta):
         add("tf native", "tensorflow", "NHWC",
             lambda: _tf_fns(tf, lambda t: tf.nn.local_response_normalization(t, **tp), xtf,
                             dytf),
+            ("fwd", "fwd+bwd"))
+
+        def tf_adapter_eager():
+            from lrn_core.adapters.tensorflow import local_response_normalization
+
+            return _tf_eager_fns(tf, lambda t: local_response_normalization(t, **tp), xtf, dytf)
+
+        add("lrn-core tf adapter, eager", "tensorflow", "NHWC", tf_adapter_eager,
+            ("fwd", "fwd+bwd"))
+        add("tf native, eager", "tensorflow", "NHWC",
+            lambda: _tf_eager_fns(tf, lambda t: tf.nn.local_response_normalization(t, **tp),
+                                  xtf, dytf),
             ("fwd", "fwd+bwd"))
     return tasks
 
@@ -923,6 +955,9 @@ def _plan(shapes, batch, variants, threads_list):
         for t in (1, 2):
             cases.append(Case(name="small " + "x".join(map(str, SMALL_SHAPE)), shape=SMALL_SHAPE,
                               threads=t, nhwc_core=nhwc))
+    if "tiny" in variants:
+        cases.append(Case(name="tiny " + "x".join(map(str, TINY_SHAPE)), shape=TINY_SHAPE,
+                          threads=1, nhwc_core=nhwc))
     return cases
 
 

@@ -848,3 +848,28 @@ def test_tflite_from_concrete_functions():
         n = spec.shape[0] or len(x)
         np.testing.assert_allclose(_tflite_run(content, x[:n]), expected[:n], rtol=1e-5,
                                    atol=1e-6)
+
+
+def _wide_model():
+    """The LRN input (n, 6, 6, 64) is above SMALL_ELEMENTS: "auto" traces the kernel eagerly."""
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(64, 3),
+                             LocalResponseNormalization(**LAYER_KW),
+                             keras.layers.GlobalAveragePooling2D()])
+
+
+def test_tf_saved_model_save_of_a_called_keras_model(tmp_path):
+    x, _ = _data(4)
+    model = _wide_model()
+    model.predict(x, verbose=0)  # Keras traced its predict function with the kernel
+    tf.saved_model.save(model, str(tmp_path / "m"))
+    ops = _saved_ops(tmp_path / "m")
+    assert "LRN" in ops and not any("PyFunc" in op for op in ops)
+
+
+def test_tflite_from_keras_model():
+    x, _ = _data(4)
+    model = _wide_model()
+    expected = np.asarray(model(x))
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    np.testing.assert_allclose(_tflite_run(content, x), expected, rtol=1e-5, atol=1e-6)
