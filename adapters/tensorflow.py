@@ -287,10 +287,17 @@ def _save_guard():
     holding the Python callback cannot be written into a SavedModel: the save raises at once.
     """
     graph = tf.compat.v1.get_default_graph()
-    if not hasattr(graph, "capture_call_time_value"):  # a TF1 Graph: no saving through tf.function
+    outermost, g = None, graph
+    while hasattr(g, "capture_call_time_value"):  # FuncGraphs, up to the function being called
+        outermost, g = g, getattr(g, "outer_graph", None)
+    if outermost is None:  # a TF1 Graph: no saving through tf.function
         return []
-    return [graph.capture_call_time_value(_guard_value, tf.TensorSpec([], tf.bool),
-                                          key="lrn_core_save_guard")]
+    # The by-ref capture lives on the outermost function: nested graphs (cond and while bodies,
+    # a tf.function called in another) do not feed their own; they capture its placeholder.
+    with outermost.as_default():
+        guard = outermost.capture_call_time_value(_guard_value, tf.TensorSpec([], tf.bool),
+                                                  key="lrn_core_save_guard")
+    return [guard if outermost is graph else tf.identity(guard)]
 
 
 _GUARD = None

@@ -873,3 +873,34 @@ def test_tflite_from_keras_model():
     expected = np.asarray(model(x))
     content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     np.testing.assert_allclose(_tflite_run(content, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_in_cond_nested_functions_and_tf_data(tmp_path):
+    """The save guard lives on the outermost function: control flow and nested tf.functions
+    run (and differentiate), and saving any of them pre-traced raises."""
+    x = _input_8x8x6()
+    expected = tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75).numpy()
+    lrn = functools.partial(local_response_normalization, depth_radius=2, bias=1.0, alpha=0.3,
+                            beta=0.75, implementation="core")
+    inner = tf.function(lrn)
+    fns = {"cond": tf.function(lambda x: tf.cond(tf.reduce_sum(x) > -1e9, lambda: lrn(x),
+                                                 lambda: x)),
+           "nested": tf.function(lambda x: inner(x) * 1.0),
+           "map_fn": tf.function(lambda x: tf.map_fn(lambda xi: lrn(xi[None])[0], x))}
+    for key, fn in fns.items():
+        np.testing.assert_allclose(fn(x), expected, rtol=1e-5, atol=1e-6, err_msg=key)
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = fn(xt)
+        _, gn = _forward_and_grad(tf.nn.local_response_normalization, x, np.ones_like(x),
+                                  depth_radius=2, bias=1.0, alpha=0.3, beta=0.75)
+        np.testing.assert_allclose(tape.gradient(y, xt), gn, rtol=1e-4, atol=1e-5, err_msg=key)
+        module = tf.Module()
+        module.fn = fn
+        with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
+            tf.saved_model.save(module, str(tmp_path / key),
+                                signatures=fn.get_concrete_function(SPEC))
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(2).map(lrn)
+    np.testing.assert_allclose(np.concatenate([b.numpy() for b in ds]), expected, rtol=1e-5,
+                               atol=1e-6)
