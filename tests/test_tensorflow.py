@@ -474,6 +474,42 @@ def test_forward_over_reverse_hessian_vector_product(impl):
     np.testing.assert_allclose(acc.jvp(g).numpy(), fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_over_forward(impl):
+    """Nested accumulators: the second directional derivative, against a mixed difference."""
+    x, v = _inputs((2, 3, 4, 9), "float64", 25)
+    u = np.random.default_rng(26).standard_normal(x.shape)
+    xt = tf.constant(x)
+    with tf.autodiff.ForwardAccumulator(xt, tf.constant(u)) as outer:
+        with tf.autodiff.ForwardAccumulator(xt, tf.constant(v)) as inner:
+            y = local_response_normalization(xt, 2, 1.0, 0.3, 0.75, implementation=IMPL_ARG[impl])
+        jvp = inner.jvp(y)
+    p = conventions.from_tensorflow(2, 1.0, 0.3, 0.75)._asdict()
+    h = 1e-4
+
+    def f(a, b):
+        return lrn_ref(x + a * h * u + b * h * v, axis=-1, **p)
+    fd = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * h * h)
+    np.testing.assert_allclose(outer.jvp(jvp).numpy(), fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype,rtol", [(tf.float16, 2e-3), (tf.bfloat16, 1.6e-2)])
+def test_forward_accumulator_lower_precisions(dtype, rtol, impl):
+    x, v = _inputs((2, 3, 4, 9), "float32", 27, scale=1.0)
+    xt, vt = tf.cast(x, dtype), tf.cast(v, dtype)
+    with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
+        y = local_response_normalization(xt, 2, 1.0, 0.3, 0.75, implementation=IMPL_ARG[impl])
+    jvp = acc.jvp(y)
+    assert jvp.dtype == dtype and jvp.shape == x.shape
+    x64, v64 = tf.cast(xt, tf.float64), tf.cast(vt, tf.float64)  # the rounded inputs, exactly
+    with tf.autodiff.ForwardAccumulator(x64, v64) as acc64:
+        y64 = local_response_normalization(x64, 2, 1.0, 0.3, 0.75, implementation="core")
+    exact = acc64.jvp(y64).numpy()
+    np.testing.assert_allclose(tf.cast(jvp, tf.float64), exact, rtol=0,
+                               atol=rtol * np.abs(exact).max())
+
+
 # --- vectorized_map, map_fn ---------------------------------------------------------------------
 
 def _mapped_fwd_grad(mapper, impl, x, dy, in_function):
