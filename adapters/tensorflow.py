@@ -37,10 +37,12 @@ Hence ``implementation``:
 ``"auto"`` (default)
     lrn-core, except: while TensorFlow traces for a SavedModel (``tf.saved_model.save`` tracing a
     ``tf.function``, ``model.export``), TF's native LRN (float64, which TF lacks: the TF-ops
-    formula below); while tracing for XLA (``jit_compile=True``), and for inputs of at most
-    ``SMALL_ELEMENTS`` elements (where a callback costs more than the LRN), the same LRN written
-    with TF ops (a window sum by average pooling: no running sum, nothing subtracted), which
-    XLA compiles, TF differentiates to any order and ``vectorized_map`` vectorises.
+    formula below); while tracing for XLA (``jit_compile=True``), TF's LRN and LRNGrad kernels
+    (float32, bfloat16 through float32) recorded with higher derivatives and JVPs in TF ops; under
+    XLA in float16/float64, inside ``tf.vectorized_map``, and for inputs of at most
+    ``SMALL_ELEMENTS`` elements in graphs (where a callback costs more than the LRN), the same LRN
+    written with TF ops (a window sum by average pooling: no running sum, nothing subtracted),
+    which XLA compiles, TF differentiates to any order and ``vectorized_map`` vectorises.
     A function traced *earlier* with the kernel and then handed to a SavedModel (signatures from
     ``get_concrete_function``, Keras ``ExportArchive`` endpoints already called) is refused at
     save time with an error that says what to do.
@@ -63,6 +65,7 @@ import tensorflow as tf
 # other two detect export and XLA tracing. Without them the adapter cannot be correct under every
 # transform, so it refuses to load rather than guess.
 from tensorflow.python.eager import record
+from tensorflow.python.ops import gen_nn_ops
 from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 from tensorflow.python.saved_model.save_context import in_save_context
 
@@ -100,8 +103,8 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
         Name scope of the ops.
     implementation : {"auto", "core", "native"}, keyword-only
         See the module docstring: "auto" uses lrn-core's kernel, TF's native op while tracing
-        for a SavedModel, and the LRN written in TF ops under XLA, ``tf.vectorized_map`` and for
-        small inputs in graphs.
+        for a SavedModel or XLA (with derivatives of every order under XLA), and the LRN written
+        in TF ops under ``tf.vectorized_map`` and for small inputs in graphs.
 
     Returns
     -------
@@ -128,6 +131,8 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
         if implementation == "auto":
             if in_save_context():  # a SavedModel: TF's own op, float64 in TF ops
                 return _native(x, *params) if x.dtype != tf.float64 else _lrn_composite(x, core)
+            if _in_xla() and x.dtype in (tf.float32, tf.bfloat16):  # TF's kernels, bf16 via f32
+                return tf.cast(_lrn_native(tf.cast(x, tf.float32), params, core), x.dtype)
             if _in_xla() or _in_pfor() or _small(x):
                 return _lrn_composite(x, core)
         if x.dtype == tf.bfloat16:  # the core has no bfloat16: compute in float32, round once
@@ -312,13 +317,25 @@ def _guard_value():
     return _GUARD
 
 
-def _op(name, fn, inputs, grad, jvp):
+def _op(name, fn, inputs, grad, jvp, tf_fn=None):
     """The kernel ``fn`` on ``inputs`` (last one shaped like the output) as a differentiable op.
 
     ``grad(inputs, dy)`` returns the list of input gradients, ``jvp(inputs, *tangents)`` the
-    output tangent (tangents of unwatched inputs may be ``None``).
+    output tangent (tangents of unwatched inputs may be ``None``). With ``tf_fn`` (TF ops on the
+    inputs) instead of a kernel, the op is TF's own: no callback, saved and compiled as it is.
     """
-    if tf.executing_eagerly():  # no py_function eagerly: call the kernel on the buffers directly
+    if tf_fn is not None:
+        if not tf.executing_eagerly():
+            graph = tf.compat.v1.get_default_graph()
+            inputs = [t if tf.is_symbolic_tensor(t) and t.graph is graph else tf.identity(t)
+                      for t in inputs]
+
+        @tf.custom_gradient
+        def tf_op(*xs):
+            return tf_fn(*xs), lambda dy: grad(xs, dy)
+        with record.stop_recording():
+            y = tf_op(*inputs)
+    elif tf.executing_eagerly():  # no py_function eagerly: call the kernel on the buffers directly
         with record.stop_recording():
             y = _numpy_call(fn, inputs)
     else:
@@ -361,13 +378,14 @@ def _lrn(x, p):
                lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p))
 
 
-def _lrn_jvp(x, tx, p):
+def _lrn_jvp(x, tx, p, ws=None):
     """``d lrn(x) . tx = tx * s**-beta - 2 alpha beta / size * x * s**(-beta-1) * W(x * tx)``."""
     size, alpha, beta, k, before = p
+    ws = ws or _window_sum
     x, tx, dtype = _compute_dtype(x, tx)
-    s = k + (alpha / size) * _window_sum(x * x, size, before)
+    s = k + (alpha / size) * ws(x * x, size, before)
     t = tf.pow(s, -beta)
-    out = tx * t - (2 * alpha * beta / size) * x * (t / s) * _window_sum(x * tx, size, before)
+    out = tx * t - (2 * alpha * beta / size) * x * (t / s) * ws(x * tx, size, before)
     return tf.cast(out, dtype)
 
 
@@ -400,7 +418,7 @@ def _lrn_backward(dy, x, p):
     return _op("lrn_core_lrn_backward", fn, [dy, x], grad, jvp)
 
 
-def _lrn_backward_jvp(dy, x, tdy, tx, p):
+def _lrn_backward_jvp(dy, x, tdy, tx, p, ws=None):
     """Derivative of the input gradient along ``(tdy, tx)``, with TF ops and :func:`_window_sum`.
 
     ``dx = dy * t - c * x * W'(u)``, ``u = dy * x * t / s``, ``t = s**-beta``,
@@ -408,16 +426,17 @@ def _lrn_backward_jvp(dy, x, tdy, tx, p):
     window. Differentiable again (every piece is), so gradients of any order compose.
     """
     size, alpha, beta, k, before = p
+    ws = ws or _window_sum
     dy, x, tdy, tx, dtype = _compute_dtype(dy, x, tdy, tx)
     c = 2 * alpha * beta / size
-    s = k + (alpha / size) * _window_sum(x * x, size, before)
-    ds = (2 * alpha / size) * _window_sum(x * tx, size, before)
+    s = k + (alpha / size) * ws(x * x, size, before)
+    ds = (2 * alpha / size) * ws(x * tx, size, before)
     t = tf.pow(s, -beta)
     u = dy * x * t / s
     du = (tdy * x + dy * tx) * t / s - (beta + 1) * u * ds / s
     after = size - 1 - before
-    out = (tdy * t - beta * dy * t * ds / s - c * tx * _window_sum(u, size, after)
-           - c * x * _window_sum(du, size, after))
+    out = (tdy * t - beta * dy * t * ds / s - c * tx * ws(u, size, after)
+           - c * x * ws(du, size, after))
     return tf.cast(out, dtype)
 
 
@@ -429,6 +448,44 @@ def _window_sum(v, size, before):
                lambda vs, t: _window_sum(_zeros_if_none(t, vs[0]), size, before))
 
 
+# --- TF's own LRN kernels with derivatives of every order (under XLA) ---------------------------
+# XLA compiles TF's LRN and LRNGrad well (a fused reduce-window), but LRNGrad has no gradient and
+# LRN no JVP. Here both are recorded like the ops above, their derivatives written with the
+# TF-ops window sum: native speed under jit_compile, and Hessians and JVPs inside it.
+
+def _lrn_native(x, tfp, p):
+    """TF's LRN (float32) with TF's LRNGrad as gradient and TF-ops higher derivatives."""
+    def forward(x):
+        return tf.nn.local_response_normalization(x, *tfp)
+
+    def grad(xs, dy):
+        return [_lrn_grad_native(dy, xs[0], forward(xs[0]), tfp, p)]
+
+    return _op("lrn_core_native_lrn", None, [x], grad,
+               lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p, ws=_window_sum_tf),
+               tf_fn=forward)
+
+
+def _lrn_grad_native(dy, x, y, tfp, p):
+    """TF's LRNGrad as an op of (dy, x) (``y = lrn(x)`` is recomputed where needed)."""
+    def grad(inputs, ddx):
+        dy, x = inputs
+        return [_lrn_jvp(x, ddx, p, ws=_window_sum_tf),
+                _lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p, ws=_window_sum_tf)]
+
+    def jvp(inputs, tdy, tx):
+        dy, x = inputs
+        return _lrn_backward_jvp(dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p,
+                                 ws=_window_sum_tf)
+
+    return _op("lrn_core_native_lrn_grad", None, [dy, x], grad, jvp,
+               tf_fn=lambda dy, x: gen_nn_ops.lrn_grad(dy, x, y, *tfp))
+
+
+def _window_sum_tf(v, size, before):
+    return size * _window_mean_tf(v, size, before)
+
+
 # --- the same formula in TensorFlow ops (XLA, small inputs, SavedModel in float64) --------------
 # The window sum is an average pool over the zero-padded channels times the window: no running
 # sum, nothing subtracted, so no cancellation (the error of a sum of at most 2r+1 positive squares,
@@ -437,23 +494,24 @@ def _window_sum(v, size, before):
 # has no float64 arithmetic). TF differentiates it (reverse and forward mode, any order), XLA
 # compiles it, pfor vectorises it and a SavedModel or TFLite model stores it: no Python callback.
 
-def _window_sum_tf(v, size, before):
-    """``out[..., c] = sum(v[..., c - before : c - before + size])`` (zero outside), TF ops.
+def _window_mean_tf(v, size, before):
+    """``mean(v[..., c - before : c - before + size])`` (zeros outside count), TF ops.
 
-    An average pool of the zero-padded channels times ``size``: one reduce-window, which XLA
-    compiles to a fused loop (a convolution with ones is ten times slower there).
+    An average pool of the zero-padded channels: one reduce-window, which XLA compiles to a
+    fused loop (a convolution with ones is ten times slower there). Static shapes when known
+    (fewer ops per call in a graph).
     """
-    shape = tf.shape(v)
-    flat = tf.reshape(v, tf.stack([-1, shape[-1], 1]))
-    flat = tf.pad(flat, [[0, 0], [before, size - 1 - before], [0, 0]])
-    return tf.reshape(tf.nn.avg_pool1d(flat, size, 1, "VALID") * size, shape)
+    shape = v.shape.as_list() if v.shape.is_fully_defined() else tf.shape(v)
+    rows = [-1, 1, shape[-1], 1] if isinstance(shape, list) else tf.stack([-1, 1, shape[-1], 1])
+    flat = tf.pad(tf.reshape(v, rows), [[0, 0], [0, 0], [before, size - 1 - before], [0, 0]])
+    return tf.reshape(tf.nn.avg_pool2d(flat, (1, size), 1, "VALID"), shape)
 
 
 def _lrn_composite(x, p):
     """LRN with TensorFlow ops, in float32 for float16 and bfloat16 (rounded once)."""
     size, alpha, beta, k, before = p
     xc = x if x.dtype in (tf.float32, tf.float64) else tf.cast(x, tf.float32)
-    s = k + (alpha / size) * _window_sum_tf(xc * xc, size, before)
+    s = k + alpha * _window_mean_tf(xc * xc, size, before)  # alpha / size * window sum
     return tf.cast(xc * tf.pow(s, -beta), x.dtype)
 
 

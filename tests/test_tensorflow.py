@@ -226,7 +226,7 @@ def test_tf_function_static_shapes_and_same_results():
 
 
 def test_xla_auto_uses_tf_ops():
-    """Under jit_compile "auto" is the TF-ops formula: native numbers, float64, second order."""
+    """Under jit_compile "auto" is TF's kernels (float32) or the TF-ops formula (float64)."""
     x, dy = _inputs((2, 3, 4, 9), "float32", 1)
     native = tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75)
 
@@ -239,7 +239,7 @@ def test_xla_auto_uses_tf_ops():
     f = tf.function(lambda x: fwd_grad(x, "auto"), jit_compile=True)
     y, g = f(tf.constant(x))
     graph = f.get_concrete_function(tf.constant(x)).graph
-    assert not any("PyFunc" in op.type or op.type == "LRN" for op in graph.get_operations())
+    assert not any("PyFunc" in op.type for op in graph.get_operations())
     _, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, depth_radius=2, bias=1.0,
                               alpha=0.3, beta=0.75)
     np.testing.assert_allclose(y, native, rtol=1e-5, atol=1e-6)
@@ -254,14 +254,40 @@ def test_xla_auto_uses_tf_ops():
 
 
 @pytest.mark.parametrize("big", [False, True])
-def test_second_order_inside_xla(big):
-    """Native LRNGrad has no gradient; under XLA "auto" differentiates the TF-ops formula."""
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_second_order_inside_xla(big, dtype):
+    """Native LRNGrad has no gradient; under XLA "auto" records its own (TF ops)."""
     x, v = _inputs((2, 3, 2, 9) if not big else (2, 8, 8, 300), "float64", 11)
     fn = lambda x: local_response_normalization(x, 2, 1.0, 0.5, 0.75)  # noqa: E731
-    h = tf.function(lambda x, v: _hvp(fn, x, v), jit_compile=True)(tf.constant(x), tf.constant(v))
+    h = tf.function(lambda x, v: _hvp(fn, x, v), jit_compile=True)(tf.constant(x.astype(dtype)),
+                                                                   tf.constant(v.astype(dtype)))
     p = conventions.from_tensorflow(2, 1.0, 0.5, 0.75)._asdict()
-    fd = _fd_hvp(x, v, **p)
-    np.testing.assert_allclose(h.numpy(), fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+    fd = _fd_hvp(x.astype(dtype).astype(np.float64), v.astype(dtype).astype(np.float64), **p)
+    tol = 1e-8 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(h.numpy(), fd, rtol=0, atol=tol * np.abs(fd).max())
+    with pytest.raises(Exception, match="LRNGrad"):  # what native does
+        tf.function(lambda x, v: _hvp(tf.nn.local_response_normalization, x, v),
+                    jit_compile=True)(tf.constant(x, tf.float32), tf.constant(v, tf.float32))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_forward_accumulator_inside_xla(dtype):
+    x, v = _inputs((2, 3, 4, 9), dtype, 12)
+
+    @tf.function(jit_compile=True)
+    def jvp(x, v):
+        with tf.autodiff.ForwardAccumulator(x, v) as acc:
+            y = local_response_normalization(x, 2, 1.0, 0.3, 0.75)
+        return acc.jvp(y)
+
+    j = jvp(tf.constant(x), tf.constant(v)).numpy()
+    x64, v64 = x.astype(np.float64), v.astype(np.float64)
+    p = conventions.from_tensorflow(2, 1.0, 0.3, 0.75)._asdict()
+    eps = 1e-6
+    fd = (lrn_ref(x64 + eps * v64, axis=-1, **p)
+          - lrn_ref(x64 - eps * v64, axis=-1, **p)) / (2 * eps)
+    tol = 1e-8 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(j, fd, rtol=0, atol=tol * np.abs(fd).max())
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16])
