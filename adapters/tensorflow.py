@@ -116,7 +116,7 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     >>> local_response_normalization(x, depth_radius=1, alpha=1.0, beta=1.0)[0, 0, 0].numpy()
     array([0.        , 0.16666667, 0.33333333])
     """
-    params = _tf_params(depth_radius, bias, alpha, beta)
+    params = _cached(_tf_params, depth_radius, bias, alpha, beta)
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
     with tf.name_scope(name or "local_response_normalization"):
@@ -127,7 +127,7 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
         x = _check_rank(x)
         if implementation == "native":
             return _native(x, *params)
-        core = conventions.LRNParams(*check_params(*conventions.from_tensorflow(*params)))
+        core = _cached(_core_params, *params)
         if implementation == "auto":
             if in_save_context():  # a SavedModel: TF's own op, float64 in TF ops
                 return _native(x, *params) if x.dtype != tf.float64 else _lrn_composite(x, core)
@@ -138,6 +138,31 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
         if x.dtype == tf.bfloat16:  # the core has no bfloat16: compute in float32, round once
             return tf.cast(_lrn(tf.cast(x, tf.float32), core), tf.bfloat16)
         return _lrn(x, core)
+
+
+def _cached(fn, *args):
+    """``fn(*args)``, memoised on the arguments' types and values (checks cost more than a
+    tiny LRN); arguments that cannot be hashed, and errors, are not cached."""
+    key = (fn, *((type(a), a) for a in args))
+    try:
+        return _CACHE[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable
+        return fn(*args)
+    out = _CACHE[key] = fn(*args)
+    if len(_CACHE) > 256:
+        _CACHE.pop(next(iter(_CACHE)))
+    return out
+
+
+_CACHE = {}
+
+
+def _core_params(depth_radius, bias, alpha, beta):
+    """lrn-core's normalised parameters for TensorFlow's."""
+    return conventions.LRNParams(*check_params(*conventions.from_tensorflow(
+        depth_radius, bias, alpha, beta)))
 
 
 def _tf_params(depth_radius, bias, alpha, beta):
