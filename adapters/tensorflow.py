@@ -150,9 +150,9 @@ def _cached(fn, *args):
         pass
     except TypeError:  # unhashable
         return fn(*args)
+    if len(_CACHE) >= 256:  # bounded; clear() is safe if other threads use it meanwhile
+        _CACHE.clear()
     out = _CACHE[key] = fn(*args)
-    if len(_CACHE) > 256:
-        _CACHE.pop(next(iter(_CACHE)))
     return out
 
 
