@@ -22,24 +22,32 @@ it; the mapping lives in :func:`lrn_core.conventions.from_tensorflow`).
 Beyond the native op (TF 2.21 on CPU): float64 and bfloat16 inputs, float16 computed in float32
 and rounded once, and gradients of any order (TF's ``LRNGrad`` has no gradient).
 
-How it is built: the forward and the input gradient are lrn-core kernels called through
-``tf.numpy_function`` inside ``tf.custom_gradient``, with static shapes and dtypes set, so it
-runs eagerly, inside ``tf.function`` and inside ``model.fit``. The gradient op has its own
-custom gradient: the same input-gradient formula written with TensorFlow ops around a channel
-window sum, itself a custom-gradient op whose gradient is the transposed window sum. So nested
-``tf.GradientTape``s differentiate through it to any order.
+How it is built: the forward, the input gradient and the channel window sum are lrn-core
+kernels. Eagerly they are called directly on TensorFlow's buffers (DLPack, no copy); in a graph
+through ``tf.py_function``, with static shapes and dtypes set, so they run inside ``tf.function``
+and ``model.fit``. Each is recorded on the active tapes *and* forward accumulators with its
+gradient and its Jacobian-vector product, written with TF ops around the window-sum kernel (itself
+such an op), so ``tf.GradientTape`` (any order, nested) and ``tf.autodiff.ForwardAccumulator``
+(and mixtures) are exact; in graphs ``tf.custom_gradient`` serves the symbolic gradients.
 
-Export: a ``numpy_function`` calls back into this Python process. It cannot be compiled by XLA,
-and a SavedModel that contains one loads but fails when called in any other process
-("Could not find callback with key=pyfunc_N"). Hence ``implementation``:
+A Python callback cannot go everywhere: XLA cannot compile it, TFLite cannot convert it, and a
+SavedModel holding one fails in any other process ("Could not find callback with key=pyfunc_N").
+Hence ``implementation``:
 
 ``"auto"`` (default)
-    lrn-core, except while TensorFlow traces a graph for a SavedModel (``tf.saved_model.save``,
-    ``model.export``) or an XLA-compiled function (``jit_compile=True``): there the native
-    ``tf.nn.local_response_normalization`` is used (bfloat16 through float32). float64 cannot be
-    exported (TensorFlow has no float64 LRN): a clear error says so.
+    lrn-core, except: while TensorFlow traces for a SavedModel (``tf.saved_model.save`` tracing a
+    ``tf.function``, ``model.export``), TF's native LRN (float64, which TF lacks: the TF-ops
+    formula below); while tracing for XLA (``jit_compile=True``), TF's LRN and LRNGrad kernels
+    (float32, bfloat16 through float32) recorded with higher derivatives and JVPs in TF ops; under
+    XLA in float16/float64, inside ``tf.vectorized_map``, and for inputs of at most
+    ``SMALL_ELEMENTS`` elements in graphs (where a callback costs more than the LRN), the same LRN
+    written with TF ops (a window sum by average pooling: no running sum, nothing subtracted),
+    which XLA compiles, TF differentiates to any order and ``vectorized_map`` vectorises.
+    A function traced *earlier* with the kernel and then handed to a SavedModel (signatures from
+    ``get_concrete_function``, Keras ``ExportArchive`` endpoints already called) is refused at
+    save time with an error that says what to do.
 ``"core"``
-    always lrn-core; for use in this process only.
+    always lrn-core's kernel; for use in this process only (saving it raises).
 ``"native"``
     always TensorFlow's own op (float16, float32; bfloat16 through float32).
 """
@@ -52,14 +60,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# Private TensorFlow modules (TF 2.21): ``record`` records an op with its gradient and its JVP on
+# the active tapes and forward accumulators (what tf.custom_gradient does, plus the JVP); the
+# other two detect export and XLA tracing. Without them the adapter cannot be correct under every
+# transform, so it refuses to load rather than guess.
+from tensorflow.python.eager import record
+from tensorflow.python.ops import gen_nn_ops
+from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+from tensorflow.python.saved_model.save_context import in_save_context
+
 from .. import _buffers, conventions
 from .._api import _check_int, _check_real, check_params, lrn, lrn_backward, window_sum
-
-try:  # private TensorFlow modules, used only to detect export and XLA tracing
-    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
-    from tensorflow.python.saved_model.save_context import in_save_context
-except ImportError:  # pragma: no cover - moved in a future TensorFlow: "auto" means "core"
-    GraphOrParentsInXlaContext = in_save_context = None
 
 __all__ = ["local_response_normalization", "LocalResponseNormalization", "IMPLEMENTATIONS"]
 
@@ -91,8 +102,9 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     name : str, optional
         Name scope of the ops.
     implementation : {"auto", "core", "native"}, keyword-only
-        See the module docstring: "auto" uses lrn-core and falls back to the native op while
-        tracing for a SavedModel or XLA.
+        See the module docstring: "auto" uses lrn-core's kernel, TF's native op while tracing
+        for a SavedModel or XLA (with derivatives of every order under XLA), and the LRN written
+        in TF ops under ``tf.vectorized_map`` and for small inputs in graphs.
 
     Returns
     -------
@@ -104,7 +116,7 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     >>> local_response_normalization(x, depth_radius=1, alpha=1.0, beta=1.0)[0, 0, 0].numpy()
     array([0.        , 0.16666667, 0.33333333])
     """
-    params = _tf_params(depth_radius, bias, alpha, beta)
+    params = _cached(_tf_params, depth_radius, bias, alpha, beta)
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
     with tf.name_scope(name or "local_response_normalization"):
@@ -113,12 +125,44 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
             raise TypeError("input must have dtype float16, bfloat16, float32 or float64, got "
                             f"{x.dtype.name}")
         x = _check_rank(x)
-        if implementation == "native" or implementation == "auto" and _exporting():
+        if implementation == "native":
             return _native(x, *params)
-        core = conventions.LRNParams(*check_params(*conventions.from_tensorflow(*params)))
+        core = _cached(_core_params, *params)
+        if implementation == "auto":
+            if in_save_context():  # a SavedModel: TF's own op, float64 in TF ops
+                return _native(x, *params) if x.dtype != tf.float64 else _lrn_composite(x, core)
+            if _in_xla() and x.dtype in (tf.float32, tf.bfloat16):  # TF's kernels, bf16 via f32
+                return tf.cast(_lrn_native(tf.cast(x, tf.float32), params, core), x.dtype)
+            if _in_xla() or _in_pfor() or _small(x):
+                return _lrn_composite(x, core)
         if x.dtype == tf.bfloat16:  # the core has no bfloat16: compute in float32, round once
             return tf.cast(_lrn(tf.cast(x, tf.float32), core), tf.bfloat16)
         return _lrn(x, core)
+
+
+def _cached(fn, *args):
+    """``fn(*args)``, memoised on the arguments' types and values (checks cost more than a
+    tiny LRN); arguments that cannot be hashed, and errors, are not cached."""
+    key = (fn, *((type(a), a) for a in args))
+    try:
+        return _CACHE[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable
+        return fn(*args)
+    if len(_CACHE) >= 256:  # bounded; clear() is safe if other threads use it meanwhile
+        _CACHE.clear()
+    out = _CACHE[key] = fn(*args)
+    return out
+
+
+_CACHE = {}
+
+
+def _core_params(depth_radius, bias, alpha, beta):
+    """lrn-core's normalised parameters for TensorFlow's."""
+    return conventions.LRNParams(*check_params(*conventions.from_tensorflow(
+        depth_radius, bias, alpha, beta)))
 
 
 def _tf_params(depth_radius, bias, alpha, beta):
@@ -139,103 +183,361 @@ def _check_rank(x):
     return x
 
 
-def _exporting():
-    """True while tracing for a SavedModel or an XLA-compiled function (no Python callbacks)."""
-    if in_save_context is None:
+def _in_xla():
+    """True while tracing a function for XLA (``jit_compile=True``): no Python callbacks there."""
+    return not tf.executing_eagerly() and GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph())
+
+
+def _in_pfor():
+    """True while ``tf.vectorized_map`` (pfor) traces its loop body.
+
+    pfor vectorises the ops it has converters for; a Python callback it can only run in a
+    ``while_loop`` fallback, whose gradient replays ``EagerPyFunc``'s own gradient and fails. pfor
+    traces the body under a name scope ``loop_body`` holding its loop variable
+    ``loop_body/PlaceholderWithDefault`` (TF 2.21, parallel_for/control_flow_ops.py).
+    """
+    if tf.executing_eagerly():
         return False
-    if in_save_context():
-        return True
     graph = tf.compat.v1.get_default_graph()
-    return not tf.executing_eagerly() and GraphOrParentsInXlaContext(graph)
+    parts = graph.get_name_scope().split("/")
+    for i, part in enumerate(parts):
+        if part.startswith("loop_body"):
+            try:
+                graph.get_operation_by_name("/".join(parts[:i + 1]) + "/PlaceholderWithDefault")
+                return True
+            except KeyError:
+                continue
+    return False
+
+
+#: in a graph, inputs of at most this many elements take the TF-ops formula in "auto": below it
+#: the two Python callbacks of forward and backward cost more than the whole LRN (measured in
+#: tf.function, fwd+bwd: 32 elements 0.52 ms against 0.58 ms, 2048 elements 0.72 against 0.68)
+SMALL_ELEMENTS = 1024
+
+
+def _small(x):
+    """Graphs only: eagerly the kernel is called directly, cheaper than the TF-ops formula."""
+    n = x.shape.num_elements()
+    return not tf.executing_eagerly() and n is not None and n <= SMALL_ELEMENTS
+
+
+class _CallbackInSavedModelError(ValueError):
+    """A function holding lrn-core's Python callback is being written into a SavedModel."""
+
+
+_SAVE_MESSAGE = (
+    "lrn-core: a tf.function traced earlier with lrn-core's Python kernel is being saved to a "
+    "SavedModel (e.g. tf.saved_model.save(..., signatures=f.get_concrete_function(...)) with f "
+    "called or traced before saving, or keras ExportArchive.add_endpoint of a function already "
+    "called). The saved graph would call back into this Python process and fail in any other "
+    "('Could not find callback with key=pyfunc_N'). Ways out: let the save trace the function "
+    "(pass the tf.function itself, or its input_signature, and do not trace it beforehand; "
+    "model.export(path)), or use implementation='native' (TensorFlow's LRN op) in the function "
+    "or layer being saved.")
 
 
 def _native(x, depth_radius, bias, alpha, beta):
     """TensorFlow's own op, serialisable and XLA-compatible (float16, float32; bfloat16 via f32)."""
     if x.dtype == tf.float64:
-        raise TypeError(
-            "TensorFlow has no float64 LRN op, so a float64 lrn-core LRN cannot be exported to a "
-            "SavedModel or compiled with XLA (lrn-core calls Python). Cast to float32 around the "
-            "layer for export, or save with model.save('model.keras') and run it from Python.")
+        raise TypeError("implementation='native': TensorFlow has no float64 LRN op; use "
+                        "implementation='auto' (lrn-core; TF ops for export and XLA)")
     nx = x if x.dtype in NATIVE_DTYPES else tf.cast(x, tf.float32)  # bfloat16
     y = tf.nn.local_response_normalization(nx, depth_radius, bias, alpha, beta)
     return tf.cast(y, x.dtype)
 
 
-# --- the ops: lrn-core kernels with custom gradients --------------------------------------------
+# --- the ops: lrn-core kernels with custom gradients and forward-mode derivatives ---------------
 # ``p`` is a normalised lrn_core.conventions.LRNParams (size, alpha, beta, k, before); the channel
 # axis is the last one. These work for any rank, window size and placement (the tests use even
 # windows to exercise the transposed window, which TensorFlow's centred windows never need).
+#
+# Each op is computed with tape recording stopped, then recorded once on every active tape *and*
+# forward accumulator with its gradient and its Jacobian-vector product (``record_operation``
+# with ``forward_function``). So a ``tf.autodiff.ForwardAccumulator`` never replays the
+# gradient of the Python callback (``EagerPyFunc``'s gradient knows nothing of the kernel and
+# gives a scalar 0.0): it gets the JVP written below. In a graph the op is also wrapped by
+# ``tf.custom_gradient`` so that symbolic gradients (a ``tf.function`` differentiated from the
+# outside, ``tf.gradients``) find the same gradient.
 
-def _numpy_op(fn, inputs, like, name):
+def _numpy_call(fn, tensors):
+    """``fn(*arrays, out=out)`` on eager tensors, zero-copy through DLPack both ways."""
+    arrays = [np.from_dlpack(t) if t.shape.num_elements() else t.numpy() for t in tensors]
+    if arrays[-1].size == 0:
+        return tf.convert_to_tensor(fn(*arrays))
+    out = _buffers.empty(arrays[-1].shape, arrays[-1].dtype)  # 64-byte aligned, for Eigen
+    fn(*arrays, out=out)
+    return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
+
+
+def _numpy_op(fn, inputs, like, name, guard):
     """``fn`` as a graph op on NumPy arrays, with the static shape and dtype of ``like``.
 
     ``tf.py_function`` with DLPack both ways: the kernels read TensorFlow's buffers and TensorFlow
     adopts the NumPy result, with no copy either way (``tf.numpy_function`` copies the inputs
     and the output, which costs more than the LRN itself on large tensors).
     """
-    def call(*tensors):
-        arrays = [np.from_dlpack(t) if t.shape.num_elements() else t.numpy() for t in tensors]
-        if arrays[-1].size == 0:
-            return tf.convert_to_tensor(fn(*arrays))
-        out = _buffers.empty(arrays[-1].shape, arrays[-1].dtype)  # 64-byte aligned, for Eigen
-        fn(*arrays, out=out)
-        return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
+    def body(*tensors):
+        out = _numpy_call(fn, tensors)
+        if record.could_possibly_record():  # EagerPyFunc's own tape: its gradient must not be 0
+            record.record_operation(name, [out], list(tensors), _replayed_gradient(name))
+        return out
 
-    out = tf.py_function(call, inputs, Tout=like.dtype, name=name)
+    with tf.control_dependencies(_save_guard() if guard else []):
+        out = tf.py_function(body, inputs, Tout=like.dtype, name=name)
     out.set_shape(like.shape)
     return out
 
 
+def _replayed_gradient(name):
+    """Gradient of the callback's inner tape: used only where TF bypasses the custom gradient.
+
+    TF differentiates a ``py_function`` by replaying the tape recorded inside it; the kernel
+    records nothing there, so TF would return a scalar 0.0 as the gradient. Routes that do that
+    (e.g. ``tf.vectorized_map``'s while-loop fallback around ``implementation="core"``) get this
+    error instead of a silent zero.
+    """
+    def grad(*unused):
+        raise NotImplementedError(
+            f"lrn-core: TensorFlow differentiated the Python callback {name!r} by replaying its "
+            "inner tape, bypassing lrn-core's gradient (this happens when TF copies the op out "
+            "of its graph, e.g. tf.vectorized_map's while-loop fallback). Use "
+            "implementation='auto' (TF ops under vectorized_map) or 'native'.")
+    return grad
+
+
+def _save_guard():
+    """A value the enclosing ``tf.function`` fetches from Python at every call, and at save time.
+
+    ``FuncGraph.capture_call_time_value`` (a "by-ref" capture) evaluates its closure whenever the
+    function runs, and also when ``tf.saved_model.save`` maps the captures of a concrete function
+    it writes (in the save context), whatever way the function was traced or handed to it
+    (signatures, Keras ``ExportArchive`` endpoints, attributes of a ``tf.Module``). So a function
+    holding the Python callback cannot be written into a SavedModel: the save raises at once.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    outermost, g = None, graph
+    while hasattr(g, "capture_call_time_value"):  # FuncGraphs, up to the function being called
+        outermost, g = g, getattr(g, "outer_graph", None)
+    if outermost is None:  # a TF1 Graph: no saving through tf.function
+        return []
+    # The by-ref capture lives on the outermost function: nested graphs (cond and while bodies,
+    # a tf.function called in another) do not feed their own; they capture its placeholder.
+    with outermost.as_default():
+        guard = outermost.capture_call_time_value(_guard_value, tf.TensorSpec([], tf.bool),
+                                                  key="lrn_core_save_guard")
+    return [guard if outermost is graph else tf.identity(guard)]
+
+
+_GUARD = None
+
+
+def _guard_value():
+    global _GUARD
+    if in_save_context():
+        raise _CallbackInSavedModelError(_SAVE_MESSAGE)
+    if _GUARD is None:
+        _GUARD = tf.constant(True)
+    return _GUARD
+
+
+def _op(name, fn, inputs, grad, jvp, tf_fn=None):
+    """The kernel ``fn`` on ``inputs`` (last one shaped like the output) as a differentiable op.
+
+    ``grad(inputs, dy)`` returns the list of input gradients, ``jvp(inputs, *tangents)`` the
+    output tangent (tangents of unwatched inputs may be ``None``). With ``tf_fn`` (TF ops on the
+    inputs) instead of a kernel, the op is TF's own: no callback, saved and compiled as it is.
+    """
+    if tf_fn is not None:
+        if not tf.executing_eagerly():
+            graph = tf.compat.v1.get_default_graph()
+            inputs = [t if tf.is_symbolic_tensor(t) and t.graph is graph else tf.identity(t)
+                      for t in inputs]
+
+        @tf.custom_gradient
+        def tf_op(*xs):
+            return tf_fn(*xs), lambda dy: grad(xs, dy)
+        with record.stop_recording():
+            y = tf_op(*inputs)
+    elif tf.executing_eagerly():  # no py_function eagerly: call the kernel on the buffers directly
+        with record.stop_recording():
+            y = _numpy_call(fn, inputs)
+    else:
+        # Inputs from an enclosing graph (a gradient built in its own FuncGraph uses tensors of
+        # the forward one) are captured here first, so that the gradient and JVP closures only
+        # hold tensors of this graph and can themselves be differentiated from any other.
+        graph = tf.compat.v1.get_default_graph()
+        inputs = [t if tf.is_symbolic_tensor(t) and t.graph is graph else tf.identity(t)
+                  for t in inputs]
+
+        @tf.custom_gradient
+        def graph_op(*xs):
+            return (_numpy_op(fn, list(xs), xs[-1], name, guard=name == "lrn_core_lrn"),
+                    _graph_gradient(grad, xs))
+        with record.stop_recording():
+            y = graph_op(*inputs)
+    if record.could_possibly_record():
+        record.record_operation(name, [y], list(inputs), lambda dy: grad(inputs, dy),
+                                forward_function=lambda *tangents: [jvp(inputs, *tangents)])
+    return y
+
+
+def _graph_gradient(grad, inputs):
+    """The symbolic gradient of a graph op; refuses to be traced for a SavedModel (see below)."""
+    def graph_grad(dy):
+        if in_save_context():
+            raise _CallbackInSavedModelError(_SAVE_MESSAGE)
+        return grad(inputs, dy)
+    return graph_grad
+
+
+def _zeros_if_none(t, like):
+    return tf.zeros_like(like) if t is None else t
+
+
 def _lrn(x, p):
     """LRN forward (lrn-core kernel); its gradient is :func:`_lrn_backward`."""
-    @tf.custom_gradient
-    def lrn_op(x):
-        fn = functools.partial(lrn, **p._asdict(), axis=-1)
-        return _numpy_op(fn, [x], x, "lrn_core_lrn"), lambda dy: _lrn_backward(dy, x, p)
-    return lrn_op(x)
+    fn = functools.partial(lrn, **p._asdict(), axis=-1)
+    return _op("lrn_core_lrn", fn, [x], lambda xs, dy: [_lrn_backward(dy, xs[0], p)],
+               lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p))
+
+
+def _lrn_jvp(x, tx, p, ws=None):
+    """``d lrn(x) . tx = tx * s**-beta - 2 alpha beta / size * x * s**(-beta-1) * W(x * tx)``."""
+    size, alpha, beta, k, before = p
+    ws = ws or _window_sum
+    x, tx, dtype = _compute_dtype(x, tx)
+    s = k + (alpha / size) * ws(x * x, size, before)
+    t = tf.pow(s, -beta)
+    out = tx * t - (2 * alpha * beta / size) * x * (t / s) * ws(x * tx, size, before)
+    return tf.cast(out, dtype)
+
+
+def _compute_dtype(*tensors):
+    """float16 is computed in float32 (as the core does), the rest as it is; and the dtype."""
+    dtype = tensors[0].dtype
+    if dtype == tf.float16:
+        return (*(tf.cast(t, tf.float32) for t in tensors), dtype)
+    return (*tensors, dtype)
 
 
 def _lrn_backward(dy, x, p):
-    """Input gradient (lrn-core kernel); its gradient differentiates :func:`_lrn_backward_tf`."""
-    @tf.custom_gradient
-    def lrn_backward_op(dy, x):
-        fn = functools.partial(lrn_backward, **p._asdict(), axis=-1)
-        dx = _numpy_op(fn, [dy, x], x, "lrn_core_lrn_backward")
+    """Input gradient (lrn-core kernel); its own derivatives are written out with TF ops.
 
-        def grad(ddx):
-            with tf.GradientTape() as tape:
-                tape.watch([dy, x])
-                dx_tf = _lrn_backward_tf(dy, x, p)
-            return tape.gradient(dx_tf, [dy, x], output_gradients=ddx)
-        return dx, grad
-    return lrn_backward_op(dy, x)
+    ``dx(dy, x)`` is the gradient of ``f(x) = <dy, lrn(x)>``: linear in ``dy`` (its derivative
+    along ``dy`` is the JVP of the forward) and, along ``x``, the Hessian of ``f``, which is
+    symmetric: so the gradient of ``<ddx, dx>`` is ``(lrn_jvp(x, ddx), d_x dx . ddx)``, and no
+    tape is needed (a tape inside a symbolic gradient records nothing).
+    """
+    fn = functools.partial(lrn_backward, **p._asdict(), axis=-1)
+
+    def grad(inputs, ddx):
+        dy, x = inputs
+        return [_lrn_jvp(x, ddx, p), _lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p)]
+
+    def jvp(inputs, tdy, tx):
+        dy, x = inputs
+        return _lrn_backward_jvp(dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p)
+
+    return _op("lrn_core_lrn_backward", fn, [dy, x], grad, jvp)
 
 
-def _lrn_backward_tf(dy, x, p):
-    """The input gradient written with TF ops and :func:`_window_sum`: differentiable to any order.
+def _lrn_backward_jvp(dy, x, tdy, tx, p, ws=None):
+    """Derivative of the input gradient along ``(tdy, tx)``, with TF ops and :func:`_window_sum`.
 
-    ``dx = dy * s**-beta - 2 * alpha * beta / size * x * W'(dy * x * s**(-beta - 1))`` with
-    ``s = k + alpha / size * W(x**2)``, ``W`` the window sum and ``W'`` its transpose.
+    ``dx = dy * t - c * x * W'(u)``, ``u = dy * x * t / s``, ``t = s**-beta``,
+    ``s = k + alpha / size * W(x**2)``, ``c = 2 alpha beta / size``; ``W'`` is the transposed
+    window. Differentiable again (every piece is), so gradients of any order compose.
     """
     size, alpha, beta, k, before = p
-    dtype = x.dtype
-    if dtype == tf.float16:  # as the core does: compute in float32, round at the end
-        dy, x = tf.cast(dy, tf.float32), tf.cast(x, tf.float32)
-    s = k + (alpha / size) * _window_sum(x * x, size, before)
+    ws = ws or _window_sum
+    dy, x, tdy, tx, dtype = _compute_dtype(dy, x, tdy, tx)
+    c = 2 * alpha * beta / size
+    s = k + (alpha / size) * ws(x * x, size, before)
+    ds = (2 * alpha / size) * ws(x * tx, size, before)
     t = tf.pow(s, -beta)
-    dx = dy * t - (2 * alpha * beta / size) * x * _window_sum(dy * x * t / s, size,
-                                                              size - 1 - before)
-    return tf.cast(dx, dtype)
+    u = dy * x * t / s
+    du = (tdy * x + dy * tx) * t / s - (beta + 1) * u * ds / s
+    after = size - 1 - before
+    out = (tdy * t - beta * dy * t * ds / s - c * tx * ws(u, size, after)
+           - c * x * ws(du, size, after))
+    return tf.cast(out, dtype)
 
 
 def _window_sum(v, size, before):
     """Channel window sum (lrn-core kernel); linear, its gradient is the transposed window sum."""
-    @tf.custom_gradient
-    def window_sum_op(v):
-        fn = functools.partial(window_sum, size=size, axis=-1, before=before)
-        return (_numpy_op(fn, [v], v, "lrn_core_window_sum"),
-                lambda g: _window_sum(g, size, size - 1 - before))
-    return window_sum_op(v)
+    fn = functools.partial(window_sum, size=size, axis=-1, before=before)
+    return _op("lrn_core_window_sum", fn, [v],
+               lambda vs, g: [_window_sum(g, size, size - 1 - before)],
+               lambda vs, t: _window_sum(_zeros_if_none(t, vs[0]), size, before))
+
+
+# --- TF's own LRN kernels with derivatives of every order (under XLA) ---------------------------
+# XLA compiles TF's LRN and LRNGrad well (a fused reduce-window), but LRNGrad has no gradient and
+# LRN no JVP. Here both are recorded like the ops above, their derivatives written with the
+# TF-ops window sum: native speed under jit_compile, and Hessians and JVPs inside it.
+
+def _lrn_native(x, tfp, p):
+    """TF's LRN (float32) with TF's LRNGrad as gradient and TF-ops higher derivatives."""
+    def forward(x):
+        return tf.nn.local_response_normalization(x, *tfp)
+
+    def grad(xs, dy):
+        return [_lrn_grad_native(dy, xs[0], forward(xs[0]), tfp, p)]
+
+    return _op("lrn_core_native_lrn", None, [x], grad,
+               lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p, ws=_window_sum_tf),
+               tf_fn=forward)
+
+
+def _lrn_grad_native(dy, x, y, tfp, p):
+    """TF's LRNGrad as an op of (dy, x) (``y = lrn(x)`` is recomputed where needed)."""
+    def grad(inputs, ddx):
+        dy, x = inputs
+        return [_lrn_jvp(x, ddx, p, ws=_window_sum_tf),
+                _lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p, ws=_window_sum_tf)]
+
+    def jvp(inputs, tdy, tx):
+        dy, x = inputs
+        return _lrn_backward_jvp(dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p,
+                                 ws=_window_sum_tf)
+
+    return _op("lrn_core_native_lrn_grad", None, [dy, x], grad, jvp,
+               tf_fn=lambda dy, x: gen_nn_ops.lrn_grad(dy, x, y, *tfp))
+
+
+def _window_sum_tf(v, size, before):
+    return size * _window_mean_tf(v, size, before)
+
+
+# --- the same formula in TensorFlow ops (XLA, small inputs, SavedModel in float64) --------------
+# The window sum is an average pool over the zero-padded channels times the window: no running
+# sum, nothing subtracted, so no cancellation (the error of a sum of at most 2r+1 positive squares,
+# as in TF's own kernel); a non-finite input only reaches the windows that contain it. float16
+# and bfloat16 are computed in float32 and rounded once, float32 and float64 in themselves (TFLite
+# has no float64 arithmetic). TF differentiates it (reverse and forward mode, any order), XLA
+# compiles it, pfor vectorises it and a SavedModel or TFLite model stores it: no Python callback.
+
+def _window_mean_tf(v, size, before):
+    """``mean(v[..., c - before : c - before + size])`` (zeros outside count), TF ops.
+
+    An average pool of the zero-padded channels: one reduce-window, which XLA compiles to a
+    fused loop (a convolution with ones is ten times slower there). Static shapes when known
+    (fewer ops per call in a graph).
+    """
+    shape = v.shape.as_list() if v.shape.is_fully_defined() else tf.shape(v)
+    rows = [-1, 1, shape[-1], 1] if isinstance(shape, list) else tf.stack([-1, 1, shape[-1], 1])
+    flat = tf.pad(tf.reshape(v, rows), [[0, 0], [0, 0], [before, size - 1 - before], [0, 0]])
+    return tf.reshape(tf.nn.avg_pool2d(flat, (1, size), 1, "VALID"), shape)
+
+
+def _lrn_composite(x, p):
+    """LRN with TensorFlow ops, in float32 for float16 and bfloat16 (rounded once)."""
+    size, alpha, beta, k, before = p
+    xc = x if x.dtype in (tf.float32, tf.float64) else tf.cast(x, tf.float32)
+    s = k + alpha * _window_mean_tf(xc * xc, size, before)  # alpha / size * window sum
+    return tf.cast(xc * tf.pow(s, -beta), x.dtype)
 
 
 # --- the Keras layer ----------------------------------------------------------------------------
@@ -274,7 +576,8 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.depth_radius, self.bias, self.alpha, self.beta = _tf_params(depth_radius, bias,
                                                                          alpha, beta)
         self.implementation = implementation
-        self.supports_jit = False  # keep Keras' jit_compile="auto" off XLA (the core calls Python)
+        # XLA: "auto" computes the TF-ops formula there, so a jit-compiled model keeps XLA
+        self.supports_jit = implementation != "core"
 
     def call(self, inputs):
         return local_response_normalization(inputs, self.depth_radius, self.bias, self.alpha,

@@ -75,8 +75,10 @@ VARIANTS = {
     "nhwc": "extra lrn-core NumPy rows with axis=-1 on the NHWC array, in every case",
     "small": "a small input (1, 16, 8, 8) at 1 and 2 threads (call overhead)",
     "ladder": "sizes from 1x1x1x1 (the per-call overhead) and 1x16x8x8 up to the AlexNet shape",
+    "tiny": "a tiny input (1, 8, 2, 2) at 1 thread (fixed cost per call)",
 }
 SMALL_SHAPE = (1, 16, 8, 8)
+TINY_SHAPE = (1, 8, 2, 2)
 #: the "ladder" variant: (name, shape); the 1-element case times the per-call overhead alone
 LADDER = [("per-call overhead 1x1x1x1", (1, 1, 1, 1)), ("ladder 1x16x8x8", SMALL_SHAPE),
           ("ladder 1x96x27x27", (1, 96, 27, 27)), ("ladder 1x96x55x55", (1, 96, 55, 55)),
@@ -96,6 +98,8 @@ IMPLS = [
     ("torch.compile (native)", "torch", "native"),
     ("lrn-core tf adapter", "tensorflow", "adapter"),
     ("tf native", "tensorflow", "native"),
+    ("lrn-core tf adapter, eager", "tensorflow", "adapter"),
+    ("tf native, eager", "tensorflow", "native"),
 ]
 IMPL_KIND = {label: kind for label, _, kind in IMPLS}
 IMPL_ORDER = {label: i for i, (label, _, _) in enumerate(IMPLS)}
@@ -447,7 +451,9 @@ def _planned(case, frameworks, compile_):
             plan.append(("torch.compile (native)", "torch", "NCHW", ("fwd", "fwd+bwd")))
     if "tensorflow" in frameworks:
         plan += [("lrn-core tf adapter", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
-                 ("tf native", "tensorflow", "NHWC", ("fwd", "fwd+bwd"))]
+                 ("tf native", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
+                 ("lrn-core tf adapter, eager", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
+                 ("tf native, eager", "tensorflow", "NHWC", ("fwd", "fwd+bwd"))]
     return plan
 
 
@@ -483,6 +489,20 @@ def _torch_fns(f, xt, dyt):
         y = f(xg)
         y.backward(dyt)
         xg.grad = None
+
+    return {"fwd": fwd, "fwd+bwd": fwd_bwd}
+
+
+def _tf_eager_fns(tf, f, xt, dyt):
+    """fwd and fwd+bwd of ``f(x) -> y`` called eagerly (a GradientTape for the backward)."""
+    def fwd():
+        f(xt)
+
+    def fwd_bwd():
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = f(xt)
+        tape.gradient(y, xt, output_gradients=dyt)
 
     return {"fwd": fwd, "fwd+bwd": fwd_bwd}
 
@@ -626,6 +646,18 @@ def _prepare(case, frameworks, compile_, threads_ctl, progress, meta):
         add("tf native", "tensorflow", "NHWC",
             lambda: _tf_fns(tf, lambda t: tf.nn.local_response_normalization(t, **tp), xtf,
                             dytf),
+            ("fwd", "fwd+bwd"))
+
+        def tf_adapter_eager():
+            from lrn_core.adapters.tensorflow import local_response_normalization
+
+            return _tf_eager_fns(tf, lambda t: local_response_normalization(t, **tp), xtf, dytf)
+
+        add("lrn-core tf adapter, eager", "tensorflow", "NHWC", tf_adapter_eager,
+            ("fwd", "fwd+bwd"))
+        add("tf native, eager", "tensorflow", "NHWC",
+            lambda: _tf_eager_fns(tf, lambda t: tf.nn.local_response_normalization(t, **tp),
+                                  xtf, dytf),
             ("fwd", "fwd+bwd"))
     return tasks
 
@@ -932,6 +964,9 @@ def _plan(shapes, batch, variants, threads_list):
         for t in (1, 2):
             cases.append(Case(name="small " + "x".join(map(str, SMALL_SHAPE)), shape=SMALL_SHAPE,
                               threads=t, nhwc_core=nhwc))
+    if "tiny" in variants:
+        cases.append(Case(name="tiny " + "x".join(map(str, TINY_SHAPE)), shape=TINY_SHAPE,
+                          threads=1, nhwc_core=nhwc))
     return cases
 
 

@@ -9,6 +9,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import functools  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -65,14 +66,31 @@ def _reference(x, dy, depth_radius, bias, alpha, beta):
 
 # --- forward and gradient against native TF and the reference -----------------------------------
 
+#: "core": lrn-core's kernel; "auto": the default (the kernel here, TF's LRN in SavedModels, the
+#: TF-ops formula under XLA, vectorized_map and for small inputs in graphs); "tf_ops": "auto" with
+#: the TF-ops formula forced everywhere, eagerly too (see the fixture below)
+IMPLS = ["core", "auto", "tf_ops"]
+IMPL_ARG = {"core": "core", "auto": "auto", "tf_ops": "auto"}
+
+
+@pytest.fixture(autouse=True)
+def _tf_ops_formula(request, monkeypatch):
+    """Tests parametrized with impl="tf_ops" run the TF-ops formula at every size and mode."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("impl") == "tf_ops":
+        monkeypatch.setattr(lrn_tf, "_small", lambda x: True)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("r", [0, 1, 2, 5, 7])
 @pytest.mark.parametrize("channels", [1, 3, 8, 33])
-def test_matches_native_and_reference(dtype, r, channels):
+def test_matches_native_and_reference(dtype, r, channels, impl):
     for i, (bias, alpha, beta) in enumerate(PARAMS):
         kw = dict(depth_radius=r, bias=bias, alpha=alpha, beta=beta)
         x, dy = _inputs((2, 3, 4, channels), dtype, seed=100 * r + channels + i)
-        y, g = _forward_and_grad(local_response_normalization, x, dy, **kw)
+        y, g = _forward_and_grad(local_response_normalization, x, dy, **kw,
+                                 implementation=IMPL_ARG[impl])
         yn, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, **kw)
         yr, gr = _reference(x, dy, **kw)
         assert y.dtype == g.dtype == dtype and y.shape == g.shape == x.shape
@@ -84,12 +102,13 @@ def test_matches_native_and_reference(dtype, r, channels):
                                    atol=rtol * np.abs(gr).max())
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("r", [0, 2, 5])
-def test_float64_against_reference(r):
+def test_float64_against_reference(r, impl):
     for i, (bias, alpha, beta) in enumerate(PARAMS):
         x, dy = _inputs((2, 5, 3, 13), "float64", seed=r + i)
         y, g = _forward_and_grad(local_response_normalization, x, dy, depth_radius=r, bias=bias,
-                                 alpha=alpha, beta=beta)
+                                 alpha=alpha, beta=beta, implementation=IMPL_ARG[impl])
         yr, gr = _reference(x, dy, r, bias, alpha, beta)
         assert y.dtype == g.dtype == tf.float64
         assert_close(y.numpy(), yr)
@@ -118,12 +137,13 @@ def test_bfloat16_against_reference(r):
 @given(shape=st.tuples(st.integers(0, 3), st.integers(1, 4), st.integers(1, 4),
                        st.integers(1, 20)),
        r=st.integers(0, 12), bias=st.floats(0.1, 3.0), alpha=st.floats(0.0, 5.0),
-       beta=st.sampled_from([0.5, 0.75, 1.0, 0.3, 2.0]), seed=st.integers(0, 2**16))
-def test_property_float64(shape, r, bias, alpha, beta, seed):
+       beta=st.sampled_from([0.5, 0.75, 1.0, 0.3, 2.0]), seed=st.integers(0, 2**16),
+       impl=st.sampled_from(["core", "auto"]))
+def test_property_float64(shape, r, bias, alpha, beta, seed, impl):
     """Any shape (an empty batch too), radius larger than the channels, any parameters."""
     x, dy = _inputs(shape, "float64", seed)
     y, g = _forward_and_grad(local_response_normalization, x, dy, depth_radius=r, bias=bias,
-                             alpha=alpha, beta=beta)
+                             alpha=alpha, beta=beta, implementation=IMPL_ARG[impl])
     yr, gr = _reference(x, dy, r, bias, alpha, beta)
     assert_close(y.numpy(), yr)
     assert_close(g.numpy(), gr, scale=gr)
@@ -187,7 +207,8 @@ def test_tf_function_static_shapes_and_same_results():
     def fwd_grad(x, dy):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = local_response_normalization(x, 2, 1.0, 0.3, 0.75, name="my_lrn")
+            y = local_response_normalization(x, 2, 1.0, 0.3, 0.75, name="my_lrn",
+                                             implementation="core")
         return y, tape.gradient(y, x, output_gradients=dy)
 
     spec = tf.TensorSpec([None, 4, 5, 7], tf.float32)
@@ -199,12 +220,13 @@ def test_tf_function_static_shapes_and_same_results():
     x, dy = _inputs((3, 4, 5, 7), "float32", 0)
     y, g = concrete(tf.constant(x), tf.constant(dy))
     ye, ge = _forward_and_grad(local_response_normalization, x, dy, depth_radius=2, bias=1.0,
-                               alpha=0.3, beta=0.75)
+                               alpha=0.3, beta=0.75, implementation="core")
     np.testing.assert_array_equal(y, ye)
     np.testing.assert_array_equal(g, ge)
 
 
-def test_xla_auto_falls_back_to_native():
+def test_xla_auto_uses_tf_ops():
+    """Under jit_compile "auto" is TF's kernels (float32) or the TF-ops formula (float64)."""
     x, dy = _inputs((2, 3, 4, 9), "float32", 1)
     native = tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75)
 
@@ -212,17 +234,60 @@ def test_xla_auto_falls_back_to_native():
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = local_response_normalization(x, 2, 1.0, 0.3, 0.75, implementation=implementation)
-        return y, tape.gradient(y, x, output_gradients=dy)
+        return y, tape.gradient(y, x, output_gradients=tf.cast(dy, x.dtype))
 
-    y, g = tf.function(lambda x: fwd_grad(x, "auto"), jit_compile=True)(tf.constant(x))
+    f = tf.function(lambda x: fwd_grad(x, "auto"), jit_compile=True)
+    y, g = f(tf.constant(x))
+    graph = f.get_concrete_function(tf.constant(x)).graph
+    assert not any("PyFunc" in op.type for op in graph.get_operations())
     _, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, depth_radius=2, bias=1.0,
                               alpha=0.3, beta=0.75)
     np.testing.assert_allclose(y, native, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g, gn, rtol=1e-5, atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="PyFunc"):
         tf.function(lambda x: fwd_grad(x, "core"), jit_compile=True)(tf.constant(x))
-    with pytest.raises(TypeError, match="no float64 LRN"):
-        tf.function(lambda x: fwd_grad(x, "auto"), jit_compile=True)(tf.constant(x, tf.float64))
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y64, g64 = tf.function(lambda x: fwd_grad(x, "auto"), jit_compile=True)(tf.constant(x64))
+    yr, gr = _reference(x64, dy64, 2, 1.0, 0.3, 0.75)
+    assert_close(y64.numpy(), yr)
+    assert_close(g64.numpy(), gr, scale=gr)
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_second_order_inside_xla(big, dtype):
+    """Native LRNGrad has no gradient; under XLA "auto" records its own (TF ops)."""
+    x, v = _inputs((2, 3, 2, 9) if not big else (2, 8, 8, 300), "float64", 11)
+    fn = lambda x: local_response_normalization(x, 2, 1.0, 0.5, 0.75)  # noqa: E731
+    h = tf.function(lambda x, v: _hvp(fn, x, v), jit_compile=True)(tf.constant(x.astype(dtype)),
+                                                                   tf.constant(v.astype(dtype)))
+    p = conventions.from_tensorflow(2, 1.0, 0.5, 0.75)._asdict()
+    fd = _fd_hvp(x.astype(dtype).astype(np.float64), v.astype(dtype).astype(np.float64), **p)
+    tol = 1e-8 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(h.numpy(), fd, rtol=0, atol=tol * np.abs(fd).max())
+    with pytest.raises(Exception, match="LRNGrad"):  # what native does
+        tf.function(lambda x, v: _hvp(tf.nn.local_response_normalization, x, v),
+                    jit_compile=True)(tf.constant(x, tf.float32), tf.constant(v, tf.float32))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_forward_accumulator_inside_xla(dtype):
+    x, v = _inputs((2, 3, 4, 9), dtype, 12)
+
+    @tf.function(jit_compile=True)
+    def jvp(x, v):
+        with tf.autodiff.ForwardAccumulator(x, v) as acc:
+            y = local_response_normalization(x, 2, 1.0, 0.3, 0.75)
+        return acc.jvp(y)
+
+    j = jvp(tf.constant(x), tf.constant(v)).numpy()
+    x64, v64 = x.astype(np.float64), v.astype(np.float64)
+    p = conventions.from_tensorflow(2, 1.0, 0.3, 0.75)._asdict()
+    eps = 1e-6
+    fd = (lrn_ref(x64 + eps * v64, axis=-1, **p)
+          - lrn_ref(x64 - eps * v64, axis=-1, **p)) / (2 * eps)
+    tol = 1e-8 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(j, fd, rtol=0, atol=tol * np.abs(fd).max())
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16])
@@ -263,14 +328,16 @@ def _fd_hvp(x, v, size, alpha, beta, k, before, eps=1e-5):
     return (grad(x + eps * v) - grad(x - eps * v)) / (2 * eps)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("in_function", [False, True])
 @pytest.mark.parametrize("r,bias,alpha,beta", [(2, 1.0, 0.5, 0.75), (1, 0.5, 2.0, 0.5),
                                                 (4, 2.0, 0.1, 1.3)])
-def test_hessian_vector_product_vs_finite_differences(in_function, r, bias, alpha, beta):
+def test_hessian_vector_product_vs_finite_differences(in_function, r, bias, alpha, beta, impl):
     x, v = _inputs((2, 3, 2, 9), "float64", r)
 
     def fn(x):
-        return local_response_normalization(x, r, bias, alpha, beta)
+        return local_response_normalization(x, r, bias, alpha, beta,
+                                            implementation=IMPL_ARG[impl])
 
     hvp = tf.function(lambda x, v: _hvp(fn, x, v)) if in_function else lambda x, v: _hvp(fn, x, v)
     h = hvp(tf.constant(x), tf.constant(v)).numpy()
@@ -296,7 +363,7 @@ def test_second_order_with_respect_to_upstream_gradient():
         outer.watch(wt)
         with tf.GradientTape() as inner:
             inner.watch(xt)
-            y = local_response_normalization(xt, 2, 1.0, 0.4, 0.75)
+            y = local_response_normalization(xt, 2, 1.0, 0.4, 0.75, implementation="core")
         g = inner.gradient(y, xt, output_gradients=wt)
     jvp = outer.gradient(g, wt, output_gradients=tf.constant(u)).numpy()
     p = conventions.from_tensorflow(2, 1.0, 0.4, 0.75)._asdict()
@@ -310,7 +377,7 @@ def test_third_order_vs_finite_differences():
     u = np.random.default_rng(6).standard_normal(x.shape)
 
     def fn(x):
-        return local_response_normalization(x, 1, 1.0, 0.7, 0.75)
+        return local_response_normalization(x, 1, 1.0, 0.7, 0.75, implementation="core")
 
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -338,13 +405,175 @@ def test_second_order_in_lower_precisions(dtype, rtol):
     x, v = tf.cast(x, dtype), tf.cast(v, dtype)
 
     def fn(x):
-        return local_response_normalization(x, 2, 1.0, 0.5, 0.75)
+        return local_response_normalization(x, 2, 1.0, 0.5, 0.75, implementation="core")
 
     h = _hvp(fn, x, v)
     assert h.dtype == dtype
     exact = _hvp(fn, tf.cast(x, tf.float64), tf.cast(v, tf.float64)).numpy()
     np.testing.assert_allclose(tf.cast(h, tf.float64), exact, rtol=0,
                                atol=rtol * np.abs(exact).max())
+
+
+# --- forward mode (tf.autodiff.ForwardAccumulator) ------------------------------------------------
+
+def _jvp(fn, x, v, mode):
+    """acc.jvp(fn(x)) along v: eagerly, inside a tf.function, or around a traced tf.function."""
+    xt, vt = tf.constant(x), tf.constant(v)
+    if mode == "eager":
+        with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
+            y = fn(xt)
+        return acc.jvp(y)
+    if mode == "in_function":
+        @tf.function
+        def jvp(xt, vt):
+            with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
+                y = fn(xt)
+            return acc.jvp(y)
+        return jvp(xt, vt)
+    traced = tf.function(fn)
+    traced(xt)  # traced before any accumulator exists: TF differentiates the graph
+    with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
+        y = traced(xt)
+    return acc.jvp(y)
+
+
+JVP_MODES = ["eager", "in_function", "around_function"]
+
+
+@pytest.mark.parametrize("mode", JVP_MODES)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape", [(2, 3, 4, 9), (2, 8, 8, 300)])  # the latter: core in "auto"
+def test_forward_accumulator_float64(shape, impl, mode):
+    """The JVP is the tensor J v (never a scalar 0.0): finite differences and reverse mode."""
+    x, v = _inputs(shape, "float64", 21)
+    kw = dict(depth_radius=2, bias=1.0, alpha=0.3, beta=0.75)
+    fn = functools.partial(local_response_normalization, **kw, implementation=IMPL_ARG[impl])
+    jvp = _jvp(fn, x, v, mode)
+    assert jvp is not None and jvp.shape == x.shape and jvp.dtype == tf.float64
+    p = conventions.from_tensorflow(**kw)._asdict()
+    eps = 1e-6
+    fd = (lrn_ref(x + eps * v, axis=-1, **p) - lrn_ref(x - eps * v, axis=-1, **p)) / (2 * eps)
+    assert np.abs(fd).max() > 0.1
+    np.testing.assert_allclose(jvp.numpy(), fd, rtol=1e-7, atol=1e-9 * np.abs(fd).max())
+    if x.size < 500:  # against the full Jacobian from reverse mode: J @ v
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = local_response_normalization(xt, **kw, implementation=IMPL_ARG[impl])
+        jac = tape.jacobian(y, xt).numpy().reshape(x.size, x.size)
+        np.testing.assert_allclose(jvp.numpy().ravel(), jac @ v.ravel(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", JVP_MODES)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_accumulator_float32_against_native_jacobian(impl, mode):
+    """Native TF has no forward mode (LookupError); its reverse-mode Jacobian gives J v."""
+    x, v = _inputs((1, 2, 3, 11), "float32", 22)
+    kw = dict(depth_radius=3, bias=2.0, alpha=0.2, beta=0.6)
+    fn = functools.partial(local_response_normalization, **kw, implementation=IMPL_ARG[impl])
+    jvp = _jvp(fn, x, v, mode)
+    assert jvp.shape == x.shape and jvp.dtype == tf.float32
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = tf.nn.local_response_normalization(xt, **kw)
+    jac = tape.jacobian(y, xt).numpy().reshape(x.size, x.size).astype(np.float64)
+    expected = jac @ v.ravel().astype(np.float64)
+    np.testing.assert_allclose(jvp.numpy().ravel(), expected, rtol=0,
+                               atol=1e-5 * np.abs(expected).max())
+    with pytest.raises(LookupError):  # what native does: loud
+        _jvp(lambda x: tf.nn.local_response_normalization(x, **kw), x, v, "eager")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_over_reverse_hessian_vector_product(impl):
+    """acc around a tape: the JVP of the gradient op itself (lrn-core's backward kernel)."""
+    x, v = _inputs((2, 3, 2, 9), "float64", 23)
+    xt, vt = tf.constant(x), tf.constant(v)
+    with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            loss = _loss(local_response_normalization(xt, 2, 1.0, 0.5, 0.75,
+                                                      implementation=IMPL_ARG[impl]))
+        g = tape.gradient(loss, xt)
+    fd = _fd_hvp(x, v, **conventions.from_tensorflow(2, 1.0, 0.5, 0.75)._asdict())
+    np.testing.assert_allclose(acc.jvp(g).numpy(), fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_over_forward(impl):
+    """Nested accumulators: the second directional derivative, against a mixed difference."""
+    x, v = _inputs((2, 3, 4, 9), "float64", 25)
+    u = np.random.default_rng(26).standard_normal(x.shape)
+    xt = tf.constant(x)
+    with tf.autodiff.ForwardAccumulator(xt, tf.constant(u)) as outer:
+        with tf.autodiff.ForwardAccumulator(xt, tf.constant(v)) as inner:
+            y = local_response_normalization(xt, 2, 1.0, 0.3, 0.75, implementation=IMPL_ARG[impl])
+        jvp = inner.jvp(y)
+    p = conventions.from_tensorflow(2, 1.0, 0.3, 0.75)._asdict()
+    h = 1e-4
+
+    def f(a, b):
+        return lrn_ref(x + a * h * u + b * h * v, axis=-1, **p)
+    fd = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * h * h)
+    np.testing.assert_allclose(outer.jvp(jvp).numpy(), fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype,rtol", [(tf.float16, 2e-3), (tf.bfloat16, 1.6e-2)])
+def test_forward_accumulator_lower_precisions(dtype, rtol, impl):
+    x, v = _inputs((2, 3, 4, 9), "float32", 27, scale=1.0)
+    xt, vt = tf.cast(x, dtype), tf.cast(v, dtype)
+    with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
+        y = local_response_normalization(xt, 2, 1.0, 0.3, 0.75, implementation=IMPL_ARG[impl])
+    jvp = acc.jvp(y)
+    assert jvp.dtype == dtype and jvp.shape == x.shape
+    x64, v64 = tf.cast(xt, tf.float64), tf.cast(vt, tf.float64)  # the rounded inputs, exactly
+    with tf.autodiff.ForwardAccumulator(x64, v64) as acc64:
+        y64 = local_response_normalization(x64, 2, 1.0, 0.3, 0.75, implementation="core")
+    exact = acc64.jvp(y64).numpy()
+    np.testing.assert_allclose(tf.cast(jvp, tf.float64), exact, rtol=0,
+                               atol=rtol * np.abs(exact).max())
+
+
+# --- vectorized_map, map_fn ---------------------------------------------------------------------
+
+def _mapped_fwd_grad(mapper, impl, x, dy, in_function):
+    fn = functools.partial(local_response_normalization, depth_radius=2, bias=1.0, alpha=0.3,
+                           beta=0.75, implementation=IMPL_ARG[impl])
+
+    def run(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = mapper(fn, x)
+        return y, tape.gradient(y, x, output_gradients=dy)
+    return (tf.function(run) if in_function else run)(tf.constant(x))
+
+
+MAPPERS = {"vectorized_map": tf.vectorized_map,
+           "map_fn": lambda fn, x: tf.map_fn(fn, x)}
+
+
+@pytest.mark.parametrize("in_function", [False, True])
+@pytest.mark.parametrize("shape", [(3, 1, 2, 3, 9), (2, 1, 8, 8, 300)])  # TF ops / core in "auto"
+@pytest.mark.parametrize("mapper", list(MAPPERS))
+def test_mapped_forward_and_gradient(mapper, shape, in_function):
+    x, dy = _inputs(shape, "float32", 41)
+    impls = ["auto", "core"] if mapper == "map_fn" else ["auto"]
+    for impl in impls:
+        y, g = _mapped_fwd_grad(MAPPERS[mapper], impl, x, dy, in_function)
+        xr, dyr = x.reshape((-1,) + shape[2:]), dy.reshape((-1,) + shape[2:])
+        yr, gr = _reference(xr, dyr, 2, 1.0, 0.3, 0.75)
+        assert_close(y.numpy().reshape(yr.shape), yr, "float32")
+        assert_close(g.numpy().reshape(gr.shape), gr, "float32", scale=gr)
+
+
+def test_vectorized_map_gradient_of_core_is_loud():
+    """"core" keeps the callback, which pfor runs in a while loop; TF then differentiates the
+    callback itself: an error naming the way out, never EagerPyFunc's scalar 0.0."""
+    x, dy = _inputs((2, 1, 2, 3, 9), "float32", 42)
+    with pytest.raises(tf.errors.UnimplementedError, match="implementation='auto'"):
+        _mapped_fwd_grad(tf.vectorized_map, "core", x, dy, False)
 
 
 # --- Keras ----------------------------------------------------------------------------------------
@@ -443,6 +672,45 @@ def test_keras_save_and_load(tmp_path):
     np.testing.assert_array_equal(loaded(x), model(x))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", JVP_MODES)
+def test_forward_accumulator_through_a_model(impl, mode):
+    """conv -> LRN -> pool -> dense: acc.jvp against the native model's reverse-mode Jacobian."""
+    x, _ = _data(2)
+    v = np.random.default_rng(24).standard_normal(x.shape).astype(np.float32)
+    model = _model(LocalResponseNormalization(**LAYER_KW, implementation=IMPL_ARG[impl]))
+    native = _model(NativeLRN(**LAYER_KW))
+    native.set_weights(model.get_weights())
+    jvp = _jvp(model, x, v, mode)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        out = native(xt)
+    jac = tape.jacobian(out, xt).numpy().reshape(out.shape.num_elements(), x.size)
+    expected = (jac.astype(np.float64) @ v.ravel()).reshape(out.shape)
+    assert jvp.shape == out.shape
+    np.testing.assert_allclose(jvp.numpy(), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_keras_jit_compile_keeps_xla():
+    """The layer supports XLA ("auto" computes TF ops there): Keras keeps jit_compile=True."""
+    x, labels = _data(16)
+    losses = []
+    for layer in (LocalResponseNormalization(**LAYER_KW), NativeLRN(**LAYER_KW)):
+        model = _model(layer)
+        model.compile(keras.optimizers.SGD(0.1),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=True)
+        assert model.jit_compile is True
+        losses.append(model.fit(x, labels, batch_size=8, epochs=2, shuffle=False,
+                                verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    core = _model(LocalResponseNormalization(**LAYER_KW, implementation="core"))
+    with pytest.warns(UserWarning, match="jit_compile=False"):  # Keras turns XLA off, says so
+        core.compile("sgd", "mse", jit_compile=True)
+    assert core.jit_compile is False
+
+
 # --- export ---------------------------------------------------------------------------------------
 
 def _saved_ops(path):
@@ -463,6 +731,7 @@ import sys, numpy as np, tensorflow as tf
 m = tf.saved_model.load(sys.argv[1])
 x = np.load(sys.argv[2])
 np.save(sys.argv[3], m.serve(x).numpy() if hasattr(m, "serve") else m(x).numpy())
+assert "lrn_core" not in sys.modules
 """
 
 
@@ -496,22 +765,204 @@ def test_tf_saved_model_save_uses_the_native_op(tmp_path):
     np.testing.assert_allclose(tf.saved_model.load(str(tmp_path / "m"))(x), expected, rtol=1e-5)
 
 
-def test_core_implementation_exports_a_python_callback(tmp_path):
-    """implementation="core" keeps lrn-core in the graph: the SavedModel holds a PyFunc."""
-    class Module(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 2, 2, 6], tf.float32)])
-        def __call__(self, x):
-            return local_response_normalization(x, 1, implementation="core")
-
-    tf.saved_model.save(Module(), str(tmp_path / "m"))
-    assert any("PyFunc" in op for op in _saved_ops(tmp_path / "m"))
+def _run_elsewhere(tmp_path, path, x):
+    """Load the SavedModel in a fresh process that never imports lrn_core, and run it on x."""
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(path), str(tmp_path / "x.npy"),
+                    str(tmp_path / "y.npy")], check=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return np.load(tmp_path / "y.npy")
 
 
-def test_float64_export_is_a_clear_error(tmp_path):
+SPEC = tf.TensorSpec([None, 8, 8, 6], tf.float32)  # unknown batch: "auto" traces lrn-core's kernel
+
+
+def _pretraced_module(implementation):
+    module = tf.Module()
+    module.f = tf.function(lambda x: local_response_normalization(
+        x, 2, 1.0, 0.3, 0.75, implementation=implementation))
+    return module, module.f.get_concrete_function(SPEC)  # traced before saving
+
+
+def _input_8x8x6(seed=31):
+    return np.random.default_rng(seed).standard_normal((3, 8, 8, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("implementation", ["auto", "core"])
+def test_saving_a_pretraced_callback_raises_at_save_time(tmp_path, implementation):
+    """The TF guide's pattern: signatures=f.get_concrete_function(...) traced before saving."""
+    module, concrete = _pretraced_module(implementation)
+    assert any(op.type == "EagerPyFunc" for op in concrete.graph.get_operations())
+    with pytest.raises(ValueError, match=r"lrn-core: a tf.function traced earlier .*"
+                                         r"implementation='native'"):
+        tf.saved_model.save(module, str(tmp_path / "m"), signatures=concrete)
+    with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
+        tf.saved_model.save(module, str(tmp_path / "m2"), signatures=concrete,  # whatever the
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    # the tf.function attribute alone: the save traces it again, "auto" then takes TF's LRN
+    if implementation == "core":
+        with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
+            tf.saved_model.save(module, str(tmp_path / "m3"))
+    else:
+        tf.saved_model.save(module, str(tmp_path / "m3"))
+        ops = _saved_ops(tmp_path / "m3")
+        assert "LRN" in ops and not any("PyFunc" in op for op in ops)
+
+
+def test_saving_a_pretraced_native_function_works(tmp_path):
+    """The way out the error names: implementation="native" traces TF's own op."""
+    module, concrete = _pretraced_module("native")
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures=concrete)
+    assert "LRN" in _saved_ops(tmp_path / "m")
+    x = _input_8x8x6()
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_SIGNATURE, str(tmp_path / "m"), "x"], input=x.tobytes(),
+        capture_output=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    y = np.frombuffer(loaded.stdout, np.float32).reshape(x.shape)
+    np.testing.assert_allclose(y, tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75),
+                               rtol=1e-6)
+
+
+LOAD_SIGNATURE = """
+import sys, numpy as np, tensorflow as tf
+m = tf.saved_model.load(sys.argv[1])
+f = m.signatures["serving_default"]
+x = np.frombuffer(sys.stdin.buffer.read(), np.float32).reshape(3, 8, 8, 6)
+out = list(f(tf.constant(x)).values())[0].numpy()
+assert "lrn_core" not in sys.modules
+sys.stdout.buffer.write(out.astype(np.float32).tobytes())
+"""
+
+
+def test_keras_export_archive_endpoint_traced_earlier_raises(tmp_path):
+    layer = LocalResponseNormalization(**LAYER_KW)
+    fn = tf.function(lambda x: layer(x), input_signature=[SPEC])
+    x = _input_8x8x6()
+    fn(x)  # called (traced with lrn-core's kernel) before it is exported
+    archive = keras.export.ExportArchive()
+    archive.track(layer)
+    archive.add_endpoint("serve", fn)
+    with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
+        archive.write_out(str(tmp_path / "m"), verbose=False)
+
+
+def test_keras_export_archive_endpoint_traced_by_the_archive(tmp_path):
+    layer = LocalResponseNormalization(**LAYER_KW)
+    layer(_input_8x8x6())  # built, and called eagerly
+    archive = keras.export.ExportArchive()
+    archive.track(layer)
+    archive.add_endpoint("serve", layer.call, input_signature=[SPEC])
+    archive.write_out(str(tmp_path / "m"), verbose=False)
+    assert "LRN" in _saved_ops(tmp_path / "m")
+    assert not any("PyFunc" in op for op in _saved_ops(tmp_path / "m"))
+    x = _input_8x8x6()
+    np.testing.assert_allclose(_run_elsewhere(tmp_path, tmp_path / "m", x),
+                               tf.nn.local_response_normalization(x, **LAYER_KW), rtol=1e-6)
+
+
+def test_float64_export_uses_tf_ops(tmp_path):
+    """TF has no float64 LRN: the SavedModel holds the TF-ops formula and runs anywhere."""
     class Module(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 2, 2, 6], tf.float64)])
         def __call__(self, x):
-            return local_response_normalization(x, 1)
+            return local_response_normalization(x, 1, 1.0, 0.5, 0.75)
 
-    with pytest.raises(TypeError, match="no float64 LRN op"):
-        tf.saved_model.save(Module(), str(tmp_path / "m"))
+    tf.saved_model.save(Module(), str(tmp_path / "m"))
+    ops = _saved_ops(tmp_path / "m")
+    assert "AvgPool" in ops and not any("PyFunc" in op for op in ops)
+    x = np.random.default_rng(0).standard_normal((3, 2, 2, 6))
+    yr = lrn_ref(x, axis=-1, **conventions.from_tensorflow(1, 1.0, 0.5, 0.75)._asdict())
+    assert_close(_run_elsewhere(tmp_path, tmp_path / "m", x), yr)
+
+
+def _tflite_run(content, x):
+    interpreter = tf.lite.Interpreter(model_content=content)
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def test_tflite_from_saved_model_of_model_export(tmp_path):
+    x, _ = _data(2)
+    model = _model(LocalResponseNormalization(**LAYER_KW))
+    expected = np.asarray(model(x))
+    model.export(tmp_path / "sm", format="tf_saved_model", verbose=False)
+    content = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm")).convert()
+    np.testing.assert_allclose(_tflite_run(content, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tflite_from_concrete_functions():
+    """A function traced with lrn-core's kernel cannot be converted: TFLite refuses it (loudly);
+    small static shapes ("auto": TF ops) and implementation="native" convert and run."""
+    x = _input_8x8x6()
+    expected = tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75).numpy()
+    module, concrete = _pretraced_module("auto")
+    with pytest.raises(Exception, match="EagerPyFunc"):
+        tf.lite.TFLiteConverter.from_concrete_functions([concrete], module).convert()
+    small = tf.TensorSpec((1, 8, 8, 6), tf.float32)  # <= SMALL_ELEMENTS: TF ops in a graph
+    for implementation, spec in [("native", SPEC), ("auto", small)]:
+        f = tf.function(functools.partial(local_response_normalization, depth_radius=2, bias=1.0,
+                                          alpha=0.3, beta=0.75, implementation=implementation))
+        content = tf.lite.TFLiteConverter.from_concrete_functions(
+            [f.get_concrete_function(spec)], f).convert()
+        n = spec.shape[0] or len(x)
+        np.testing.assert_allclose(_tflite_run(content, x[:n]), expected[:n], rtol=1e-5,
+                                   atol=1e-6)
+
+
+def _wide_model():
+    """The LRN input (n, 6, 6, 64) is above SMALL_ELEMENTS: "auto" traces the kernel eagerly."""
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(64, 3),
+                             LocalResponseNormalization(**LAYER_KW),
+                             keras.layers.GlobalAveragePooling2D()])
+
+
+def test_tf_saved_model_save_of_a_called_keras_model(tmp_path):
+    x, _ = _data(4)
+    model = _wide_model()
+    model.predict(x, verbose=0)  # Keras traced its predict function with the kernel
+    tf.saved_model.save(model, str(tmp_path / "m"))
+    ops = _saved_ops(tmp_path / "m")
+    assert "LRN" in ops and not any("PyFunc" in op for op in ops)
+
+
+def test_tflite_from_keras_model():
+    x, _ = _data(4)
+    model = _wide_model()
+    expected = np.asarray(model(x))
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    np.testing.assert_allclose(_tflite_run(content, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_in_cond_nested_functions_and_tf_data(tmp_path):
+    """The save guard lives on the outermost function: control flow and nested tf.functions
+    run (and differentiate), and saving any of them pre-traced raises."""
+    x = _input_8x8x6()
+    expected = tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75).numpy()
+    lrn = functools.partial(local_response_normalization, depth_radius=2, bias=1.0, alpha=0.3,
+                            beta=0.75, implementation="core")
+    inner = tf.function(lrn)
+    fns = {"cond": tf.function(lambda x: tf.cond(tf.reduce_sum(x) > -1e9, lambda: lrn(x),
+                                                 lambda: x)),
+           "nested": tf.function(lambda x: inner(x) * 1.0),
+           "map_fn": tf.function(lambda x: tf.map_fn(lambda xi: lrn(xi[None])[0], x))}
+    for key, fn in fns.items():
+        np.testing.assert_allclose(fn(x), expected, rtol=1e-5, atol=1e-6, err_msg=key)
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = fn(xt)
+        _, gn = _forward_and_grad(tf.nn.local_response_normalization, x, np.ones_like(x),
+                                  depth_radius=2, bias=1.0, alpha=0.3, beta=0.75)
+        np.testing.assert_allclose(tape.gradient(y, xt), gn, rtol=1e-4, atol=1e-5, err_msg=key)
+        module = tf.Module()
+        module.fn = fn
+        with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
+            tf.saved_model.save(module, str(tmp_path / key),
+                                signatures=fn.get_concrete_function(SPEC))
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(2).map(lrn)
+    np.testing.assert_allclose(np.concatenate([b.numpy() for b in ds]), expected, rtol=1e-5,
+                               atol=1e-6)
