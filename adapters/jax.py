@@ -61,12 +61,9 @@ from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from . import _jax_ffi as _ffi
 from .._api import _check_axis, check_params, lrn, lrn_backward, window_sum
 
-try:  # XLA's Python callback without jax.pure_callback's copies of the operands
-    from jax._src.callback import emit_python_callback as _emit_python_callback
-except ImportError:  # pragma: no cover - moved in a future jax: jax.pure_callback instead
-    _emit_python_callback = None
 try:  # the eager path of a primitive: compile it alone, cached (what jax's own primitives do)
     from jax._src.dispatch import apply_primitive as _apply_primitive
 except ImportError:  # pragma: no cover - moved in a future jax
@@ -226,7 +223,7 @@ def _xla_window_impl(v, *, size, before, axis):
 
 # --- the primitives -----------------------------------------------------------------------------
 
-def _primitive(name, core_impl, xla_impl, host_fn=None):
+def _primitive(name, core_impl, xla_impl):
     p = Primitive(name)
     if _apply_primitive is not None:
         p.def_impl(functools.partial(_apply_primitive, p))
@@ -251,18 +248,11 @@ def _primitive(name, core_impl, xla_impl, host_fn=None):
                     "device); lrn-core never copies a device array to the host behind your back.")
         use_core = implementation == "core" or (
             implementation == "auto" and platforms == ("cpu",) and not exporting)
-        if use_core and host_fn is not None and _emit_python_callback is not None:
-            # XLA hands the callback NumPy views of its buffers and copies the result into its
-            # own: the kernels read the operands in place (jax.pure_callback would first copy
-            # them into new jax Arrays).
-            fn = host_fn(**params)
-
-            def call(*arrays):
-                return (np.asarray(fn(*arrays)),)
-            out, _, _ = _emit_python_callback(ctx, call, None, list(args), ctx.avals_in,
-                                              ctx.avals_out, has_side_effect=False,
-                                              returns_token=False)
-            return out
+        if use_core and f"{name}_cpu" in _FFI_TARGETS:
+            # an XLA FFI custom call: the kernels read XLA's buffers and write its output in place
+            attrs = {key: (np.int64 if key in _INT_ATTRS else np.float64)(value)
+                     for key, value in params.items()}
+            return jax.ffi.ffi_lowering(f"{name}_cpu")(ctx, *args, **attrs)
         impl = core_impl if use_core else xla_impl
         return mlir.lower_fun(functools.partial(impl, **params), multiple_results=False)(ctx, *args)
 
@@ -279,22 +269,16 @@ def _primitive(name, core_impl, xla_impl, host_fn=None):
     return p
 
 
-def _host_lrn(**params):
-    return lambda x: lrn(x, **params)
-
-
-def _host_vjp(**params):
-    return lambda x, g: lrn_backward(g, x, **params)
-
-
-def _host_window(**params):
-    return lambda v: window_sum(v, **params)
-
-
-_lrn_p = _primitive("lrn_core_lrn", _core_lrn, _xla(_forward), _host_lrn)
+_FFI_TARGETS = _ffi.register({
+    "lrn_core_lrn_cpu": lambda x, out, **p: lrn(x, **p, out=out),
+    "lrn_core_lrn_vjp_cpu": lambda x, g, out, **p: lrn_backward(g, x, **p, out=out),
+    "lrn_core_window_sum_cpu": lambda v, out, **p: window_sum(v, **p, out=out),
+})
+_INT_ATTRS = ("size", "before", "axis")
+_lrn_p = _primitive("lrn_core_lrn", _core_lrn, _xla(_forward))
 _jvp_p = _primitive("lrn_core_lrn_jvp", _core_jvp, _xla(_tangent))
-_vjp_p = _primitive("lrn_core_lrn_vjp", _core_vjp, _xla(_cotangent), _host_vjp)
-_window_p = _primitive("lrn_core_window_sum", _core_window, _xla_window_impl, _host_window)
+_vjp_p = _primitive("lrn_core_lrn_vjp", _core_vjp, _xla(_cotangent))
+_window_p = _primitive("lrn_core_window_sum", _core_window, _xla_window_impl)
 
 
 def _zeros_to_none(tangents):
