@@ -61,8 +61,8 @@ from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from . import _jax_ffi as _ffi
 from .._api import _check_axis, check_params, lrn, lrn_backward, window_sum
+from . import _jax_ffi as _ffi
 
 try:  # the eager path of a primitive: compile it alone, cached (what jax's own primitives do)
     from jax._src.dispatch import apply_primitive as _apply_primitive
@@ -112,7 +112,7 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, bef
     >>> x = jnp.arange(6.0).reshape(2, 3)
     >>> local_response_norm(x, size=3, alpha=3.0, beta=1.0, k=1.0)
     Array([[0.        , 0.16666667, 0.33333334],
-           [0.11538462, 0.09756097, 0.1923077 ]], dtype=float32)
+           [0.11538462, 0.07843138, 0.11904762]], dtype=float32)
     """
     size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
     if not isinstance(implementation, str) or implementation not in IMPLEMENTATIONS:
@@ -179,7 +179,7 @@ def _composite(formula, *args, size, alpha, beta, k, before, axis, implementatio
     return formula(*args, W, size, alpha, beta, k, before)
 
 
-# --- the kernels through jax.pure_callback ------------------------------------------------------
+# --- the kernels through jax.pure_callback (if the FFI targets could not be registered) ------
 
 def _callback(fn, like, *args):
     """``fn(*arrays)`` on the host through ``jax.pure_callback`` (used when the direct route below
@@ -238,9 +238,10 @@ def _primitive(name, core_impl, xla_impl):
         if implementation == "core":
             if exporting:
                 raise ValueError(
-                    f"{name}: implementation='core' calls lrn-core's kernels through a Python "
-                    "callback (jax.pure_callback), which jax.export cannot serialise. Use "
-                    "implementation='auto' (the default; pure XLA under export) or 'xla'.")
+                    f"{name}: implementation='core' runs lrn-core's kernels in this Python "
+                    "process (an XLA FFI target registered from Python), which jax.export cannot "
+                    "serialise. Use implementation='auto' (the default: pure XLA under export) "
+                    "or 'xla'.")
             if platforms != ("cpu",):
                 raise RuntimeError(
                     f"{name}: implementation='core' runs lrn-core's kernels on the CPU only, got "
@@ -260,9 +261,9 @@ def _primitive(name, core_impl, xla_impl):
 
     def batch(args, dims, *, axis, **params):
         # the mapped axis goes in front, as one more outer axis: one kernel call for the batch
-        n = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        n = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
         args = [jnp.broadcast_to(a, (n, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
-                for a, d in zip(args, dims)]
+                for a, d in zip(args, dims, strict=True)]
         return p.bind(*args, axis=axis + 1, **params), 0
 
     batching.primitive_batchers[p] = batch
