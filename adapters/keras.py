@@ -1,4 +1,5 @@
-"""Keras 3 adapter: one ``LocalResponseNormalization`` layer for the tensorflow, torch and jax backends.
+"""Keras 3 adapter: one ``LocalResponseNormalization`` layer for the tensorflow, torch and jax
+backends.
 
     >>> import keras
     >>> from lrn_core.adapters.keras import LocalResponseNormalization
@@ -8,10 +9,11 @@
     >>> model.output_shape
     (None, 6, 6, 16)
 
-Parameters and config keys are those of :class:`lrn_core.adapters.tensorflow.LocalResponseNormalization`
-(TensorFlow's convention: window ``2 * depth_radius + 1`` centred on each channel, ``alpha`` not
-divided by it; input 4-D, channels last). The layer calls the adapter of the backend Keras runs on,
-importing only that framework:
+Parameters and config keys are those of
+:class:`lrn_core.adapters.tensorflow.LocalResponseNormalization` (TensorFlow's convention:
+window ``2 * depth_radius + 1`` centred on each channel, ``alpha`` not divided by it; input 4-D,
+channels last). The layer calls the adapter of the backend Keras runs on, importing only that
+framework:
 
 - tensorflow: :func:`lrn_core.adapters.tensorflow.local_response_normalization`;
 - torch: the torch adapter on the channels moved to dim 1 (a view, no copy: the kernels take the
