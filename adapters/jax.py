@@ -35,10 +35,11 @@ the whole batch (no per-example loop). ``jax.jit`` traces the primitives like an
 Where the kernels run, ``implementation``:
 
 ``"auto"`` (default)
-    lrn-core's Cython kernels on the CPU, called through ``jax.pure_callback``; the pure-XLA
-    implementation when lowered for another platform (GPU, TPU) or for ``jax.export`` (a
-    Python callback cannot be serialised). The choice is made when XLA code is emitted, so it
-    follows the device a jitted function is compiled for.
+    lrn-core's Cython kernels on the CPU, as XLA FFI custom calls whose handlers read and write
+    XLA's buffers in place (:mod:`lrn_core.adapters._jax_ffi`; ``jax.pure_callback`` with
+    another jaxlib); the pure-XLA implementation when lowered for another platform (GPU, TPU) or
+    for ``jax.export`` (a call into this Python process cannot be serialised). The choice is made
+    when XLA code is emitted, so it follows the device a jitted function is compiled for.
 ``"core"``
     always the kernels; raises for other platforms than the CPU (lrn-core never copies a device
     array to the host) and under ``jax.export``.
@@ -227,7 +228,7 @@ def _primitive(name, core_impl, xla_impl):
     p = Primitive(name)
     if _apply_primitive is not None:
         p.def_impl(functools.partial(_apply_primitive, p))
-    else:  # pragma: no cover
+    else:  # pragma: no cover - correct but compiles on every eager call
         p.def_impl(lambda *args, **params: jax.jit(functools.partial(p.bind, **params))(*args))
     p.def_abstract_eval(lambda *avals, **params: jax.core.ShapedArray(avals[0].shape,
                                                                       avals[0].dtype))
@@ -282,7 +283,7 @@ _vjp_p = _primitive("lrn_core_lrn_vjp", _core_vjp, _xla(_cotangent))
 _window_p = _primitive("lrn_core_window_sum", _core_window, _xla_window_impl)
 
 
-def _zeros_to_none(tangents):
+def _instantiate(tangents):
     return [ad.instantiate_zeros(t) for t in tangents]
 
 
@@ -298,7 +299,7 @@ def _composite_jvp_rule(formula):
     """JVP of ``J t`` or ``J^T g`` in both arguments: forward mode through the composition."""
     def rule(primals, tangents, **params):
         f = functools.partial(_composite, formula, **params)
-        return jax.jvp(f, tuple(primals), tuple(_zeros_to_none(tangents)))
+        return jax.jvp(f, tuple(primals), tuple(_instantiate(tangents)))
     return rule
 
 
