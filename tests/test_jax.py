@@ -5,9 +5,13 @@ matrix in NumPy float64), and the pure-XLA implementation (``implementation="xla
 against it as well as the kernels' route.
 """
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import TOL, assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reference import lrn_grad_ref, lrn_ref
 
 import lrn_core
@@ -349,3 +353,37 @@ def test_pure_callback_fallback_gives_the_same_numbers(monkeypatch, x64):
     assert_close(f(x), lrn_ref(x, 4, **params, axis=-1))
     g = jax.vmap(jax.grad(lambda x, dy: jnp.sum(f(x) * dy)))(x, dy)
     assert_close(g, lrn_grad_ref(dy, x, 4, **params, axis=-1), scale=np.abs(dy))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_property_kernels_xla_and_reference_agree(data):
+    """Random shapes, axes, windows and parameters: both implementations, value and gradient."""
+    ndim = data.draw(st.integers(1, 4))
+    shape = tuple(data.draw(st.lists(st.integers(1, 6), min_size=ndim, max_size=ndim)))
+    axis = data.draw(st.integers(-ndim, ndim - 1))
+    size = data.draw(st.integers(1, 9))
+    before = data.draw(st.one_of(st.none(), st.integers(0, size - 1)))
+    alpha = data.draw(st.floats(0.0, 3.0))
+    beta = data.draw(st.sampled_from([0.5, 0.75, 1.0, 0.6]))
+    k = data.draw(st.floats(0.5, 3.0))
+    x = _x(shape, np.float32, seed=data.draw(st.integers(0, 2**16)))
+    dy = _x(shape, np.float32, seed=1)
+    ref = lrn_ref(x, size, alpha, beta, k, axis=axis, before=before)
+    gref = lrn_grad_ref(dy, x, size, alpha, beta, k, axis=axis, before=before)
+    for impl in ("core", "xla"):
+        f = functools.partial(local_response_norm, size=size, alpha=alpha, beta=beta, k=k,
+                              axis=axis, before=before, implementation=impl)
+        y, vjp = jax.vjp(f, x)
+        assert_close(y, ref)
+        assert_close(vjp(dy)[0], gref, scale=np.abs(dy))
+
+
+@pytest.mark.parametrize("module", ["lrn_core.adapters.jax", "lrn_core.adapters.flax"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

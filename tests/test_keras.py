@@ -207,3 +207,10 @@ def test_keras_file_saved_under_one_backend_loads_under_another(saved, dst, tmp_
         np.testing.assert_allclose(got["out"], expected, rtol=1e-5, atol=1e-6,
                                    err_msg=f"saved under {src}, loaded under {dst}")
         assert_close(got["lrn"], _ref(got["conv"], **LAYER_KW))
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(lrn_keras, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
