@@ -387,3 +387,41 @@ def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module),
                              optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+SHARDED = """
+import sys
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from lrn_core.adapters.jax import local_response_norm
+x = np.load(sys.argv[1])
+mesh = jax.make_mesh((2,), ("d",))
+out = {}
+for spec in ("rows", "channels"):
+    xs = jax.device_put(x, NamedSharding(mesh, P("d") if spec == "rows" else P(None, None, "d")))
+    f = lambda x: local_response_norm(x, 3, 0.5, 0.75, 1.0)
+    out[spec] = np.asarray(jax.jit(f)(xs))
+    out[spec + "_grad"] = np.asarray(jax.jit(jax.grad(lambda x: jnp.sum(f(x) * x)))(xs))
+    out[spec + "_pmap"] = np.asarray(jax.pmap(f)(x[:2]))
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_sharded_over_two_cpu_devices(tmp_path):
+    """Arrays sharded over two CPU devices (rows or channels), and pmap: the same numbers."""
+    import os
+    import subprocess
+    import sys
+
+    x = _x((4, 3, 8), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    subprocess.run([sys.executable, "-c", SHARDED, tmp_path / "x.npy", tmp_path / "out.npz"],
+                   env=env, check=True, capture_output=True, timeout=300)
+    out = np.load(tmp_path / "out.npz")
+    ref = lrn_ref(x, 3, 0.5, 0.75, 1.0, axis=-1)
+    gref = lrn_grad_ref(x, x, 3, 0.5, 0.75, 1.0, axis=-1) + ref  # d sum(f(x) * x) / dx
+    for spec in ("rows", "channels"):
+        assert_close(out[spec], ref)
+        assert_close(out[spec + "_grad"], gref, scale=np.abs(x))
+        assert_close(out[spec + "_pmap"], ref[:2])
