@@ -85,8 +85,8 @@ LADDER = [("per-call overhead 1x1x1x1", (1, 1, 1, 1)), ("ladder 1x16x8x8", SMALL
           ("ladder 8x96x55x55", (8, 96, 55, 55)), ("ladder 32x96x55x55", (32, 96, 55, 55))]
 
 FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "torch": "torch", "pytorch": "torch",
-                     "tf": "tensorflow", "tensorflow": "tensorflow"}
-ALL_FRAMEWORKS = ("numpy", "torch", "tensorflow")
+                     "tf": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
+ALL_FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
 
 # implementation labels, in table order: (label, framework, kind)
 IMPLS = [
@@ -100,6 +100,8 @@ IMPLS = [
     ("tf native", "tensorflow", "native"),
     ("lrn-core tf adapter, eager", "tensorflow", "adapter"),
     ("tf native, eager", "tensorflow", "native"),
+    ("lrn-core jax adapter", "jax", "adapter"),
+    ("jax.jit jnp (native)", "jax", "native"),
 ]
 IMPL_KIND = {label: kind for label, _, kind in IMPLS}
 IMPL_ORDER = {label: i for i, (label, _, _) in enumerate(IMPLS)}
@@ -454,6 +456,9 @@ def _planned(case, frameworks, compile_):
                  ("tf native", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
                  ("lrn-core tf adapter, eager", "tensorflow", "NHWC", ("fwd", "fwd+bwd")),
                  ("tf native, eager", "tensorflow", "NHWC", ("fwd", "fwd+bwd"))]
+    if "jax" in frameworks:
+        plan += [("lrn-core jax adapter", "jax", "NHWC", ("fwd", "fwd+bwd")),
+                 ("jax.jit jnp (native)", "jax", "NHWC", ("fwd", "fwd+bwd"))]
     return plan
 
 
@@ -532,6 +537,34 @@ def _tf_fns(tf, f, xt, dyt):
     return {"fwd": fwd, "fwd+bwd": fwd_bwd}
 
 
+def jnp_lrn(x, size, alpha, beta, k):
+    """LRN over the last axis as a JAX user writes it (JAX has none): ``lax.reduce_window``."""
+    from jax import lax
+
+    window = (1,) * (x.ndim - 1) + (size,)
+    pad = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
+    s = lax.reduce_window(x * x, np.array(0, x.dtype), lax.add, window, (1,) * x.ndim, pad)
+    return x / (k + alpha / size * s) ** beta
+
+
+def _jax_fns(jax, f, x, dy):
+    """fwd and fwd+bwd (y and the input gradient) of a JAX function, each under ``jax.jit``."""
+    fwd_jit = jax.jit(f)
+
+    @jax.jit
+    def fwd_bwd_jit(x, dy):
+        y, vjp = jax.vjp(f, x)
+        return y, vjp(dy)[0]
+
+    def fwd():
+        jax.block_until_ready(fwd_jit(x))
+
+    def fwd_bwd():
+        jax.block_until_ready(fwd_bwd_jit(x, dy))
+
+    return {"fwd": fwd, "fwd+bwd": fwd_bwd}
+
+
 def _prepare(case, frameworks, compile_, threads_ctl, progress, meta):
     """Build (and call once, compiling where needed) every timed callable of a case.
 
@@ -543,7 +576,7 @@ def _prepare(case, frameworks, compile_, threads_ctl, progress, meta):
     x = rng.standard_normal(case.shape, dtype=np.float64).astype(dtype)
     dy = rng.standard_normal(case.shape, dtype=np.float64).astype(dtype)
     x_nhwc = dy_nhwc = None
-    if case.nhwc_core or "tensorflow" in frameworks:
+    if case.nhwc_core or "tensorflow" in frameworks or "jax" in frameworks:
         x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         dy_nhwc = np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
     tasks = []
@@ -622,6 +655,24 @@ def _prepare(case, frameworks, compile_, threads_ctl, progress, meta):
                 return _torch_fns(cf, xt, dyt)
 
             add("torch.compile (native)", "torch", "NCHW", compiled, ("fwd", "fwd+bwd"))
+
+    if "jax" in frameworks:  # channels last, as Flax lays out activations
+        try:
+            import jax
+        except Exception as exc:  # installed but broken
+            failed([p for p in planned if p[1] == "jax"], exc)
+        else:
+            xj, dyj = jax.device_put(x_nhwc), jax.device_put(dy_nhwc)
+            p = (case.size, case.alpha, case.beta, case.k)
+
+            def jax_adapter():
+                from lrn_core.adapters.jax import local_response_norm
+
+                return _jax_fns(jax, lambda t: local_response_norm(t, *p), xj, dyj)
+
+            add("lrn-core jax adapter", "jax", "NHWC", jax_adapter, ("fwd", "fwd+bwd"))
+            add("jax.jit jnp (native)", "jax", "NHWC",
+                lambda: _jax_fns(jax, lambda t: jnp_lrn(t, *p), xj, dyj), ("fwd", "fwd+bwd"))
 
     if "tensorflow" in frameworks:
         try:
@@ -839,6 +890,7 @@ def _environment(frameworks):
         "numpy": np.__version__,
         "torch": found.get("torch") if "torch" in frameworks else None,
         "tensorflow": found.get("tensorflow") if "tensorflow" in frameworks else None,
+        "jax": found.get("jax") if "jax" in frameworks else None,
         "platform": platform.platform(),
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
@@ -985,11 +1037,11 @@ def _frameworks(requested):
             if not name:
                 continue
             if name not in FRAMEWORK_ALIASES:
-                raise ValueError(f"unknown framework {name!r}: use numpy, torch, tf")
+                raise ValueError(f"unknown framework {name!r}: use numpy, torch, tf, jax")
             wanted.append(FRAMEWORK_ALIASES[name])
         explicit = True
     out = ["numpy"]
-    for fw in ("torch", "tensorflow"):
+    for fw in ("torch", "tensorflow", "jax"):
         if fw not in wanted:
             continue
         if _installed(fw):
@@ -1163,7 +1215,8 @@ def _summary_rows(result):
             best = next((r for r in rows if r.pass_ == p and r.ok and r.best_native == r.impl),
                         None)
             cells = [key[0], str(key[1]), p]
-            for impl in ("lrn-core numpy", "lrn-core torch adapter", "lrn-core tf adapter"):
+            for impl in ("lrn-core numpy", "lrn-core torch adapter", "lrn-core tf adapter",
+                         "lrn-core jax adapter"):
                 r = next((r for r in rows if r.impl == impl and r.pass_ == p), None)
                 cells.append("" if r is None or not r.ok else _fmt_ms(r.median_ms))
             if best:
@@ -1182,7 +1235,7 @@ MEMORY_TEXT = ("peak extra MiB = rise of the process's peak resident memory duri
                "(Linux only; memory a framework's allocator caches between calls is not seen)")
 
 SUMMARY_COLUMNS = ["case", "threads", "pass", "lrn-core numpy ms", "torch adapter ms",
-                   "tf adapter ms", "fastest native ms", "numpy speedup"]
+                   "tf adapter ms", "jax adapter ms", "fastest native ms", "numpy speedup"]
 
 
 def _method(result):
@@ -1210,7 +1263,8 @@ def _text_table(header, rows):
 
 def _fw_text(env):
     return "".join(f", {name} {env[key]}" for key, name in (("torch", "torch"),
-                                                             ("tensorflow", "TensorFlow"))
+                                                             ("tensorflow", "TensorFlow"),
+                                                             ("jax", "JAX"))
                    if env.get(key))
 
 
@@ -1410,7 +1464,7 @@ def build_parser(prog="lrn-core bench"):
     p.add_argument("--threads", type=_int_list, default=None, metavar="LIST",
                    help="thread counts, e.g. 1,2 (default: the process default)")
     p.add_argument("--frameworks", type=_csv, default=None, metavar="LIST",
-                   help="numpy,torch,tf (default: all installed; numpy always runs)")
+                   help="numpy,torch,tf,jax (default: all installed; numpy always runs)")
     p.add_argument("--variants", type=_csv, default=[], metavar="LIST",
                    help=f"extra cases: {', '.join(VARIANTS)} or all")
     g = p.add_mutually_exclusive_group()

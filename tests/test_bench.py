@@ -178,7 +178,7 @@ def test_bad_options():
     with pytest.raises(ValueError, match="unknown variant"):
         harness.run([TINY], variants=["fp8"], quick=True, progress=False)
     with pytest.raises(ValueError, match="unknown framework"):
-        harness.run([TINY], frameworks="jax", quick=True, progress=False)
+        harness.run([TINY], frameworks="mxnet", quick=True, progress=False)
     with pytest.raises(SystemExit) as exc:
         harness.main(["--quick", "--shapes", "vgg", "--no-progress"])
     assert exc.value.code == 2
@@ -186,7 +186,7 @@ def test_bad_options():
 
 def test_importing_the_harness_imports_no_framework():
     code = ("import sys, lrn_core.benchmarks.harness as h; h.build_parser(); "
-            "print(','.join(m for m in ('torch', 'tensorflow', 'matplotlib', 'tqdm') "
+            "print(','.join(m for m in ('torch', 'tensorflow', 'jax', 'matplotlib', 'tqdm') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -214,3 +214,25 @@ def test_window_sizes_times_every_size_against_the_first(capsys):
     assert rows[0][3] == "1.00x"
     assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
     assert re.fullmatch(r"\d+\.\d\dx", rows[1][3]) and float(rows[1][3][:-1]) > 0
+
+
+def test_jax_rows_adapter_and_jitted_jnp():
+    """JAX rows: the adapter and the jnp LRN a JAX user writes, both under jax.jit, NHWC."""
+    pytest.importorskip("jax")
+    res = harness.run([TINY], frameworks="jax", repeat=2, rounds=1, quick=True, progress=False)
+    rows = {(r.impl, r.pass_): r for r in res.rows if r.framework == "jax"}
+    assert set(rows) == {(impl, p) for impl in ("lrn-core jax adapter", "jax.jit jnp (native)")
+                         for p in ("fwd", "fwd+bwd")}
+    for r in rows.values():
+        assert r.ok, r.status
+        assert r.layout == "NHWC" and r.median_ms > 0
+    assert rows["lrn-core jax adapter", "fwd"].best_native == "jax.jit jnp (native)"
+    assert res.meta["environment"]["jax"]
+    import jax.numpy as jnp
+    import numpy as np
+
+    from lrn_core.adapters.jax import local_response_norm
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 3, 9)), jnp.float32)
+    np.testing.assert_allclose(harness.jnp_lrn(x, 4, 0.5, 0.75, 1.5),
+                               local_response_norm(x, 4, 0.5, 0.75, 1.5), rtol=1e-6)

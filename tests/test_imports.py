@@ -12,7 +12,8 @@ import sys
 import lrn_core, lrn_core.adapters, lrn_core.adapters.numpy, lrn_core.conventions
 import lrn_core.check, lrn_core.cli
 lrn_core.get_config()
-bad = sorted(m for m in ("torch", "tensorflow", "keras", "jax") if m in sys.modules)
+bad = sorted(m for m in ("torch", "tensorflow", "keras", "jax", "jaxlib", "flax")
+             if m in sys.modules)
 print(",".join(bad))
 """
 

@@ -10,7 +10,7 @@ import sys
 from . import _buffers
 from ._dispatch import kernels
 
-FRAMEWORKS = ("numpy", "torch", "tensorflow", "keras", "jax")
+FRAMEWORKS = ("numpy", "torch", "tensorflow", "keras", "jax", "flax")
 
 
 def _version_of(dist):

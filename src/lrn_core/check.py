@@ -8,6 +8,7 @@ native LRN. Frameworks are imported only here, only when installed and asked for
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 
@@ -226,8 +227,75 @@ def check_tensorflow():
     return results
 
 
+def _jnp_lrn(x, size, alpha, beta, k):
+    """LRN over the last axis as a JAX user writes it (JAX has none): ``lax.reduce_window``."""
+    from jax import lax
+
+    window = (1,) * (x.ndim - 1) + (size,)
+    pad = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
+    s = lax.reduce_window(x * x, np.array(0, x.dtype), lax.add, window, (1,) * x.ndim, pad)
+    return x / (k + alpha / size * s) ** beta
+
+
+def check_jax():
+    import jax
+    import jax.numpy as jnp
+
+    from .adapters import jax as adapter
+
+    results = []
+    with jax.enable_x64(True):
+        for i, (size, before) in enumerate(((5, None), (4, None), (4, 1), (9, None))):
+            for dtype in ("float32", "float64", "float16", "bfloat16"):
+                x, dy = _inputs((2, 5, 4, 7), "float64", 30 + i)
+                if dtype == "bfloat16":  # NumPy has no bfloat16: round the inputs through jax
+                    xj, dyj = jnp.asarray(x, jnp.bfloat16), jnp.asarray(dy, jnp.bfloat16)
+                else:
+                    xj, dyj = jnp.asarray(x.astype(dtype)), jnp.asarray(dy.astype(dtype))
+                x64, dy64 = np.asarray(xj, np.float64), np.asarray(dyj, np.float64)
+                p = conventions.LRNParams(size, 0.5, 0.75, 1.0, size // 2 if before is None
+                                          else before)
+                tol = TOLERANCE[dtype]
+                case = f"size {size} before {p.before}"
+                impls = [("lrn-core", functools.partial(adapter.local_response_norm, **p._asdict(),
+                                                        implementation="core")),
+                         ("xla", functools.partial(adapter.local_response_norm, **p._asdict(),
+                                                   implementation="xla"))]
+                if before is None:  # the jnp LRN a JAX user writes: PyTorch's window
+                    impls.append(("native", functools.partial(_jnp_lrn, size=size, alpha=0.5,
+                                                              beta=0.75, k=1.0)))
+                out = {}
+                for impl, fn in impls:
+                    y, vjp = jax.vjp(jax.jit(fn), xj)
+                    out[impl] = (np.asarray(y, np.float64), np.asarray(vjp(dyj)[0], np.float64))
+                ref = (reference.lrn(x64, **p._asdict(), axis=-1),
+                       reference.lrn_backward(dy64, x64, **p._asdict(), axis=-1))
+                for impl, (y, g) in out.items():
+                    what = "vs reference" if impl != "native" else "(jnp) vs lrn-core"
+                    exp = ref if impl != "native" else out["lrn-core"]
+                    # jnp computes half precision in half precision: compare at its precision
+                    ntol = max(tol, 2e-2) if impl == "native" and dtype == "float16" else tol
+                    label = "" if impl == "lrn-core" else f" {impl}"
+                    results += [
+                        Result("jax", f"{case}{label} forward {what}", dtype,
+                               rel_error(y, exp[0]), ntol),
+                        Result("jax", f"{case}{label} grad {what}", dtype, rel_error(g, exp[1]),
+                               ntol),
+                    ]
+
+        def fwd(a):
+            return np.asarray(adapter.local_response_norm(jnp.asarray(a), 4, 2.0, 0.75, 1.0))
+
+        def bwd(dy, a):
+            f = jax.jit(lambda t: adapter.local_response_norm(t, 4, 2.0, 0.75, 1.0))
+            return np.asarray(jax.vjp(f, jnp.asarray(a))[1](jnp.asarray(dy))[0])
+
+        results.append(check_finite_differences("jax", fwd, bwd))
+    return results
+
+
 SUITES = {"numpy": (None, check_core), "torch": ("torch", check_torch),
-          "tensorflow": ("tensorflow", check_tensorflow)}
+          "tensorflow": ("tensorflow", check_tensorflow), "jax": ("jax", check_jax)}
 
 
 def available_suites():

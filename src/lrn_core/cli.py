@@ -44,7 +44,7 @@ def main(argv=None):
     p = sub.add_parser("check", help="check every installed implementation against the "
                                      "reference and the native LRNs")
     p.add_argument("suites", nargs="*", metavar="SUITE",
-                   help="numpy, torch, tensorflow (default: all installed)")
+                   help="numpy, torch, tensorflow, jax (default: all installed)")
     p.set_defaults(func=_check)
     p = sub.add_parser("bench", help="time lrn-core against the native LRNs (see bench --help)",
                        add_help=False)

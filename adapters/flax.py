@@ -1,0 +1,68 @@
+"""Flax modules around :func:`lrn_core.adapters.jax.local_response_norm` (linen and nnx).
+
+Both take the function's parameters (PyTorch's: ``alpha`` divided by ``size``), channels last by
+default as Flax's convolutions are, and have no parameters or state::
+
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import linen as nn
+    >>> from lrn_core.adapters.flax import LocalResponseNorm
+    >>> m = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    >>> x = jnp.ones((2, 8, 8, 16))
+    >>> m.apply({}, x).shape
+    (2, 8, 8, 16)
+
+    >>> from lrn_core.adapters.flax import NNXLocalResponseNorm
+    >>> NNXLocalResponseNorm(size=5)(x).shape
+    (2, 8, 8, 16)
+"""
+
+from __future__ import annotations
+
+from flax import linen, nnx
+
+from .._api import check_params
+from .jax import IMPLEMENTATIONS, local_response_norm
+
+__all__ = ["LocalResponseNorm", "NNXLocalResponseNorm"]
+
+
+class LocalResponseNorm(linen.Module):
+    """``flax.linen`` module: :func:`~lrn_core.adapters.jax.local_response_norm` with its
+    arguments as attributes (``size``, ``alpha``, ``beta``, ``k``, ``axis``, ``before``,
+    ``implementation``)."""
+
+    size: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+    axis: int = -1
+    before: int | None = None
+    implementation: str = "auto"
+
+    def __post_init__(self):
+        check_params(self.size, self.alpha, self.beta, self.k, self.before)
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got "
+                             f"{self.implementation!r}")
+        super().__post_init__()
+
+    def __call__(self, x):
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, axis=self.axis,
+                                   before=self.before, implementation=self.implementation)
+
+
+class NNXLocalResponseNorm(nnx.Module):
+    """``flax.nnx`` module: the same, constructed eagerly (``NNXLocalResponseNorm(size=5)(x)``)."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, before=None,
+                 implementation="auto"):
+        check_params(size, alpha, beta, k, before)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got "
+                             f"{implementation!r}")
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.axis, self.before, self.implementation = axis, before, implementation
+
+    def __call__(self, x):
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, axis=self.axis,
+                                   before=self.before, implementation=self.implementation)

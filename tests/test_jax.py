@@ -1,0 +1,427 @@
+"""The JAX adapter against the float64 reference, the core, finite differences and itself.
+
+JAX has no LRN of its own: the independent reference is ``tests/reference.py`` (a dense band
+matrix in NumPy float64), and the pure-XLA implementation (``implementation="xla"``) is checked
+against it as well as the kernels' route.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+from conftest import TOL, assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import lrn_grad_ref, lrn_ref
+
+import lrn_core
+from lrn_core import conventions
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+lrn_jax = pytest.importorskip("lrn_core.adapters.jax")
+from lrn_core.adapters.jax import local_response_norm  # noqa: E402
+
+IMPLS = ["core", "xla", "auto"]
+#: (size, before): odd and even windows, both placements of an even one, a window wider than C
+WINDOWS = [(5, None), (4, None), (4, 1), (1, None), (3, 0), (13, None)]
+PARAMS = dict(alpha=0.7, beta=0.75, k=1.5)
+BF16_RTOL = 1.25 * 2.0**-8
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _x(shape, dtype=np.float64, seed=0, scale=2.0):
+    rng = np.random.default_rng(seed)
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def _f(impl, size, before, axis=-1, **params):
+    params = {**PARAMS, **params}
+    return lambda x: local_response_norm(x, size, **params, axis=axis, before=before,
+                                         implementation=impl)
+
+
+# --- values --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size,before", WINDOWS)
+@pytest.mark.parametrize("shape,axis", [((2, 3, 4, 9), -1), ((2, 9, 3, 4), 1), ((7, 5), 0),
+                                        ((11,), 0)])
+def test_forward_and_grad_match_reference_float64(x64, impl, size, before, shape, axis):
+    x, dy = _x(shape), _x(shape, seed=1)
+    f = _f(impl, size, before, axis)
+    y, vjp = jax.vjp(f, jnp.asarray(x))
+    assert y.dtype == jnp.float64
+    assert_close(y, lrn_ref(x, size, **PARAMS, axis=axis, before=before))
+    (dx,) = vjp(jnp.asarray(dy))
+    ref = lrn_grad_ref(dy, x, size, **PARAMS, axis=axis, before=before)
+    assert_close(dx, ref, scale=np.abs(dy))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size,before", WINDOWS[:3])
+def test_float32_matches_reference_and_the_core(impl, size, before):
+    x, dy = _x((3, 5, 5, 16), np.float32), _x((3, 5, 5, 16), np.float32, seed=1)
+    f = jax.jit(_f(impl, size, before))
+    y = f(x)
+    assert y.dtype == jnp.float32
+    assert_close(y, lrn_ref(x, size, **PARAMS, axis=-1, before=before))
+    dx = jax.jit(lambda x, dy: jax.vjp(_f(impl, size, before), x)[1](dy)[0])(x, dy)
+    assert_close(dx, lrn_grad_ref(dy, x, size, **PARAMS, axis=-1, before=before),
+                 scale=np.abs(dy))
+    if impl != "xla":  # the kernels themselves: the same bits as the core's functions
+        core = dict(**PARAMS, axis=-1, before=before)
+        np.testing.assert_array_equal(np.asarray(y), lrn_core.lrn(x, size, **core))
+        np.testing.assert_array_equal(np.asarray(dx), lrn_core.lrn_backward(dy, x, size, **core))
+
+
+def test_defaults_are_torchs_convention_channels_last():
+    x = _x((2, 4, 4, 10), np.float32)
+    ref = lrn_ref(x, 5, 1e-4, 0.75, 1.0, axis=-1, before=2)
+    assert_close(local_response_norm(x), ref)
+    p = conventions.from_tensorflow(2, 2.0, 1e-3, 0.5)
+    assert_close(local_response_norm(x, **p._asdict()),
+                 lrn_ref(x, 5, 5e-3, 0.5, 2.0, axis=-1, before=2))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_finite_values_stay_in_their_window(x64, impl):
+    x = _x((2, 12))
+    x[0, 3], x[1, 8] = np.inf, np.nan
+    y = np.asarray(_f(impl, 3, None)(x))
+    assert_close(y, lrn_ref(x, 3, **PARAMS, axis=-1))
+    assert np.isfinite(y[0, :2]).all() and np.isfinite(y[0, 5:]).all()
+    assert np.isfinite(y[1, :7]).all() and np.isfinite(y[1, 10:]).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_size(impl):
+    for shape in [(0, 5), (3, 0)]:
+        x = jnp.zeros(shape)
+        assert _f(impl, 3, None)(x).shape == shape
+        assert jax.grad(lambda x: _f(impl, 3, None)(x).sum())(x).shape == shape
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype,rtol", [(jnp.float16, TOL[np.dtype(np.float16)][0]),
+                                        (jnp.bfloat16, BF16_RTOL)])
+def test_half_precision_is_computed_in_float32_and_rounded_once(impl, dtype, rtol):
+    x = jnp.asarray(_x((2, 3, 3, 12), np.float32), dtype)
+    dy = jnp.asarray(_x((2, 3, 3, 12), np.float32, seed=1), dtype)
+    xf, dyf = np.asarray(x.astype(jnp.float32)), np.asarray(dy.astype(jnp.float32))
+    y, vjp = jax.vjp(_f(impl, 5, None), x)
+    (dx,) = vjp(dy)
+    assert y.dtype == dtype and dx.dtype == dtype
+    ref = lrn_ref(xf, 5, **PARAMS, axis=-1)
+    np.testing.assert_allclose(np.asarray(y.astype(jnp.float32)), ref, rtol=rtol, atol=1e-6)
+    gref = lrn_grad_ref(dyf, xf, 5, **PARAMS, axis=-1)
+    np.testing.assert_allclose(np.asarray(dx.astype(jnp.float32)), gref, rtol=rtol,
+                               atol=rtol * np.abs(dyf).max())
+    if impl == "core":  # exactly the float32 result, rounded once
+        y32 = lrn_core.lrn(xf, 5, **PARAMS, axis=-1)
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(jnp.asarray(y32).astype(dtype)))
+
+
+# --- differentiation -----------------------------------------------------------------------------
+
+def _fd_grad(fun, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (fun(x + e) - fun(x - e)) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size,before", [(4, None), (4, 1), (3, None)])
+def test_grad_matches_finite_differences(x64, impl, size, before):
+    x, w = _x((2, 7)), _x((2, 7), seed=2)
+    f = _f(impl, size, before)
+
+    def loss(x):
+        return jnp.sum(jnp.sin(f(x)) * w)
+    g = jax.jit(jax.grad(loss))(x)
+    np.testing.assert_allclose(g, _fd_grad(lambda x: float(loss(x)), x), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size,before", [(4, None), (4, 1)])
+def test_forward_mode_jvp_and_jacfwd(x64, impl, size, before):
+    x, t = _x((3, 6)), _x((3, 6), seed=3)
+    f = _f(impl, size, before)
+    y, jt = jax.jvp(f, (x,), (t,))
+    eps = 1e-6
+    fd = (np.asarray(f(x + eps * t)) - np.asarray(f(x - eps * t))) / (2 * eps)
+    np.testing.assert_allclose(jt, fd, rtol=1e-7, atol=1e-9)
+    assert_close(y, lrn_ref(x, size, **PARAMS, axis=-1, before=before))
+    jf, jr = jax.jacfwd(f)(x), jax.jacrev(f)(x)
+    np.testing.assert_allclose(jf, jr, rtol=1e-12, atol=1e-14)
+    # the reverse Jacobian against the reference gradient, row by row
+    row = np.zeros_like(x)
+    row[1, 2] = 1.0
+    assert_close(jr[1, 2], lrn_grad_ref(row, x, size, **PARAMS, axis=-1, before=before))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size,before", [(4, None), (4, 1), (5, None)])
+def test_hessian_every_mode_matches_finite_differences(x64, impl, size, before):
+    x = _x((2, 6))
+    f = _f(impl, size, before)
+
+    def loss(x):
+        return jnp.sum(jnp.sin(f(x)))
+    grad = jax.jit(jax.grad(loss))
+    fd = np.stack([_fd_grad(lambda x, i=i: float(grad(x)[i]), x)
+                   for i in np.ndindex(x.shape)]).reshape(x.shape * 2)
+    modes = {"hessian": jax.hessian(loss), "rev-rev": jax.jacrev(jax.jacrev(loss)),
+             "fwd-fwd": jax.jacfwd(jax.jacfwd(loss)), "rev-fwd": jax.jacrev(jax.jacfwd(loss)),
+             "jit hessian": jax.jit(jax.hessian(loss))}
+    for name, hess in modes.items():
+        np.testing.assert_allclose(hess(x), fd, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("impl", ["core", "xla"])
+def test_third_order_matches_finite_differences_of_the_hessian(x64, impl):
+    x = _x((5,))
+    f = _f(impl, 4, 1)
+
+    def loss(x):
+        return jnp.sum(f(x) ** 3)
+    h = jax.hessian(loss)
+    t3 = jax.jacfwd(h)(x)
+    eps = 1e-5
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = eps
+        fd = (np.asarray(h(x + e)) - np.asarray(h(x - e))) / (2 * eps)
+        np.testing.assert_allclose(t3[..., i], fd, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(jax.jacrev(h)(x), t3, rtol=1e-10, atol=1e-12)
+
+
+def _eqns(jaxpr):
+    return [e.primitive.name for e in jaxpr.jaxpr.eqns]
+
+
+def test_first_order_reverse_is_the_fused_kernel():
+    x = _x((2, 4, 4, 8), np.float32)
+    f = _f("core", 5, None)
+    # jax.grad transposes the forward mode: J(x)^T g, one call of lrn_core.lrn_backward
+    prims = _eqns(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(f(x) * x)))(x))
+    assert "lrn_core_lrn_vjp" in prims and "lrn_core_window_sum" not in prims
+    hlo = jax.jit(jax.grad(lambda x: jnp.sum(f(x)))).lower(x).as_text()
+    assert hlo.count("custom_call @lrn_core_lrn_vjp_cpu") == 1
+    assert "lrn_core_lrn_cpu" not in hlo  # y is not needed for this gradient: XLA drops it
+    # forward mode: J t from the window sum and elementwise ops
+    prims = _eqns(jax.make_jaxpr(lambda x, t: jax.jvp(f, (x,), (t,)))(x, x))
+    assert "lrn_core_lrn_jvp" in prims
+
+
+def test_kernels_run_as_xla_ffi_targets_not_python_callbacks():
+    assert lrn_jax._FFI_TARGETS == {"lrn_core_lrn_cpu", "lrn_core_lrn_vjp_cpu",
+                                    "lrn_core_window_sum_cpu"}
+    hlo = jax.jit(local_response_norm).lower(jnp.ones((2, 8))).as_text()
+    assert "custom_call @lrn_core_lrn_cpu" in hlo and "python" not in hlo
+
+
+def test_kernel_errors_surface_as_xla_errors():
+    """An exception inside an FFI handler is an XLA error, never a silent success."""
+    from lrn_core.adapters import _jax_ffi
+
+    def fail(x, out, **params):
+        raise ValueError(f"refused with {params}")
+    (name,) = _jax_ffi.register({"lrn_core_test_fail": fail})
+    call = jax.ffi.ffi_call(name, jax.ShapeDtypeStruct((3,), jnp.float32))
+    with pytest.raises(Exception, match=r"lrn_core_test_fail: ValueError: refused with \{'a': 2\}"):
+        jax.block_until_ready(call(jnp.ones(3), a=np.int64(2)))
+
+
+# --- transformations ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_vmap_batches_as_outer_rows_with_one_kernel_call(x64, impl):
+    xb = _x((4, 3, 7))
+    for in_axes, axis, ref_axis in [(0, -1, -1), (0, 0, 1), (2, 0, 0), (1, 1, 2)]:
+        f = _f(impl, 3, None, axis)
+        y = jax.vmap(f, in_axes=in_axes, out_axes=in_axes)(xb)
+        assert_close(y, lrn_ref(xb, 3, **PARAMS, axis=ref_axis))
+    f = _f(impl, 3, None)
+    jaxpr = jax.make_jaxpr(jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 2))))(xb)
+    assert "while" not in str(jaxpr) and "scan" not in str(jaxpr)
+    if impl == "core":
+        hlo = jax.jit(jax.vmap(f)).lower(xb).as_text()
+        assert hlo.count("custom_call @lrn_core_lrn_cpu") == 1
+    # batched gradients with an unbatched cotangent (broadcast), and per-example gradients
+    g = jax.vmap(jax.grad(lambda x: jnp.sum(f(x) * xb[0])))(xb)
+    for i in range(xb.shape[0]):
+        assert_close(g[i], lrn_grad_ref(xb[0], xb[i], 3, **PARAMS, axis=-1), scale=np.abs(xb))
+
+
+def test_jit_and_eager_agree_and_recompile_only_for_new_params():
+    x = _x((2, 3, 10), np.float32)
+    f = jax.jit(local_response_norm, static_argnums=(1,), static_argnames=("implementation",))
+    np.testing.assert_array_equal(f(x, 5), local_response_norm(x, 5))
+    np.testing.assert_array_equal(f(x, 3, implementation="xla"),
+                                  local_response_norm(x, 3, implementation="xla"))
+
+
+# --- where the kernels may run ------------------------------------------------------------------
+
+def test_export_uses_pure_xla_under_auto_and_core_refuses():
+    from jax import export
+
+    x = jnp.asarray(_x((2, 5, 5, 8), np.float32))
+    exp = export.export(jax.jit(local_response_norm))(x)
+    assert "custom_call" not in exp.mlir_module() and "reduce_window" in exp.mlir_module()
+    assert_close(exp.call(x), lrn_ref(np.asarray(x), 5, axis=-1))
+    exp = export.deserialize(export.export(jax.jit(local_response_norm))(x).serialize(vjp_order=1))
+    dy = _x(x.shape, np.float32, seed=1)
+    g = jax.grad(lambda x: jnp.sum(exp.call(x) * dy))(x)
+    assert_close(g, lrn_grad_ref(dy, np.asarray(x), 5, axis=-1), scale=dy)
+    with pytest.raises(ValueError, match="implementation='core'.*jax.export.*'auto'"):
+        export.export(jax.jit(lambda x: local_response_norm(x, implementation="core")))(x)
+
+
+def test_other_platforms_get_pure_xla_and_core_refuses():
+    x = jnp.ones((2, 3, 8))
+    for platform in ("cuda", "tpu"):
+        text = jax.jit(local_response_norm).trace(x).lower(lowering_platforms=(platform,)).as_text()
+        assert "custom_call" not in text and "reduce_window" in text
+        with pytest.raises(RuntimeError, match=r"CPU only.*\('" + platform + r"',\).*'xla'"):
+            jax.jit(lambda x: local_response_norm(x, implementation="core")).trace(x).lower(
+                lowering_platforms=(platform,))
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(size=0), ValueError, "size must be an integer >= 1, got 0"),
+    (dict(size=2.5), TypeError, "size must be an integer"),
+    (dict(alpha=float("nan")), ValueError, "alpha must be finite"),
+    (dict(beta="0.75"), TypeError, "beta must be a real number"),
+    (dict(before=5), ValueError, r"before must be an integer in \[0, 4\], got 5"),
+    (dict(axis=3), Exception, "axis 3 is out of bounds"),
+    (dict(axis=1.0), TypeError, "axis must be an integer"),
+    (dict(implementation="native"), ValueError, "implementation must be one of"),
+])
+def test_bad_arguments_raise_naming_them(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        local_response_norm(jnp.ones((2, 3, 4)), **kwargs)
+
+
+def test_bad_inputs_raise_naming_them():
+    with pytest.raises(TypeError, match="x must have dtype float16, bfloat16, float32 or "
+                                        "float64, got int32"):
+        local_response_norm(jnp.ones((2, 3), jnp.int32))
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        local_response_norm(jnp.float32(1.0))
+    with pytest.raises(TypeError, match="x must have dtype .* got complex64"):
+        local_response_norm(jnp.ones(3, jnp.complex64))
+
+
+# --- Flax ---------------------------------------------------------------------------------------
+
+def test_flax_modules_wrap_the_function():
+    flax_mod = pytest.importorskip("lrn_core.adapters.flax")
+    x = jnp.asarray(_x((2, 4, 4, 9), np.float32))
+    expected = local_response_norm(x, 4, 1e-2, 0.6, 2.0, before=1)
+    m = flax_mod.LocalResponseNorm(size=4, alpha=1e-2, beta=0.6, k=2.0, before=1)
+    assert m.init(jax.random.key(0), x) == {}
+    np.testing.assert_array_equal(jax.jit(m.apply)({}, x), expected)
+    n = flax_mod.NNXLocalResponseNorm(4, 1e-2, 0.6, 2.0, before=1)
+    np.testing.assert_array_equal(n(x), expected)
+    m2 = flax_mod.LocalResponseNorm(size=3, axis=1)
+    assert_close(m2.apply({}, x), lrn_ref(np.asarray(x), 3, axis=1))
+    with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        flax_mod.LocalResponseNorm(size=0)
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        flax_mod.NNXLocalResponseNorm(5, implementation="fast")
+
+
+def test_pure_callback_fallback_gives_the_same_numbers(monkeypatch, x64):
+    """Without the FFI targets (another jaxlib) the kernels run through jax.pure_callback."""
+    monkeypatch.setattr(lrn_jax, "_FFI_TARGETS", frozenset())
+    x, dy = _x((2, 3, 9)), _x((2, 3, 9), seed=1)
+    params = dict(alpha=0.123, beta=0.61, k=1.25)  # fresh parameters: nothing compiled yet
+    f = jax.jit(lambda x: local_response_norm(x, 4, **params, implementation="core"))
+    assert "xla_ffi_python_cpu_callback" in f.lower(x).as_text()
+    assert_close(f(x), lrn_ref(x, 4, **params, axis=-1))
+    g = jax.vmap(jax.grad(lambda x, dy: jnp.sum(f(x) * dy)))(x, dy)
+    assert_close(g, lrn_grad_ref(dy, x, 4, **params, axis=-1), scale=np.abs(dy))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_property_kernels_xla_and_reference_agree(data):
+    """Random shapes, axes, windows and parameters: both implementations, value and gradient."""
+    ndim = data.draw(st.integers(1, 4))
+    shape = tuple(data.draw(st.lists(st.integers(1, 6), min_size=ndim, max_size=ndim)))
+    axis = data.draw(st.integers(-ndim, ndim - 1))
+    size = data.draw(st.integers(1, 9))
+    before = data.draw(st.one_of(st.none(), st.integers(0, size - 1)))
+    alpha = data.draw(st.floats(0.0, 3.0))
+    beta = data.draw(st.sampled_from([0.5, 0.75, 1.0, 0.6]))
+    k = data.draw(st.floats(0.5, 3.0))
+    x = _x(shape, np.float32, seed=data.draw(st.integers(0, 2**16)))
+    dy = _x(shape, np.float32, seed=1)
+    ref = lrn_ref(x, size, alpha, beta, k, axis=axis, before=before)
+    gref = lrn_grad_ref(dy, x, size, alpha, beta, k, axis=axis, before=before)
+    for impl in ("core", "xla"):
+        f = functools.partial(local_response_norm, size=size, alpha=alpha, beta=beta, k=k,
+                              axis=axis, before=before, implementation=impl)
+        y, vjp = jax.vjp(f, x)
+        assert_close(y, ref)
+        assert_close(vjp(dy)[0], gref, scale=np.abs(dy))
+
+
+@pytest.mark.parametrize("module", ["lrn_core.adapters.jax", "lrn_core.adapters.flax"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
+
+
+SHARDED = """
+import sys
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from lrn_core.adapters.jax import local_response_norm
+x = np.load(sys.argv[1])
+mesh = jax.make_mesh((2,), ("d",))
+out = {}
+for spec in ("rows", "channels"):
+    xs = jax.device_put(x, NamedSharding(mesh, P("d") if spec == "rows" else P(None, None, "d")))
+    f = lambda x: local_response_norm(x, 3, 0.5, 0.75, 1.0)
+    out[spec] = np.asarray(jax.jit(f)(xs))
+    out[spec + "_grad"] = np.asarray(jax.jit(jax.grad(lambda x: jnp.sum(f(x) * x)))(xs))
+    out[spec + "_pmap"] = np.asarray(jax.pmap(f)(x[:2]))
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_sharded_over_two_cpu_devices(tmp_path):
+    """Arrays sharded over two CPU devices (rows or channels), and pmap: the same numbers."""
+    import os
+    import subprocess
+    import sys
+
+    x = _x((4, 3, 8), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    subprocess.run([sys.executable, "-c", SHARDED, tmp_path / "x.npy", tmp_path / "out.npz"],
+                   env=env, check=True, capture_output=True, timeout=300)
+    out = np.load(tmp_path / "out.npz")
+    ref = lrn_ref(x, 3, 0.5, 0.75, 1.0, axis=-1)
+    gref = lrn_grad_ref(x, x, 3, 0.5, 0.75, 1.0, axis=-1) + ref  # d sum(f(x) * x) / dx
+    for spec in ("rows", "channels"):
+        assert_close(out[spec], ref)
+        assert_close(out[spec + "_grad"], gref, scale=np.abs(x))
+        assert_close(out[spec + "_pmap"], ref[:2])
