@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch._functorch.pyfunctorch import TransformType, retrieve_all_functorch_interpreters
 from torch._functorch.utils import enable_single_level_autograd_function
+from torch.autograd.function import _SingleLevelFunction
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import lrn_core
@@ -646,6 +647,19 @@ def _functorch_or_forward_ad():
     return torch._C._are_functorch_transforms_active() or fwAD._current_level >= 0
 
 
+@functools.cache
+def _single_level(fn):
+    """A ``_SingleLevelFunction`` with ``fn``'s forward, setup_context, backward and jvp.
+
+    torch >= 2.15 routes ``apply`` of every ``torch.autograd.Function`` subclass to the
+    ``custom_function_call`` higher-order op while torch.func transforms are active, whatever
+    the single-level switch says; a single-level class takes the plain C++ path on every version.
+    """
+    names = ("forward", "setup_context", "backward", "jvp")
+    body = {name: staticmethod(getattr(fn, name)) for name in names}
+    return type(fn.__name__ + "SingleLevel", (_SingleLevelFunction,), body)
+
+
 def _apply(fn, *args):
     """``fn.apply`` as the Autograd kernel of an op: the C++ autograd.Function path.
 
@@ -657,8 +671,8 @@ def _apply(fn, *args):
     """
     if torch._C._are_functorch_transforms_active():
         with enable_single_level_autograd_function():
-            return super(torch.autograd.Function, fn).apply(*args)
-    return super(torch.autograd.Function, fn).apply(*args)
+            return _single_level(fn).apply(*args)
+    return _single_level(fn).apply(*args)
 
 
 def _autograd_forward(x, size, alpha, beta, k, before):

@@ -620,7 +620,7 @@ def test_keras_fit_gives_the_native_losses():
         weights.append(model.get_weights())
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-5)
     assert histories[0][-1] < histories[0][0]
-    for a, b in zip(*weights):
+    for a, b in zip(*weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
