@@ -6,6 +6,11 @@ the global version is 3.11). For every ``tox`` run this appends the ``bin`` fold
 installed CPython 3.10+ under ``$PYENV_ROOT`` (default ``~/.pyenv``) to the END of PATH, so an
 interpreter already on PATH still wins and tox's discovery (virtualenv) finds the others there.
 Nothing happens where pyenv is absent: install the missing Pythons yourself (README, Testing).
+
+It also prunes: with ``LRN_CORE_TOX_PRUNE=1`` (the default when ``CI`` is set, as on the project's
+CI) each test env's folder is deleted once its commands have run, so the whole matrix never holds
+more than one framework install on disk (each torch/TensorFlow env is 1-6 GB; all of them together
+filled a CI disk). The packaging envs (the wheels) are kept. Locally, envs stay for reuse.
 """
 
 from __future__ import annotations
@@ -13,6 +18,14 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
+
+try:
+    from tox.plugin import impl
+except ImportError:  # loaded without tox (tests/test_toxfile.py): the hooks are plain functions
+
+    def impl(function):
+        return function
 
 
 def pyenv_python_dirs(root=None):
@@ -31,6 +44,26 @@ def _extend_path():
     extra = [d for d in pyenv_python_dirs() if d not in path]
     if extra:
         os.environ["PATH"] = os.pathsep.join(path + extra)
+
+
+def prune_enabled(environ=None):
+    """True when each test env is to be deleted after its run (LRN_CORE_TOX_PRUNE, else CI)."""
+    environ = os.environ if environ is None else environ
+    flag = environ.get("LRN_CORE_TOX_PRUNE")
+    if flag is None:
+        flag = environ.get("CI", "")
+    return flag.strip().lower() in ("1", "true", "yes", "on")
+
+
+@impl
+def tox_env_teardown(tox_env):
+    """Delete a finished test env's folder when pruning is on (not the packaging envs)."""
+    from tox.tox_env.package import PackageToxEnv
+
+    if prune_enabled() and not isinstance(tox_env, PackageToxEnv):
+        env_dir = tox_env.env_dir
+        shutil.rmtree(env_dir, ignore_errors=True)
+        print(f"{tox_env.name}: pruned {env_dir} (LRN_CORE_TOX_PRUNE)", flush=True)
 
 
 _extend_path()

@@ -47,3 +47,17 @@ def test_appends_them_to_path_after_what_is_there(toxfile):
     path = os.environ["PATH"].split(os.pathsep)
     assert path == ["/usr/bin"] + [str(root / "versions" / v / "bin")
                                    for v in ("3.11.7", "3.13.0", "3.12.1", "3.10.13")]
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({}, False),
+    ({"CI": "true"}, True),
+    ({"CI": "1"}, True),
+    ({"CI": ""}, False),
+    ({"CI": "true", "LRN_CORE_TOX_PRUNE": "0"}, False),
+    ({"LRN_CORE_TOX_PRUNE": "1"}, True),
+    ({"LRN_CORE_TOX_PRUNE": "yes"}, True),
+])
+def test_prunes_envs_on_ci_or_when_asked(toxfile, environ, expected):
+    module, _ = toxfile
+    assert module.prune_enabled(environ) is expected
