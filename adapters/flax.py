@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from flax import linen, nnx
 
-from .._api import check_params
+from ..validation import check_choice, check_params
 from .jax import IMPLEMENTATIONS, local_response_norm
 
 __all__ = ["LocalResponseNorm", "NNXLocalResponseNorm"]
@@ -41,9 +41,7 @@ class LocalResponseNorm(linen.Module):
 
     def __post_init__(self):
         check_params(self.size, self.alpha, self.beta, self.k, self.before)
-        if self.implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got "
-                             f"{self.implementation!r}")
+        check_choice("implementation", self.implementation, IMPLEMENTATIONS)
         super().__post_init__()
 
     def __call__(self, x):
@@ -57,9 +55,7 @@ class NNXLocalResponseNorm(nnx.Module):
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, before=None,
                  implementation="auto"):
         check_params(size, alpha, beta, k, before)
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got "
-                             f"{implementation!r}")
+        check_choice("implementation", implementation, IMPLEMENTATIONS)
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
         self.axis, self.before, self.implementation = axis, before, implementation
 

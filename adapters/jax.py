@@ -62,7 +62,8 @@ from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from .._api import _check_axis, check_params, lrn, lrn_backward, window_sum
+from .. import lrn, lrn_backward, window_sum
+from ..validation import check_axis, check_choice, check_params
 from . import _jax_ffi as _ffi
 
 try:  # the eager path of a primitive: compile it alone, cached (what jax's own primitives do)
@@ -116,8 +117,7 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, bef
            [0.11538462, 0.07843138, 0.11904762]], dtype=float32)
     """
     size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
-    if not isinstance(implementation, str) or implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    check_choice("implementation", implementation, IMPLEMENTATIONS)
     if not isinstance(x, jax.Array):
         try:
             x = jnp.asarray(x)
@@ -127,7 +127,7 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, bef
         raise TypeError(f"x must have dtype float16, bfloat16, float32 or float64, got {x.dtype}")
     if x.ndim == 0:
         raise ValueError("x must have at least 1 dimension (the channel axis), got a 0-d array")
-    axis = _check_axis(axis, x.ndim)
+    axis = check_axis(axis, x.ndim)
     params = dict(size=size, alpha=alpha, beta=beta, k=k, before=before, axis=axis,
                   implementation=implementation)
     if x.dtype in _WIDENED:  # the kernels have no half precision: compute in float32, round once

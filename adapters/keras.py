@@ -35,17 +35,12 @@ from __future__ import annotations
 import keras
 
 from .. import conventions
-from .._api import _check_int, _check_real, check_params
+from ..validation import check_choice, check_params, check_tf_params
 
 __all__ = ["LocalResponseNormalization", "IMPLEMENTATIONS", "BACKENDS"]
 
 IMPLEMENTATIONS = ("auto", "core", "native")
 BACKENDS = ("tensorflow", "torch", "jax")
-
-
-def _tf_params(depth_radius, bias, alpha, beta):
-    return (_check_int("depth_radius", depth_radius, minimum=0), _check_real("bias", bias),
-            _check_real("alpha", alpha), _check_real("beta", beta))
 
 
 def _tensorflow(x, layer):
@@ -107,12 +102,9 @@ class LocalResponseNormalization(keras.layers.Layer):
         if backend not in BACKENDS:
             raise RuntimeError(f"lrn_core.adapters.keras.LocalResponseNormalization runs on the "
                                f"Keras backends {BACKENDS}, got {backend!r}")
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        self.depth_radius, self.bias, self.alpha, self.beta = _tf_params(depth_radius, bias,
-                                                                         alpha, beta)
-        self.implementation = implementation
+        self.implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
+        self.depth_radius, self.bias, self.alpha, self.beta = check_tf_params(
+            depth_radius, bias, alpha, beta)
         #: lrn-core's parameters (alpha divided by the window), checked once
         self.core_params = conventions.LRNParams(*check_params(*conventions.from_tensorflow(
             self.depth_radius, self.bias, self.alpha, self.beta)))

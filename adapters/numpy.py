@@ -13,8 +13,8 @@ arrays unchanged:
 (1, 2, 2, 3)
 """
 
-from .. import conventions
-from .._api import _check_int, lrn, lrn_backward, window_sum
+from .. import conventions, lrn, lrn_backward, window_sum
+from ..validation import check_int
 
 __all__ = ["lrn", "lrn_backward", "window_sum", "local_response_norm",
            "local_response_normalization"]
@@ -37,6 +37,6 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     ndim = getattr(input, "ndim", None)
     if ndim != 4:
         raise ValueError(f"input must be 4-D (NHWC), got {ndim} dimensions")
-    depth_radius = _check_int("depth_radius", depth_radius, minimum=0)
+    depth_radius = check_int("depth_radius", depth_radius, minimum=0)
     p = conventions.from_tensorflow(depth_radius, bias, alpha, beta)
     return lrn(input, **p._asdict(), axis=-1)

@@ -69,8 +69,8 @@ from tensorflow.python.ops import gen_nn_ops
 from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 from tensorflow.python.saved_model.save_context import in_save_context
 
-from .. import _buffers, conventions
-from .._api import _check_int, _check_real, check_params, lrn, lrn_backward, window_sum
+from .. import _buffers, conventions, lrn, lrn_backward, window_sum
+from ..validation import check_choice, check_params, check_tf_params
 
 __all__ = ["local_response_normalization", "LocalResponseNormalization", "IMPLEMENTATIONS"]
 
@@ -116,9 +116,8 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     >>> local_response_normalization(x, depth_radius=1, alpha=1.0, beta=1.0)[0, 0, 0].numpy()
     array([0.        , 0.16666667, 0.33333333])
     """
-    params = _cached(_tf_params, depth_radius, bias, alpha, beta)
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    params = _cached(check_tf_params, depth_radius, bias, alpha, beta)
+    check_choice("implementation", implementation, IMPLEMENTATIONS)
     with tf.name_scope(name or "local_response_normalization"):
         x = tf.convert_to_tensor(input)
         if x.dtype not in DTYPES:
@@ -163,12 +162,6 @@ def _core_params(depth_radius, bias, alpha, beta):
     """lrn-core's normalised parameters for TensorFlow's."""
     return conventions.LRNParams(*check_params(*conventions.from_tensorflow(
         depth_radius, bias, alpha, beta)))
-
-
-def _tf_params(depth_radius, bias, alpha, beta):
-    """Validate TensorFlow's parameters: (depth_radius, bias, alpha, beta) as int and floats."""
-    return (_check_int("depth_radius", depth_radius, minimum=0), _check_real("bias", bias),
-            _check_real("alpha", alpha), _check_real("beta", beta))
 
 
 def _check_rank(x):
@@ -570,12 +563,9 @@ class LocalResponseNormalization(keras.layers.Layer):
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError("lrn_core.adapters.tensorflow.LocalResponseNormalization needs the "
                                f"TensorFlow backend of Keras, got {keras.backend.backend()!r}")
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        self.depth_radius, self.bias, self.alpha, self.beta = _tf_params(depth_radius, bias,
-                                                                         alpha, beta)
-        self.implementation = implementation
+        self.implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
+        self.depth_radius, self.bias, self.alpha, self.beta = check_tf_params(
+            depth_radius, bias, alpha, beta)
         # XLA: "auto" computes the TF-ops formula there, so a jit-compiled model keeps XLA
         self.supports_jit = implementation != "core"
 

@@ -58,7 +58,7 @@ from torch.overrides import handle_torch_function, has_torch_function_unary
 import lrn_core
 
 from .. import _buffers, conventions
-from .._api import check_params
+from ..validation import check_params
 
 __all__ = ["local_response_norm", "LocalResponseNorm", "LRNFunction",
            "convert_local_response_norm", "decompositions", "onnx_translation_table",
@@ -544,10 +544,7 @@ register_onnx_symbolic()
 
 @functools.lru_cache(maxsize=256, typed=True)
 def _checked(size, alpha, beta, k, before):
-    size, alpha, beta, k, checked = check_params(size, alpha, beta, k, before)
-    if before is None:
-        checked = conventions.from_torch(size, alpha, beta, k).before
-    return size, alpha, beta, k, checked
+    return check_params(size, alpha, beta, k, before)  # before=None: PyTorch's window
 
 
 def _params(size, alpha, beta, k, before=None):
@@ -559,7 +556,8 @@ def _params(size, alpha, beta, k, before=None):
     if torch.compiler.is_compiling():
         # Dynamo cannot trace the core's checks (they use NumPy); while compiling they are left
         # to the kernels, which repeat them when the op runs.
-        return size, alpha, beta, k, size // 2 if before is None else before
+        before = conventions.default_before(size) if before is None else before
+        return size, alpha, beta, k, before
     try:
         hash((size, alpha, beta, k, before))
     except TypeError:
@@ -763,7 +761,8 @@ def _scripted_local_response_norm(input: Tensor, size: int, alpha: float, beta: 
         return F.local_response_norm(input, size, alpha, beta, k)
     if size < 1:
         raise ValueError("size must be an integer >= 1, got {}".format(size))  # noqa: UP032
-    return torch.ops.lrn_core.lrn_forward(input, size, alpha, beta, k, size // 2)
+    return torch.ops.lrn_core.lrn_forward(input, size, alpha, beta, k,
+                                          conventions.default_before(size))
 
 
 class LocalResponseNorm(torch.nn.LocalResponseNorm):

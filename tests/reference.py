@@ -25,6 +25,8 @@ def _apply(v, M):
 
 
 def _setup(x, size, before, axis):
+    # PyTorch's window, spelled out here rather than taken from lrn_core.conventions.default_before:
+    # the tests pin the package's default instead of sharing it
     before = size // 2 if before is None else before
     xm = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
     return xm, band(xm.shape[-1], size, before)

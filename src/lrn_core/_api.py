@@ -1,121 +1,30 @@
-"""The NumPy face of the core: validation, dtype policy, axis and stride handling.
+"""The NumPy face of the core: dtype policy, axis and stride handling, calls to the kernels.
 
-Everything a user passes is checked here; the compiled kernels trust what they receive.
+Everything a user passes is checked here with :mod:`lrn_core.validation` (the checks every
+adapter shares); the compiled kernels trust what they receive.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import _buffers
 from ._dispatch import kernels
+from .conventions import default_before
+from .validation import (
+    NATIVE_DTYPES,
+    as_array,
+    check_axis,
+    check_int,
+    check_like,
+    check_out,
+    check_params,
+)
 
 __all__ = ["lrn", "lrn_backward", "window_sum"]
-
-#: dtypes computed natively by the kernels
-NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-#: dtypes computed in float32 and rounded once to the input dtype at the end
-WIDENED_DTYPES = (np.dtype(np.float16),)
-SUPPORTED = "float16, float32 or float64"
-
-
-# --- argument checks ---------------------------------------------------------------------------
-
-def _check_int(name, value, minimum=None, maximum=None):
-    if type(value) is not int:  # the common case skips the (slow) ABC checks
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {value!r} of type "
-                            f"{type(value).__name__}")
-        value = operator.index(value)
-    if minimum is not None and value < minimum or maximum is not None and value > maximum:
-        if maximum is None:
-            allowed = f">= {minimum}"
-        else:
-            allowed = f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value}")
-    return value
-
-
-def _check_real(name, value):
-    if type(value) is float and math.isfinite(value):  # the common case, without ABC checks
-        return value
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type "
-                        f"{type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def check_params(size, alpha, beta, k, before):
-    """Validate the LRN parameters; return (size, alpha, beta, k, before) normalised.
-
-    ``before`` defaults to ``size // 2`` (PyTorch's window).
-    """
-    size = _check_int("size", size, minimum=1)
-    alpha = _check_real("alpha", alpha)
-    beta = _check_real("beta", beta)
-    k = _check_real("k", k)
-    if before is None:
-        before = size // 2
-    else:
-        before = _check_int("before", before, minimum=0, maximum=size - 1)
-    return size, alpha, beta, k, before
-
-
-def _as_array(name, a):
-    if not isinstance(a, np.ndarray):
-        try:
-            a = np.asarray(a)
-        except Exception as exc:  # e.g. ragged lists
-            raise TypeError(f"{name} must be array_like, got {type(a).__name__}") from exc
-    if a.dtype not in NATIVE_DTYPES and a.dtype not in WIDENED_DTYPES:
-        raise TypeError(f"{name} must have dtype {SUPPORTED}, got {a.dtype}")
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have at least 1 dimension (the channel axis), got a 0-d array")
-    return a
-
-
-def _check_axis(axis, ndim):
-    if type(axis) is not int:
-        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-            raise TypeError(f"axis must be an integer, got {axis!r} of type "
-                            f"{type(axis).__name__}")
-        axis = operator.index(axis)
-    if not -ndim <= axis < ndim:
-        raise np.exceptions.AxisError(axis, ndim)
-    return axis % ndim
-
-
-def _check_like(name, a, ref, ref_name):
-    """``a`` (dy, y) must be an array of the same shape and dtype as ``ref``."""
-    a = _as_array(name, a)
-    if a.shape != ref.shape:
-        raise ValueError(f"{name} must have the shape of {ref_name} {ref.shape}, got {a.shape}")
-    if a.dtype != ref.dtype:
-        raise TypeError(f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {a.dtype}")
-    return a
-
-
-def _check_out(out, shape, dtype):
-    if out is None:
-        return None
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != shape:
-        raise ValueError(f"out must have shape {shape}, got {out.shape}")
-    if out.dtype != dtype:
-        raise TypeError(f"out must have dtype {dtype}, got {out.dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out must be writeable, got a read-only array")
-    return out
-
 
 # --- views -------------------------------------------------------------------------------------
 
@@ -239,10 +148,10 @@ def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, out=Non
     >>> lrn_core.lrn(x, size=3, alpha=3.0, beta=1.0, k=1.0)[0, :, 0]
     array([0.       , 0.0952381, 0.1904762], dtype=float32)
     """
-    x = _as_array("x", x)
+    x = as_array("x", x)
     size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
-    axis = _check_axis(axis, x.ndim)
-    out = _check_out(out, x.shape, x.dtype)
+    axis = check_axis(axis, x.ndim)
+    out = check_out(out, x.shape, x.dtype)
     return _run(kernels().lrn_forward, [x], axis, out, (size, before, alpha, beta, k))
 
 
@@ -284,13 +193,13 @@ def lrn_backward(dy, x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=
     >>> lrn_core.lrn_backward(np.ones_like(x), x, size=3, alpha=3.0, beta=1.0, k=1.0, axis=1)
     array([[ 0.09333333, -0.14122449, -0.0737415 ]])
     """
-    x = _as_array("x", x)
-    dy = _check_like("dy", dy, x, "x")
+    x = as_array("x", x)
+    dy = check_like("dy", dy, x, "x")
     if y is not None:
-        _check_like("y", y, x, "x")
+        check_like("y", y, x, "x")
     size, alpha, beta, k, before = check_params(size, alpha, beta, k, before)
-    axis = _check_axis(axis, x.ndim)
-    out = _check_out(out, x.shape, x.dtype)
+    axis = check_axis(axis, x.ndim)
+    out = check_out(out, x.shape, x.dtype)
     return _run(kernels().lrn_backward, [dy, x], axis, out, (size, before, alpha, beta, k))
 
 
@@ -306,9 +215,9 @@ def window_sum(v, size, *, axis=1, before=None, out=None):
     >>> lrn_core.window_sum(np.arange(4.0), 3, axis=0)
     array([1., 3., 6., 5.])
     """
-    v = _as_array("v", v)
-    size = _check_int("size", size, minimum=1)
-    before = size // 2 if before is None else _check_int("before", before, 0, size - 1)
-    axis = _check_axis(axis, v.ndim)
-    out = _check_out(out, v.shape, v.dtype)
+    v = as_array("v", v)
+    size = check_int("size", size, minimum=1)
+    before = default_before(size) if before is None else check_int("before", before, 0, size - 1)
+    axis = check_axis(axis, v.ndim)
+    out = check_out(out, v.shape, v.dtype)
     return _run(kernels().window_sum, [v], axis, out, (size, before))

@@ -19,6 +19,26 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
+def default_before(size: int) -> int:
+    """Channels before the centre of a ``size``-channel window when ``before`` is not given:
+    ``size // 2``, PyTorch's window (Caffe's for its odd sizes), lrn-core's default everywhere.
+
+    >>> default_before(5), default_before(4)
+    (2, 2)
+    """
+    return size // 2
+
+
+def onnx_before(size: int) -> int:
+    """ONNX's (and cuDNN's) placement: ``(size - 1) // 2``, the extra channel of an even window
+    after the centre.
+
+    >>> onnx_before(5), onnx_before(4)
+    (2, 1)
+    """
+    return (size - 1) // 2
+
+
 class LRNParams(NamedTuple):
     """lrn-core's parameters: pass as ``lrn(x, **params._asdict())``."""
 
@@ -31,17 +51,17 @@ class LRNParams(NamedTuple):
 
 def from_torch(size, alpha=1e-4, beta=0.75, k=1.0):
     """``torch.nn.functional.local_response_norm(input, size, alpha, beta, k)``."""
-    return LRNParams(size, alpha, beta, k, size // 2)
+    return LRNParams(size, alpha, beta, k, default_before(size))
 
 
 def from_onnx(size, alpha=1e-4, beta=0.75, bias=1.0):
     """ONNX ``LRN`` (and cuDNN): the extra channel of an even window goes after the centre."""
-    return LRNParams(size, alpha, beta, bias, (size - 1) // 2)
+    return LRNParams(size, alpha, beta, bias, onnx_before(size))
 
 
 def from_caffe(local_size=5, alpha=1.0, beta=0.75, k=1.0):
     """Caffe ``LRN`` with ``norm_region: ACROSS_CHANNELS`` (odd ``local_size``)."""
-    return LRNParams(local_size, alpha, beta, k, local_size // 2)
+    return LRNParams(local_size, alpha, beta, k, default_before(local_size))
 
 
 def from_tensorflow(depth_radius=5, bias=1.0, alpha=1.0, beta=0.5):
@@ -57,7 +77,7 @@ def to_onnx(params):
     onnxruntime refuses even sizes altogether; those need a decomposition instead.
     """
     size, alpha, beta, k, before = params
-    if size % 2 != 1 or before != (size - 1) // 2:
+    if size % 2 != 1 or before != onnx_before(size):
         raise ValueError(
             f"ONNX LRN (as onnxruntime runs it) has only odd, centred windows; got size={size}, "
             f"before={before}"

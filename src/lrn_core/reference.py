@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .conventions import default_before
+
 
 def _window_sum(v, size, before):
     """Channel axis last; out[..., c] = sum(v[..., j] for j in [c - before, c + after])."""
@@ -23,7 +25,7 @@ def _window_sum(v, size, before):
 
 def lrn(x, size, alpha, beta, k, axis=1, before=None):
     """float64 LRN forward."""
-    before = size // 2 if before is None else before
+    before = default_before(size) if before is None else before
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
     s = k + alpha / size * _window_sum(x * x, size, before)
     with np.errstate(all="ignore"):
@@ -33,7 +35,7 @@ def lrn(x, size, alpha, beta, k, axis=1, before=None):
 
 def lrn_backward(dy, x, size, alpha, beta, k, axis=1, before=None):
     """float64 LRN input gradient (the transposed window in the second term)."""
-    before = size // 2 if before is None else before
+    before = default_before(size) if before is None else before
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
     dy = np.moveaxis(np.asarray(dy, dtype=np.float64), axis, -1)
     s = k + alpha / size * _window_sum(x * x, size, before)
