@@ -13,10 +13,28 @@ SHAPE = (4, 16, 64, 64)  # 1 MiB of float32: large enough for the cache
 
 @pytest.fixture(autouse=True)
 def fresh_cache(monkeypatch):
+    monkeypatch.setattr(_buffers, "limit", _buffers.limit)  # restored after the test
     monkeypatch.delenv("LRN_CORE_OUTPUT_CACHE_MB", raising=False)
+    _buffers.read_environment()
     lrn_core.empty_cache()
     yield
     lrn_core.empty_cache()
+
+
+def set_limit_mb(monkeypatch, value):
+    """Set the variable and read it again, as a program that sets it before importing does."""
+    monkeypatch.setenv("LRN_CORE_OUTPUT_CACHE_MB", value)
+    return _buffers.read_environment()
+
+
+def test_the_variable_is_read_once_and_again_on_request(monkeypatch):
+    assert _buffers.limit == 1024 << 20  # the default
+    monkeypatch.setenv("LRN_CORE_OUTPUT_CACHE_MB", "3")
+    assert _buffers.limit == 1024 << 20 and lrn_core.get_config()["output_cache_mib"] == 1024
+    assert _buffers.read_environment() == 3 << 20 == _buffers.limit
+    assert lrn_core.get_config()["output_cache_mib"] == 3
+    assert set_limit_mb(monkeypatch, "-5") == 0
+    assert set_limit_mb(monkeypatch, "lots") == 1024 << 20
 
 
 def test_results_are_reused_only_when_released(rng):
@@ -38,13 +56,13 @@ def test_results_are_reused_only_when_released(rng):
 def test_small_outputs_and_a_zero_limit_bypass_the_cache(rng, monkeypatch):
     lrn_core.lrn(rng.standard_normal((2, 8, 4, 4)).astype(np.float32), 5)
     assert _buffers._blocks == []
-    monkeypatch.setenv("LRN_CORE_OUTPUT_CACHE_MB", "0")
+    set_limit_mb(monkeypatch, "0")
     y = lrn_core.lrn(rng.standard_normal(SHAPE).astype(np.float32), 5)
     assert _buffers._blocks == [] and y.flags.owndata is False
 
 
 def test_idle_blocks_beyond_the_limit_are_released(rng, monkeypatch):
-    monkeypatch.setenv("LRN_CORE_OUTPUT_CACHE_MB", "3")
+    set_limit_mb(monkeypatch, "3")
     x = rng.standard_normal(SHAPE).astype(np.float32)
     kept = [lrn_core.lrn(x, 5) for _ in range(5)]  # all in use: all tracked
     assert len(_buffers._blocks) == 5

@@ -13,7 +13,11 @@ from lrn_core import check, cli
 
 
 def test_info_prints_the_configuration(capsys, monkeypatch):
+    from lrn_core import _buffers
+
+    monkeypatch.setattr(_buffers, "limit", _buffers.limit)  # restored after the test
     monkeypatch.setenv("LRN_CORE_OUTPUT_CACHE_MB", "64")
+    _buffers.read_environment()  # read once at import: read it again
     assert cli.main(["info"]) == 0
     lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     cfg = lrn_core.get_config()

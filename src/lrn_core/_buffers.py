@@ -9,6 +9,9 @@ view, ``torch.from_numpy`` tensor or DLPack capsule made from it keeps a referen
 block (NumPy views point at their base), so its reference count tells. Results are ordinary
 arrays; the cache only keeps up to ``LRN_CORE_OUTPUT_CACHE_MB`` (default 1024, 0 disables it) of
 idle blocks mapped. :func:`lrn_core.empty_cache` releases them.
+
+The variable is read once, when lrn-core is imported (as pyFFTW's config reads its own), not on
+every call; :func:`read_environment` reads it again, for tests and for programs that set it later.
 """
 
 from __future__ import annotations
@@ -32,11 +35,23 @@ _lock = threading.Lock()
 _blocks: list[np.ndarray] = []  # raw uint8 owners, oldest first
 
 
-def _limit():
+#: the environment variable holding the limit in MiB, and its default
+ENV_LIMIT, DEFAULT_LIMIT_MB = "LRN_CORE_OUTPUT_CACHE_MB", 1024
+
+
+def read_environment():
+    """Set :data:`limit` from ``LRN_CORE_OUTPUT_CACHE_MB`` (MiB; negative means 0, anything that
+    is not an integer the default) and return it in bytes."""
+    global limit
     try:
-        return max(0, int(os.environ.get("LRN_CORE_OUTPUT_CACHE_MB", "1024"))) << 20
+        limit = max(0, int(os.environ.get(ENV_LIMIT, str(DEFAULT_LIMIT_MB)))) << 20
     except ValueError:
-        return 1024 << 20
+        limit = DEFAULT_LIMIT_MB << 20
+    return limit
+
+
+#: bytes of idle blocks kept at most; 0 turns the cache off. Set by :func:`read_environment`.
+limit = read_environment()
 
 
 def _refcounts(blocks):
@@ -55,9 +70,8 @@ def _aligned(raw, nbytes):
 
 def _block(nbytes):
     """``nbytes`` of ALIGN-aligned uint8 memory, from the cache when a block is idle."""
-    if nbytes < MIN_BYTES:  # small: no cache, no environment lookup
+    if nbytes < MIN_BYTES:  # small: no cache
         return _aligned(np.empty(nbytes + ALIGN, np.uint8), nbytes)
-    limit = _limit()
     if nbytes + ALIGN > limit:
         return _aligned(np.empty(nbytes + ALIGN, np.uint8), nbytes)
     with _lock:

@@ -51,7 +51,7 @@ def get_config():
         "openmp_version": k.openmp_version,
         "threads": k.max_threads(),
         "build_cflags": k.build_cflags,
-        "output_cache_mib": _buffers._limit() >> 20,
+        "output_cache_mib": _buffers.limit >> 20,
         "frameworks": frameworks_found(),
     }
 
