@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from lrn_core.tolerances import FLOOR, REFERENCE
+
 # Hypothesis profiles: "ci" (the default) and "thorough". Choose with HYPOTHESIS_PROFILE=thorough
 # (tox passes it through) or pytest's --hypothesis-profile=thorough, which wins over the variable.
 # Tests with their own @settings(max_examples=...) keep that count under either profile.
@@ -13,14 +15,9 @@ settings.register_profile("thorough", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
-#: dtype -> (rtol, atol) for comparisons against the float64 reference.
-#: float32 is computed with float64 sums and exact beta closed forms: a few ulps.
-#: float16 is computed in float32 and rounded once: half an ulp of float16 plus a little.
-TOL = {
-    np.dtype(np.float64): (1e-12, 1e-300),
-    np.dtype(np.float32): (8 * np.finfo(np.float32).eps, 1e-37),
-    np.dtype(np.float16): (2 * np.finfo(np.float16).eps, 1e-7),
-}
+#: dtype -> (rtol, atol) for comparisons against the float64 reference: lrn_core.tolerances'
+#: table, shared with ``lrn-core check`` (each bound is justified there, in units of roundoff)
+TOL = {np.dtype(name): (REFERENCE[name], FLOOR[name]) for name in ("float64", "float32", "float16")}
 
 
 def assert_close(actual, expected, dtype=None, scale=None):

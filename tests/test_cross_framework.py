@@ -17,6 +17,7 @@ from conftest import TOL  # noqa: E402
 import lrn_core  # noqa: E402
 from lrn_core import conventions  # noqa: E402
 from lrn_core.adapters import numpy as lrn_np  # noqa: E402
+from lrn_core.tolerances import NATIVE  # noqa: E402
 
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
@@ -31,7 +32,7 @@ PROBLEMS = [
 ]
 SHAPE_NCHW = (2, 9, 4, 3)
 #: the natives are not exact: float32 sums in float32, float16 (TF) computed in float16
-NATIVE_RTOL = {np.float64: 1e-10, np.float32: 1e-5, np.float16: 1e-2}
+NATIVE_RTOL = {np.dtype(name).type: NATIVE[name] for name in ("float64", "float32", "float16")}
 
 
 def _inputs(dtype, seed):

@@ -9,10 +9,12 @@ import lrn_core
 import lrn_core._api
 import lrn_core.adapters.numpy
 import lrn_core.conventions
+import lrn_core.tolerances
+import lrn_core.validation
 
 
 @pytest.mark.parametrize("module", [lrn_core, lrn_core._api, lrn_core.adapters.numpy,
-                                    lrn_core.conventions])
+                                    lrn_core.conventions, lrn_core.validation, lrn_core.tolerances])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

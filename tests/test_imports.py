@@ -1,5 +1,7 @@
 """Importing lrn-core must never import a framework: each adapter imports its own."""
 
+import ast
+import pathlib
 import subprocess
 import sys
 
@@ -10,7 +12,7 @@ import lrn_core
 CODE = """
 import sys
 import lrn_core, lrn_core.adapters, lrn_core.adapters.numpy, lrn_core.conventions
-import lrn_core.check, lrn_core.cli
+import lrn_core.check, lrn_core.cli, lrn_core.tolerances, lrn_core.validation
 lrn_core.get_config()
 bad = sorted(m for m in ("torch", "tensorflow", "keras", "jax", "jaxlib", "flax")
              if m in sys.modules)
@@ -49,8 +51,29 @@ def test_kernels_variant_is_reported_and_baseline_matches(tmp_path):
 
     a, b = np.load(tmp_path / "baseline.npy"), np.load(tmp_path / "auto.npy")
     # the AVX2 build takes rsqrt-based beta paths: a couple of ulps apart
-    eps = np.finfo(np.float32).eps
-    np.testing.assert_allclose(a, b, rtol=8 * eps, atol=8 * eps * np.abs(b).max())
+    from lrn_core.tolerances import REFERENCE
+
+    rtol = REFERENCE["float32"]
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+def test_adapters_import_no_private_name_of_the_core():
+    """Adapters use the core's public names (lrn, lrn_core.validation, conventions, ...), never
+    its private helpers. The output cache module ``_buffers`` is the one private module they
+    share (its ``empty``/``empty_like`` allocate their outputs)."""
+    import lrn_core.adapters
+
+    found = []
+    for path in sorted(pathlib.Path(lrn_core.adapters.__path__[0]).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:  # from the core
+                module = node.module or ""
+                names = [a.name for a in node.names]
+                if module.startswith("_") or any(
+                        n.startswith("_") and n != "_buffers" for n in names):
+                    found.append(f"{path.name}: from {'.' * node.level}{module} import "
+                                 f"{', '.join(names)}")
+    assert not found, found
 
 
 def _env():

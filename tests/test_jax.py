@@ -16,6 +16,7 @@ from reference import lrn_grad_ref, lrn_ref
 
 import lrn_core
 from lrn_core import conventions
+from lrn_core.tolerances import REFERENCE
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
@@ -26,7 +27,7 @@ IMPLS = ["core", "xla", "auto"]
 #: (size, before): odd and even windows, both placements of an even one, a window wider than C
 WINDOWS = [(5, None), (4, None), (4, 1), (1, None), (3, 0), (13, None)]
 PARAMS = dict(alpha=0.7, beta=0.75, k=1.5)
-BF16_RTOL = 1.25 * 2.0**-8
+BF16_RTOL = REFERENCE["bfloat16"]
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import TOL, assert_close  # noqa: E402
+from conftest import assert_close  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from reference import lrn_grad_ref, lrn_ref  # noqa: E402
 
 from lrn_core import conventions  # noqa: E402
+from lrn_core.tolerances import NATIVE, REFERENCE  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -30,10 +31,8 @@ from lrn_core.adapters.tensorflow import (  # noqa: E402
     local_response_normalization,
 )
 
-#: bfloat16 is computed in float32 and rounded once: half an ulp (2**-8) plus a little
-BF16_RTOL = 1.25 * 2.0**-8
-#: native TF against the exact result: float32 sums in float32; float16 is computed in float16
-NATIVE_RTOL = {"float32": 1e-5, "float16": 1e-2}
+#: bfloat16 is computed in float32 and rounded once, like float16 (lrn_core.tolerances)
+BF16_RTOL = REFERENCE["bfloat16"]
 
 PARAMS = [  # (bias, alpha, beta), TF's convention
     (1.0, 1.0, 0.5),        # TF's defaults
@@ -96,7 +95,7 @@ def test_matches_native_and_reference(dtype, r, channels, impl):
         assert y.dtype == g.dtype == dtype and y.shape == g.shape == x.shape
         assert_close(y.numpy(), yr, dtype)
         assert_close(g.numpy(), gr, dtype, scale=gr)
-        rtol = NATIVE_RTOL[dtype]
+        rtol = NATIVE[dtype]  # native TF sums float32 in float32, computes float16 in float16
         np.testing.assert_allclose(y.numpy().astype(np.float64), yn.numpy(), rtol=rtol, atol=1e-6)
         np.testing.assert_allclose(g.numpy().astype(np.float64), gn.numpy(), rtol=0,
                                    atol=rtol * np.abs(gr).max())
@@ -296,7 +295,9 @@ def test_native_implementation(dtype):
     y = local_response_normalization(x, 3, 1.0, 0.3, 0.75, implementation="native")
     ours = local_response_normalization(x, 3, 1.0, 0.3, 0.75)
     assert y.dtype == dtype
-    rtol = {tf.float32: 1e-5, tf.float16: 1e-2, tf.bfloat16: 2 * BF16_RTOL}[dtype]
+    # bfloat16: native through float32 as ours, two results each within BF16_RTOL of the exact one
+    rtol = {tf.float32: NATIVE["float32"], tf.float16: NATIVE["float16"],
+            tf.bfloat16: 2 * BF16_RTOL}[dtype]
     np.testing.assert_allclose(tf.cast(y, tf.float64), tf.cast(ours, tf.float64), rtol=rtol,
                                atol=1e-6)
     with pytest.raises(TypeError, match="no float64 LRN"):
@@ -643,8 +644,7 @@ def test_keras_dtype_policies(policy):
     assert y.dtype == layer.compute_dtype
     yr, _ = _reference(tf.cast(tf.cast(x, layer.compute_dtype), tf.float64).numpy(), x,
                        **LAYER_KW)
-    rtol = {"float64": 1e-12, "float16": TOL[np.dtype(np.float16)][0],
-            "bfloat16": BF16_RTOL}[layer.compute_dtype]
+    rtol = REFERENCE[layer.compute_dtype]
     np.testing.assert_allclose(tf.cast(y, tf.float64), yr, rtol=rtol, atol=1e-6)
 
 
