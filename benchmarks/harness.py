@@ -26,6 +26,7 @@ import dataclasses
 import gc
 import importlib.util
 import json
+import operator
 import os
 import platform
 import statistics
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 import timeit
+import types
 
 import numpy as np
 
@@ -148,6 +150,19 @@ class BenchResult:
 
 # --- the timed callables: build(p, x, dy) -> {pass: fn}, p = (size, alpha, beta, k) -----------
 
+def _fn(path):
+    """``make(params)``: the function at ``"module:attribute"`` with the LRN's parameters bound
+    (a tuple in torch's order, or a dict of TensorFlow's keywords)."""
+    def make(params):
+        module, attr = path.split(":")
+        f = operator.attrgetter(attr)(importlib.import_module(module))
+        if isinstance(params, dict):
+            return lambda t: f(t, **params)
+        return lambda t: f(t, *params)
+
+    return make
+
+
 def _copy(p, x, dy):
     dst = np.empty_like(x)
     return {"copy": lambda: np.copyto(dst, x)}
@@ -193,34 +208,22 @@ def _torch(make):
     return build
 
 
-def _torch_adapter(p):
-    from lrn_core.adapters.torch import local_response_norm
-
-    return lambda t: local_response_norm(t, *p)
-
-
-def _torch_native(p):
-    import torch.nn.functional as F
-
-    return lambda t: F.local_response_norm(t, *p)
-
-
 def _torch_compiled(p):
     import torch
 
     torch._dynamo.reset()  # one compiled graph per case, no recompile limit
-    return torch.compile(_torch_native(p), dynamic=False)
+    return torch.compile(_fn("torch.nn.functional:local_response_norm")(p), dynamic=False)
 
 
 def _tf(make, graph):
     """``f(x)`` and a ``GradientTape`` over it, in ``tf.function`` (as ``model.fit`` runs a
-    step) or eagerly; ``make(tf, params)`` gets TensorFlow's parameters of the same LRN."""
+    step) or eagerly; ``make(params)`` gets TensorFlow's parameters of the same LRN."""
     def build(p, x, dy):
         import tensorflow as tf
 
         from lrn_core import conventions
 
-        f = make(tf, conventions.to_tensorflow(conventions.from_torch(*p)))
+        f = make(conventions.to_tensorflow(conventions.from_torch(*p)))
 
         def fwd_bwd(x, dy):
             with tf.GradientTape() as tape:
@@ -235,16 +238,6 @@ def _tf(make, graph):
         return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
 
     return build
-
-
-def _tf_adapter(tf, tp):
-    from lrn_core.adapters.tensorflow import local_response_normalization
-
-    return lambda t: local_response_normalization(t, **tp)
-
-
-def _tf_native(tf, tp):
-    return lambda t: tf.nn.local_response_normalization(t, **tp)
 
 
 def jnp_lrn(x, size, alpha, beta, k):
@@ -277,27 +270,28 @@ def _jax(make):
     return build
 
 
-def _jax_adapter(p):
-    from lrn_core.adapters.jax import local_response_norm
-
-    return lambda t: local_response_norm(t, *p)
-
-
 FB, ALL_PASSES = ("fwd", "fwd+bwd"), ("fwd", "bwd", "fwd+bwd")
+TORCH_ADAPTER = "lrn_core.adapters.torch:local_response_norm"
+TF_ADAPTER = "lrn_core.adapters.tensorflow:local_response_normalization"
+TF_NATIVE = "tensorflow:nn.local_response_normalization"
 #: every implementation, in table order: (label, framework, kind, layout, passes, build)
 IMPLS = [
     ("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", ("copy",), _copy),
     ("lrn-core numpy", "numpy", "core", "NCHW", ALL_PASSES, _numpy(1)),
     ("lrn-core numpy NHWC", "numpy", "core", "NHWC", ALL_PASSES, _numpy(-1)),
-    ("lrn-core torch adapter", "torch", "adapter", "NCHW", FB, _torch(_torch_adapter)),
-    ("torch eager (native)", "torch", "native", "NCHW", FB, _torch(_torch_native)),
+    ("lrn-core torch adapter", "torch", "adapter", "NCHW", FB, _torch(_fn(TORCH_ADAPTER))),
+    ("torch eager (native)", "torch", "native", "NCHW", FB,
+     _torch(_fn("torch.nn.functional:local_response_norm"))),
     ("torch.compile (native)", "torch", "native", "NCHW", FB, _torch(_torch_compiled)),
-    ("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", FB, _tf(_tf_adapter, True)),
-    ("tf native", "tensorflow", "native", "NHWC", FB, _tf(_tf_native, True)),
-    ("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", FB, _tf(_tf_adapter, False)),
-    ("tf native, eager", "tensorflow", "native", "NHWC", FB, _tf(_tf_native, False)),
-    ("lrn-core jax adapter", "jax", "adapter", "NHWC", FB, _jax(_jax_adapter)),
-    ("jax.jit jnp (native)", "jax", "native", "NHWC", FB, _jax(lambda p: lambda t: jnp_lrn(t, *p))),
+    ("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", FB, _tf(_fn(TF_ADAPTER), True)),
+    ("tf native", "tensorflow", "native", "NHWC", FB, _tf(_fn(TF_NATIVE), True)),
+    ("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", FB,
+     _tf(_fn(TF_ADAPTER), False)),
+    ("tf native, eager", "tensorflow", "native", "NHWC", FB, _tf(_fn(TF_NATIVE), False)),
+    ("lrn-core jax adapter", "jax", "adapter", "NHWC", FB,
+     _jax(_fn("lrn_core.adapters.jax:local_response_norm"))),
+    ("jax.jit jnp (native)", "jax", "native", "NHWC", FB,
+     _jax(_fn("lrn_core.benchmarks.harness:jnp_lrn"))),
 ]
 IMPL_KIND = {i[0]: i[2] for i in IMPLS}
 IMPL_ORDER = {i[0]: n for n, i in enumerate(IMPLS)}
@@ -360,8 +354,9 @@ def _peak_extra_mib(fn):
 
 
 def _split(repeat, rounds):
-    base, extra = divmod(repeat, max(1, min(rounds, repeat)))
-    return [base + (i < extra) for i in range(max(1, min(rounds, repeat)))]
+    """Timed calls per round: ``repeat`` split into at most ``rounds`` near-equal shares."""
+    rounds = max(1, min(rounds, repeat))
+    return [repeat // rounds + (i < repeat % rounds) for i in range(rounds)]
 
 
 def _prepare(case, frameworks, settings, status):
@@ -376,7 +371,7 @@ def _prepare(case, frameworks, settings, status):
     p = (case.size, case.alpha, case.beta, case.k)
     tasks = []
     for impl, framework, kind, layout, passes, build in impls:
-        status(f"{case.name} t={case.threads}: preparing {impl}")
+        status(f"{case.name} t={case.threads}: preparing {impl}", refresh=False)
         try:
             fns, err = build(p, *arrays[layout]), None
         except Exception as exc:
@@ -402,7 +397,8 @@ def _time_case(tasks, settings, bar, label):
     for r, n in enumerate(_split(settings["repeat"], settings["rounds"])):
         for row, fn in tasks:
             if fn is not None and row.status == "ok":
-                bar.set_postfix_str(f"{label}: {row.impl} {row.pass_} (round {r + 1})")
+                bar.set_postfix_str(f"{label}: {row.impl} {row.pass_} (round {r + 1})",
+                                    refresh=False)
                 timer = timeit.Timer(fn)  # time.perf_counter, gc off while timing
                 try:
                     timer.timeit(settings["warmup"])
@@ -429,9 +425,8 @@ def _summarise(rows):
         rs = [r for r in rows if (r.case, r.threads) == key and r.ok]
         copy = next((r for r in rs if r.kind == "copy"), None)
         best = {}
-        for r in rs:
-            if r.kind == "native" and (r.pass_ not in best or r.median_ms < best[r.pass_].median_ms):
-                best[r.pass_] = r
+        for r in sorted((r for r in rs if r.kind == "native"), key=lambda r: -r.median_ms):
+            best[r.pass_] = r  # the fastest comes last
         for r in rs:
             if copy is not None and copy.median_ms > 0:
                 r.x_copy = r.median_ms / copy.median_ms
@@ -442,17 +437,8 @@ def _summarise(rows):
 
 # --- one thread count in one process ------------------------------------------------------------
 
-class _NoBar:
-    """Stands in for a tqdm bar: without tqdm, the run prints one line per case instead."""
-
-    def set_postfix_str(self, text):
-        pass
-
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
+def _nothing(*args, **kwargs):
+    return None
 
 
 def _run_group(cases, settings, threads, prefix="bench"):
@@ -462,7 +448,7 @@ def _run_group(cases, settings, threads, prefix="bench"):
     total *= settings["repeat"] + settings["warmup"] * len(_split(settings["repeat"],
                                                                   settings["rounds"]))
     lines = settings["progress"] and not _installed("tqdm")
-    bar = _NoBar()
+    bar = types.SimpleNamespace(set_postfix_str=_nothing, update=_nothing, close=_nothing)
     if settings["progress"] and not lines:
         from tqdm.auto import tqdm
 
@@ -638,29 +624,12 @@ def run(shapes=None, *, batch=None, repeat=None, rounds=None, warmup=None, frame
         isolate=None):
     """Run the benchmark and return a :class:`BenchResult`.
 
-    Parameters
-    ----------
-    shapes : list of str, optional
-        Names from :data:`SHAPES` or ``CxHxW`` / ``NxCxHxW``; default all four named shapes.
-    batch : int, optional
-        Batch of the named and ``CxHxW`` shapes; default 32 (2 with ``quick``).
-    repeat, rounds, warmup : int, optional
-        Timed calls per row (default 15; 3 with ``quick``), the rounds they are split into
-        (default 3; 1 with ``quick``) and the untimed calls per row and round (default 1).
-    frameworks : list of str or comma-separated str, optional
-        Any of numpy, torch, tf, jax; default every one installed. numpy (copy floor, lrn-core)
-        always runs.
-    compile : bool, optional
-        Time torch.compile (tens of seconds of compiling per case); default True, not with quick.
-    variants : iterable of str
-        Any of :data:`VARIANTS`, or ``"all"``.
-    threads : int or list of int, optional
-        Thread counts; default the process default (what OpenMP reports).
-    memory : bool
-        Also measure each row's peak extra memory, with one untimed call (Linux only).
-    isolate : bool, optional
-        Run each thread count in a child process with ``OMP_NUM_THREADS`` set. Default: when
-        several counts are asked for, or one that differs from the process default.
+    The keywords are the options of ``lrn-core bench --help``: ``shapes`` (names of :data:`SHAPES`
+    or ``CxHxW`` / ``NxCxHxW``), ``frameworks`` and ``variants`` (lists or comma-separated
+    strings), ``threads`` (an int or a list); None means the default, which ``quick`` changes as
+    ``--quick`` does. ``isolate`` runs each thread count in a child process started with
+    ``OMP_NUM_THREADS`` (default: when several counts are asked for, or one that differs from the
+    process default).
     """
     t_start = time.perf_counter()
     if isinstance(variants, str):
@@ -805,8 +774,8 @@ def _report(result, md):
     meta, env = result.meta, result.meta["environment"]
     s = meta["settings"]
     per = _split(s["repeat"], s["rounds"])
-    fws = "".join(f", {name} {env[key]}" for key, name in
-                  (("torch", "torch"), ("tensorflow", "TensorFlow"), ("jax", "JAX")) if env.get(key))
+    names = {"torch": "torch", "tensorflow": "TensorFlow", "jax": "JAX"}
+    fws = "".join(f", {name} {env[key]}" for key, name in names.items() if env.get(key))
     a, b = meta.get("loadavg_start"), meta.get("loadavg_end")
     load = (f"1-min load average {a[0]:g} before, {b[0]:g} after the run (this one included), "
             f"on {env['logical_cpus']} logical CPUs" if a and b else "load average unknown")
@@ -949,11 +918,9 @@ def build_parser(prog="lrn-core bench"):
         help="numpy,torch,tf,jax (default: every one installed; numpy always runs)")
     add("--variants", type=_csv, default=[], metavar="LIST",
         help=f"extra cases: {', '.join(VARIANTS)} or all")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--compile", action="store_true", default=None,
-                   help="time torch.compile (the default, except with --quick)")
-    g.add_argument("--no-compile", dest="compile", action="store_false",
-                   help="skip torch.compile (compiling takes tens of seconds per case)")
+    add("--compile", action=argparse.BooleanOptionalAction,
+        help="time torch.compile (default: yes, except with --quick; compiling takes tens of "
+             "seconds per case)")
     add("--quick", action="store_true",
         help="smoke run: batch 2, 3 repeats in 1 round, no torch.compile")
     add("--markdown", metavar="FILE", help="also write the report as Markdown")
