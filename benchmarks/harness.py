@@ -865,21 +865,16 @@ def plot(result, path):
 
 # --- command line --------------------------------------------------------------------------------
 
-def _int(text, low=1):
-    vals = _ints(text, low)
-    if len(vals) != 1:
-        raise argparse.ArgumentTypeError(f"expected one integer, got {text!r}")
-    return vals[0]
-
-
-def _ints(text, low=1):
+def _ints(text, low=1, one=False):
+    """argparse type: comma-separated integers >= ``low`` (a single one with ``one``)."""
     try:
         vals = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from None
-    if not vals or min(vals) < low:
-        raise argparse.ArgumentTypeError(f"expected integers >= {low}, got {text!r}")
-    return vals
+        vals = []
+    if not vals or min(vals) < low or (one and len(vals) > 1):
+        what = "an integer" if one else "comma-separated integers"
+        raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text!r}")
+    return vals[0] if one else vals
 
 
 def _csv(text):
@@ -903,14 +898,14 @@ def build_parser(prog="lrn-core bench"):
     add("--shapes", type=_csv, metavar="LIST",
         help=f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW (default: the four "
              "names)")
-    add("--batch", type=_int,
+    add("--batch", type=lambda t: _ints(t, one=True),
         help=f"batch of the shapes (default {DEFAULT_BATCH}; {QUICK_BATCH} with --quick)")
-    add("--repeat", type=_int,
+    add("--repeat", type=lambda t: _ints(t, one=True),
         help="timed calls per row (default 15; 3 with --quick)")
-    add("--rounds", type=_int,
+    add("--rounds", type=lambda t: _ints(t, one=True),
         help="rounds the timed calls are split into, every row once per round (default 3; 1 "
              "with --quick)")
-    add("--warmup", type=lambda t: _int(t, 0), default=1,
+    add("--warmup", type=lambda t: _ints(t, 0, one=True), default=1,
         help="untimed calls per row before each round (default 1)")
     add("--threads", type=_ints, metavar="LIST",
         help="thread counts, e.g. 1,2 (default: the process default)")

@@ -215,7 +215,15 @@ def test_plan_variants_and_shapes():
         harness._parse_shape("vgg", 32)
 
 
-def test_bad_options():
+def test_bad_options(capsys):
+    for args, text in ((["--threads", "0,2"], "argument --threads: expected comma-separated "
+                        "integers >= 1, got '0,2'"),
+                       (["--batch", "1,2"], "argument --batch: expected an integer >= 1, got "
+                        "'1,2'"),
+                       (["--warmup", "-1"], "argument --warmup: expected an integer >= 0")):
+        with pytest.raises(SystemExit) as exc:
+            harness.main(args)
+        assert exc.value.code == 2 and text in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown variant"):
         harness.run([TINY], variants=["fp8"], quick=True, progress=False)
     with pytest.raises(ValueError, match="unknown framework"):
