@@ -35,6 +35,7 @@ def test_run_numpy_rows_and_ratios():
         assert r.ok, r.status
         assert r.shape == (2, 8, 6, 6) and r.dtype == "float32" and r.size == 5
         assert len(r.times_ms) == 3 and r.median_ms > 0 and r.min_ms <= r.median_ms
+        assert r.median_ms == sorted(r.times_ms)[1] and r.min_ms == min(r.times_ms)
         assert r.x_copy == pytest.approx(r.median_ms / copy.median_ms)
         assert r.speedup is None  # no native requested
     assert res.meta["settings"]["repeat"] == 3
@@ -94,6 +95,9 @@ def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
     text = md.read_text()
     assert text.startswith("# lrn-core bench\n")
     assert "## Summary (medians, ms)" in text
+    if _installed("torch") and _installed("tensorflow"):  # the columns BENCHMARKS.md quotes
+        assert ("| case | threads | pass | lrn-core numpy ms | torch adapter ms | tf adapter ms "
+                "| fastest native ms | numpy speedup |") in text
     header = "| " + " | ".join(harness.COLUMNS) + " |"
     assert text.count(header) == 1  # one case
     table = [ln for ln in text.splitlines() if ln.startswith("| ")]
@@ -151,12 +155,49 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys)
     assert not (tmp_path / "x.png").exists()
 
 
-def test_progress_line_without_tqdm(monkeypatch, capsys):
+def test_progress_line_per_case_without_tqdm(monkeypatch, capsys):
     real = harness._installed
     monkeypatch.setattr(harness, "_installed", lambda m: False if m == "tqdm" else real(m))
+    harness.run([TINY, "4x3x3"], frameworks="numpy", repeat=2, quick=True, progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert [ln.split(" (")[0] for ln in err] == [f"bench: case 1/2 2x{TINY}",
+                                                 "bench: case 2/2 2x4x3x3"]
+    assert "pip install tqdm" in err[0]
+
+
+def test_progress_bar_with_tqdm(capsys):
+    """tqdm's bar counts every call: 4 numpy rows x (2 timed + 1 warm-up) = 12."""
+    pytest.importorskip("tqdm")
     harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=True)
     err = capsys.readouterr().err
-    assert "bench" in err and "100%" in err
+    assert "bench" in err and "0/12" in err
+    harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_threads_in_process_go_through_threadpoolctl():
+    """One thread count, not isolated: threadpoolctl limits lrn-core's OpenMP pool for the run
+    and gives the default back afterwards."""
+    pytest.importorskip("threadpoolctl")
+    from lrn_core._dispatch import kernels
+
+    default = kernels().max_threads()
+    res = harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False,
+                      threads=1, isolate=False)
+    assert res.meta["threads_reported"] == {"1": {"lrn-core (OpenMP)": 1}}
+    assert res.meta["settings"]["isolated"] is False and {r.threads for r in res.rows} == {1}
+    assert kernels().max_threads() == default
+
+
+def test_peak_extra_memory_sees_a_fresh_array():
+    """The peak rises by what a call allocates and touches (128 MiB here), not by what it does
+    not; None where the high-water mark cannot be reset (not Linux)."""
+    import numpy as np
+
+    if harness._peak_extra_mib(lambda: None) is None:
+        pytest.skip("/proc/self/clear_refs is not available here")
+    assert harness._peak_extra_mib(lambda: np.ones(2**24)) >= 120
+    assert harness._peak_extra_mib(lambda: np.ones(16)) < 16
 
 
 def test_plan_variants_and_shapes():
@@ -174,7 +215,15 @@ def test_plan_variants_and_shapes():
         harness._parse_shape("vgg", 32)
 
 
-def test_bad_options():
+def test_bad_options(capsys):
+    for args, text in ((["--threads", "0,2"], "argument --threads: expected comma-separated "
+                        "integers >= 1, got '0,2'"),
+                       (["--batch", "1,2"], "argument --batch: expected an integer >= 1, got "
+                        "'1,2'"),
+                       (["--warmup", "-1"], "argument --warmup: expected an integer >= 0")):
+        with pytest.raises(SystemExit) as exc:
+            harness.main(args)
+        assert exc.value.code == 2 and text in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown variant"):
         harness.run([TINY], variants=["fp8"], quick=True, progress=False)
     with pytest.raises(ValueError, match="unknown framework"):
