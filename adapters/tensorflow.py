@@ -94,6 +94,8 @@ def _eager_route(function):
     accumulators as always. Anything else (graphs, other dtypes and ranks, empty or non-eager
     inputs, ``"native"``, bad arguments) goes to ``function`` unchanged.
     """
+    # functools.wraps also copies the autograph mark of ``do_not_convert``: autograph calls this
+    # unconverted, without the per-call cost of do_not_convert's own wrapper
     @functools.wraps(function)
     def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5,
                                      name=None, *, implementation="auto"):
@@ -429,7 +431,7 @@ def _op(name, fn, inputs, grad, jvp, tf_fn=None, kernel=None):
         with record.stop_recording():
             y = tf_op(*inputs)
     elif tf.executing_eagerly():  # no py_function eagerly: call the kernel on the buffers directly
-        y = _eager_kernel(*kernel, inputs)  # records nothing itself: no TF op runs
+        y = _eager_kernel(*kernel, inputs) if kernel else None  # runs no TF op: records nothing
         if y is None:
             with record.stop_recording():
                 y = _numpy_call(fn(), inputs)
