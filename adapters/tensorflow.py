@@ -70,6 +70,7 @@ from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 from tensorflow.python.saved_model.save_context import in_save_context
 
 from .. import _buffers, conventions, lrn, lrn_backward, window_sum
+from .._dispatch import kernels
 from ..validation import check_choice, check_params, check_tf_params
 
 __all__ = ["local_response_normalization", "LocalResponseNormalization", "IMPLEMENTATIONS"]
@@ -83,6 +84,31 @@ NATIVE_DTYPES = (tf.float16, tf.float32)
 
 # --- the public function ------------------------------------------------------------------------
 
+def _eager_route(function):
+    """The public function, with eager calls on float32/float64 tensors sent straight to the kernel.
+
+    An eager call of ``"auto"`` or ``"core"`` computes lrn-core's kernel whatever else holds
+    (export, XLA and ``vectorized_map`` only exist in graphs), so the name scope, conversions and
+    dtype checks of ``function`` are skipped there: the parameters are checked once (memoised,
+    raising the same errors), and :func:`_lrn` records the op on the active tapes and forward
+    accumulators as always. Anything else (graphs, other dtypes and ranks, empty or non-eager
+    inputs, ``"native"``, bad arguments) goes to ``function`` unchanged.
+    """
+    # functools.wraps also copies the autograph mark of ``do_not_convert``: autograph calls this
+    # unconverted, without the per-call cost of do_not_convert's own wrapper
+    @functools.wraps(function)
+    def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5,
+                                     name=None, *, implementation="auto"):
+        if (type(input) is _EagerTensor and (implementation == "auto" or implementation == "core")
+                and input.dtype in _KERNEL_DTYPES and len(input._shape_tuple()) == 4
+                and tf.executing_eagerly()):
+            return _lrn(input, _cached(_core_params_of_tf, depth_radius, bias, alpha, beta))
+        return function(input, depth_radius, bias, alpha, beta, name,
+                        implementation=implementation)
+    return local_response_normalization
+
+
+@_eager_route
 @tf.autograph.experimental.do_not_convert
 def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, name=None,
                                  *, implementation="auto"):
@@ -162,6 +188,11 @@ def _core_params(depth_radius, bias, alpha, beta):
     """lrn-core's normalised parameters for TensorFlow's."""
     return conventions.LRNParams(*check_params(*conventions.from_tensorflow(
         depth_radius, bias, alpha, beta)))
+
+
+def _core_params_of_tf(depth_radius, bias, alpha, beta):
+    """lrn-core's normalised parameters for TensorFlow's, with TensorFlow's checks and errors."""
+    return _core_params(*check_tf_params(depth_radius, bias, alpha, beta))
 
 
 def _check_rank(x):
@@ -254,6 +285,43 @@ def _native(x, depth_radius, bias, alpha, beta):
 # ``tf.custom_gradient`` so that symbolic gradients (a ``tf.function`` differentiated from the
 # outside, ``tf.gradients``) find the same gradient.
 
+_EagerTensor = type(tf.constant(0.0))  # tensorflow.python.framework.ops.EagerTensor
+#: dtypes the kernels compute in as they are (float16 goes through lrn_core's checked API)
+_KERNEL_DTYPES = (tf.float32, tf.float64)
+
+
+def _eager_kernel(kernel, params, tensors):
+    """``kernels().<kernel>(*views, out_view, *params)`` on eager tensors; None if not applicable.
+
+    The lean eager route: the parameters were validated once (memoised), and eager tensors are
+    dense and row-major, so each (1, C, positions) view the kernels take is a reshape and a
+    transpose of TF's own buffer (DLPack, no copy), and the checks of lrn_core's NumPy API, which
+    cost more than a tiny LRN, are not needed. Returns None when the tensors are not such (not
+    eager, float16 or bfloat16, empty, or of different shapes or dtypes): the caller then takes
+    the checked route, :func:`_numpy_call`.
+    """
+    x = tensors[-1]
+    if type(x) is not _EagerTensor or x.dtype not in _KERNEL_DTYPES:
+        return None
+    a = np.from_dlpack(x)
+    if a.size == 0:
+        return None
+    c = a.shape[-1]
+    views = []
+    for t in tensors[:-1]:  # dy of the backward: like x
+        if type(t) is not _EagerTensor:
+            return None
+        b = np.from_dlpack(t)
+        if b.shape != a.shape or b.dtype != a.dtype:
+            return None
+        views.append(b.reshape(-1, c).T[None])
+    # 64-byte aligned, as TF (Eigen) needs to adopt it; _block: no shape and dtype normalisation
+    out = _buffers._block(a.nbytes).view(a.dtype).reshape(a.shape)
+    getattr(kernels(), kernel)(*views, a.reshape(-1, c).T[None], out.reshape(-1, c).T[None],
+                               *params)
+    return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
+
+
 def _numpy_call(fn, tensors):
     """``fn(*arrays, out=out)`` on eager tensors, zero-copy through DLPack both ways."""
     arrays = [np.from_dlpack(t) if t.shape.num_elements() else t.numpy() for t in tensors]
@@ -335,12 +403,14 @@ def _guard_value():
     return _GUARD
 
 
-def _op(name, fn, inputs, grad, jvp, tf_fn=None):
+def _op(name, fn, inputs, grad, jvp, tf_fn=None, kernel=None):
     """The kernel ``fn`` on ``inputs`` (last one shaped like the output) as a differentiable op.
 
     ``grad(inputs, dy)`` returns the list of input gradients, ``jvp(inputs, *tangents)`` the
     output tangent (tangents of unwatched inputs may be ``None``). With ``tf_fn`` (TF ops on the
     inputs) instead of a kernel, the op is TF's own: no callback, saved and compiled as it is.
+    ``kernel`` (name, params) is the same computation for :func:`_eager_kernel`, tried first
+    eagerly; ``fn`` is then a function of no arguments returning the checked callable.
     """
     if tf_fn is not None:
         if not tf.executing_eagerly():
@@ -354,8 +424,10 @@ def _op(name, fn, inputs, grad, jvp, tf_fn=None):
         with record.stop_recording():
             y = tf_op(*inputs)
     elif tf.executing_eagerly():  # no py_function eagerly: call the kernel on the buffers directly
-        with record.stop_recording():
-            y = _numpy_call(fn, inputs)
+        y = _eager_kernel(*kernel, inputs) if kernel else None  # runs no TF op: records nothing
+        if y is None:
+            with record.stop_recording():
+                y = _numpy_call(fn(), inputs)
     else:
         # Inputs from an enclosing graph (a gradient built in its own FuncGraph uses tensors of
         # the forward one) are captured here first, so that the gradient and JVP closures only
@@ -366,7 +438,7 @@ def _op(name, fn, inputs, grad, jvp, tf_fn=None):
 
         @tf.custom_gradient
         def graph_op(*xs):
-            return (_numpy_op(fn, list(xs), xs[-1], name, guard=name == "lrn_core_lrn"),
+            return (_numpy_op(fn(), list(xs), xs[-1], name, guard=name == "lrn_core_lrn"),
                     _graph_gradient(grad, xs))
         with record.stop_recording():
             y = graph_op(*inputs)
@@ -391,9 +463,11 @@ def _zeros_if_none(t, like):
 
 def _lrn(x, p):
     """LRN forward (lrn-core kernel); its gradient is :func:`_lrn_backward`."""
-    fn = functools.partial(lrn, **p._asdict(), axis=-1)
-    return _op("lrn_core_lrn", fn, [x], lambda xs, dy: [_lrn_backward(dy, xs[0], p)],
-               lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p))
+    size, alpha, beta, k, before = p
+    return _op("lrn_core_lrn", lambda: functools.partial(lrn, **p._asdict(), axis=-1), [x],
+               lambda xs, dy: [_lrn_backward(dy, xs[0], p)],
+               lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p),
+               kernel=("lrn_forward", (size, before, alpha, beta, k)))
 
 
 def _lrn_jvp(x, tx, p, ws=None):
@@ -423,7 +497,10 @@ def _lrn_backward(dy, x, p):
     symmetric: so the gradient of ``<ddx, dx>`` is ``(lrn_jvp(x, ddx), d_x dx . ddx)``, and no
     tape is needed (a tape inside a symbolic gradient records nothing).
     """
-    fn = functools.partial(lrn_backward, **p._asdict(), axis=-1)
+    size, alpha, beta, k, before = p
+
+    def fn():
+        return functools.partial(lrn_backward, **p._asdict(), axis=-1)
 
     def grad(inputs, ddx):
         dy, x = inputs
@@ -433,7 +510,8 @@ def _lrn_backward(dy, x, p):
         dy, x = inputs
         return _lrn_backward_jvp(dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p)
 
-    return _op("lrn_core_lrn_backward", fn, [dy, x], grad, jvp)
+    return _op("lrn_core_lrn_backward", fn, [dy, x], grad, jvp,
+               kernel=("lrn_backward", (size, before, alpha, beta, k)))
 
 
 def _lrn_backward_jvp(dy, x, tdy, tx, p, ws=None):
@@ -460,10 +538,11 @@ def _lrn_backward_jvp(dy, x, tdy, tx, p, ws=None):
 
 def _window_sum(v, size, before):
     """Channel window sum (lrn-core kernel); linear, its gradient is the transposed window sum."""
-    fn = functools.partial(window_sum, size=size, axis=-1, before=before)
-    return _op("lrn_core_window_sum", fn, [v],
+    return _op("lrn_core_window_sum",
+               lambda: functools.partial(window_sum, size=size, axis=-1, before=before), [v],
                lambda vs, g: [_window_sum(g, size, size - 1 - before)],
-               lambda vs, t: _window_sum(_zeros_if_none(t, vs[0]), size, before))
+               lambda vs, t: _window_sum(_zeros_if_none(t, vs[0]), size, before),
+               kernel=("window_sum", (size, before)))
 
 
 # --- TF's own LRN kernels with derivatives of every order (under XLA) ---------------------------

@@ -78,6 +78,8 @@ def _tf_ops_formula(request, monkeypatch):
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("impl") == "tf_ops":
         monkeypatch.setattr(lrn_tf, "_small", lambda x: True)
+        # eager calls of "auto" go straight to the kernel (lrn_tf._eager_route): not here
+        monkeypatch.setattr(lrn_tf, "_KERNEL_DTYPES", ())
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -197,6 +199,129 @@ def test_bad_parameters(kw, error, match):
         local_response_normalization(tf.ones((1, 2, 2, 3)), **kw)
     with pytest.raises(error, match=match):
         LocalResponseNormalization(**kw)
+
+
+# --- small and eager inputs: the routes without a Python callback ------------------------------
+# Eagerly, float32/float64 calls go straight to the kernels (lrn_tf._eager_route, _eager_kernel);
+# in graphs, inputs of at most SMALL_ELEMENTS elements take the TF-ops formula, larger ones the
+# kernel in a py_function. Pinned here at sizes on both sides of that threshold.
+
+#: (1, 2, 2, 8) tiny; SMALL_ELEMENTS - 1, SMALL_ELEMENTS and one over; one channel; one position
+ROUTE_SHAPES = [(1, 2, 2, 8), (1, 1, 31, 33), (1, 4, 8, 32), (1, 1, 41, 25), (3, 2, 1, 1),
+                (1, 1, 1, 9)]
+
+
+def test_route_shapes_straddle_the_threshold():
+    sizes = sorted(int(np.prod(s)) for s in ROUTE_SHAPES)
+    n = lrn_tf.SMALL_ELEMENTS
+    assert n - 1 in sizes and n in sizes and n + 1 in sizes
+
+
+def _no_checked_route(*args):
+    raise AssertionError("the eager call took lrn_core's checked NumPy route")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", ROUTE_SHAPES)
+def test_eager_route_numbers(shape, dtype, monkeypatch):
+    """Eager float32/float64: the lean kernel route (never the checked one), forward and
+    gradient against the float64 reference, the checked route (bit for bit) and native TF."""
+    for i, (bias, alpha, beta) in enumerate(PARAMS):
+        kw = dict(depth_radius=i + 1, bias=bias, alpha=alpha, beta=beta)
+        x, dy = _inputs(shape, dtype, seed=sum(shape) + i)
+        with monkeypatch.context() as m:
+            m.setattr(lrn_tf, "_numpy_call", _no_checked_route)
+            y, g = _forward_and_grad(local_response_normalization, x, dy, **kw)
+        yr, gr = _reference(x, dy, **kw)
+        assert y.dtype == g.dtype == dtype and y.shape == g.shape == shape
+        assert_close(y.numpy(), yr, dtype)
+        assert_close(g.numpy(), gr, dtype, scale=gr)
+        with monkeypatch.context() as m:  # the checked route: lrn_core's NumPy API
+            m.setattr(lrn_tf, "_KERNEL_DTYPES", ())
+            yc, gc = _forward_and_grad(local_response_normalization, x, dy, **kw)
+        np.testing.assert_array_equal(y, yc)
+        np.testing.assert_array_equal(g, gc)
+        if dtype == "float32":
+            yn, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, **kw)
+            rtol = NATIVE_RTOL[dtype]
+            np.testing.assert_allclose(y, yn, rtol=rtol, atol=1e-6)
+            np.testing.assert_allclose(g, gn, rtol=0, atol=rtol * np.abs(gr).max())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", ROUTE_SHAPES)
+def test_graph_route_numbers(shape, dtype):
+    """In tf.function: TF ops (no callback) up to SMALL_ELEMENTS, the kernel above; forward and
+    gradient against the float64 reference and native TF."""
+    @tf.function
+    def fwd_grad(x, dy, **kw):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = local_response_normalization(x, **kw)
+        return y, tape.gradient(y, x, output_gradients=dy)
+
+    for i, (bias, alpha, beta) in enumerate(PARAMS):
+        kw = dict(depth_radius=i + 1, bias=bias, alpha=alpha, beta=beta)
+        x, dy = _inputs(shape, dtype, seed=sum(shape) + i)
+        f = fwd_grad.get_concrete_function(tf.constant(x), tf.constant(dy), **kw)
+        types = {op.type for op in f.graph.get_operations()}
+        small = bool(np.prod(shape) <= lrn_tf.SMALL_ELEMENTS)
+        assert ("EagerPyFunc" in types) is not small and ("AvgPool" in types) is small
+        y, g = f(tf.constant(x), tf.constant(dy))
+        yr, gr = _reference(x, dy, **kw)
+        assert_close(y.numpy(), yr, dtype)
+        assert_close(g.numpy(), gr, dtype, scale=gr)
+        if dtype == "float32":
+            yn, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, **kw)
+            rtol = NATIVE_RTOL[dtype]
+            np.testing.assert_allclose(y, yn, rtol=rtol, atol=1e-6)
+            np.testing.assert_allclose(g, gn, rtol=0, atol=rtol * np.abs(gr).max())
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda x: tf.Variable(x), id="variable"),
+    pytest.param(lambda x: tf.cast(x, tf.float16), id="float16"),
+    pytest.param(lambda x: tf.cast(x, tf.bfloat16), id="bfloat16"),
+    pytest.param(lambda x: x[:0], id="empty"),
+    pytest.param(lambda x: x.numpy(), id="numpy"),
+])
+def test_eager_inputs_the_lean_route_leaves_to_the_checked_one(make):
+    """What the lean eager route does not take gives the same numbers as before (the checked
+    route, or the lean one after conversion), against the float64 reference."""
+    x, _ = _inputs((2, 2, 3, 7), "float32", seed=5)
+    inp = make(tf.constant(x))
+    x64 = tf.cast(inp, tf.float64).numpy()
+    y = local_response_normalization(inp, 2, 1.0, 0.3, 0.75)
+    yr = _reference(x64, x64, 2, 1.0, 0.3, 0.75)[0]
+    assert y.shape == x64.shape and y.dtype == tf.convert_to_tensor(inp).dtype
+    rtol = {tf.float32: 8 * np.finfo(np.float32).eps, tf.float16: 2 * np.finfo(np.float16).eps,
+            tf.bfloat16: BF16_RTOL}[y.dtype]
+    np.testing.assert_allclose(tf.cast(y, tf.float64).numpy(), yr, rtol=rtol, atol=1e-30)
+
+
+def test_eager_route_is_recorded_once_on_nested_tapes_and_accumulators():
+    """The lean route under a tape inside an accumulator: second order and JVP stay exact."""
+    x, v = _inputs((1, 2, 3, 9), "float64", seed=8)
+    x, v = tf.constant(x), tf.constant(v)
+    p = conventions.from_tensorflow(2, 1.0, 0.3, 0.75)
+    with tf.autodiff.ForwardAccumulator(x, v) as acc:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = local_response_normalization(x, 2, 1.0, 0.3, 0.75)
+            loss = tf.reduce_sum(y)
+        g = tape.gradient(loss, x)
+    np.testing.assert_allclose(g, lrn_grad_ref(np.ones(x.shape), x.numpy(), axis=-1,
+                                               **p._asdict()), rtol=1e-12, atol=1e-15)
+    ref = functools.partial(lrn_ref, axis=-1, **p._asdict())
+    grad_ref = functools.partial(lrn_grad_ref, np.ones(x.shape), axis=-1, **p._asdict())
+    np.testing.assert_allclose(acc.jvp(y), _fd(ref, x.numpy(), v.numpy()), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(acc.jvp(g), _fd(grad_ref, x.numpy(), v.numpy()), rtol=1e-6,
+                               atol=1e-9)
+
+
+def _fd(f, x, v, eps=1e-6):
+    """Central difference of ``f`` at ``x`` along ``v``."""
+    return (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
 
 
 # --- graphs --------------------------------------------------------------------------------------
