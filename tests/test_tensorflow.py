@@ -243,7 +243,7 @@ def test_eager_route_numbers(shape, dtype, monkeypatch):
         np.testing.assert_array_equal(g, gc)
         if dtype == "float32":
             yn, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, **kw)
-            rtol = NATIVE_RTOL[dtype]
+            rtol = NATIVE[dtype]
             np.testing.assert_allclose(y, yn, rtol=rtol, atol=1e-6)
             np.testing.assert_allclose(g, gn, rtol=0, atol=rtol * np.abs(gr).max())
 
@@ -273,7 +273,7 @@ def test_graph_route_numbers(shape, dtype):
         assert_close(g.numpy(), gr, dtype, scale=gr)
         if dtype == "float32":
             yn, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, **kw)
-            rtol = NATIVE_RTOL[dtype]
+            rtol = NATIVE[dtype]
             np.testing.assert_allclose(y, yn, rtol=rtol, atol=1e-6)
             np.testing.assert_allclose(g, gn, rtol=0, atol=rtol * np.abs(gr).max())
 
@@ -294,7 +294,7 @@ def test_eager_inputs_the_lean_route_leaves_to_the_checked_one(make):
     y = local_response_normalization(inp, 2, 1.0, 0.3, 0.75)
     yr = _reference(x64, x64, 2, 1.0, 0.3, 0.75)[0]
     assert y.shape == x64.shape and y.dtype == tf.convert_to_tensor(inp).dtype
-    rtol = {tf.float32: 8 * np.finfo(np.float32).eps, tf.float16: 2 * np.finfo(np.float16).eps,
+    rtol = {tf.float32: REFERENCE["float32"], tf.float16: REFERENCE["float16"],
             tf.bfloat16: BF16_RTOL}[y.dtype]
     np.testing.assert_allclose(tf.cast(y, tf.float64).numpy(), yr, rtol=rtol, atol=1e-30)
 
