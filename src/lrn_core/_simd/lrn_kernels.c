@@ -156,11 +156,11 @@ void lrn_pow05_pair_f32(float* s, float* v, ptrdiff_t n) {
         v[j] = (float)(t / x);
     }
 }
-/* One row of a van Herk tile, fused (see lrn_kernels.h). */
-ptrdiff_t lrn_fused_row_f32(const float* S, const float* P, int addp, float k, float an,
-                            const float* x, const float* dy, float* out, float* R, ptrdiff_t n,
-                            int beta_075) {
 #if LRN_DIRECT
+/* One row of a van Herk tile, fused (see lrn_kernels.h). */
+static inline __attribute__((always_inline)) ptrdiff_t lrn_fused_row(
+        const float* S, const float* P, int addp, float k, float an, const float* x,
+        const float* dy, float* out, float* R, ptrdiff_t n, int beta_075) {
     ptrdiff_t j = 0, bad = 0;
     const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an);
     for (; j + 8 <= n; j += 8) {
@@ -181,6 +181,15 @@ ptrdiff_t lrn_fused_row_f32(const float* S, const float* P, int addp, float k, f
             bad += lrn_backward1(s, x[j], dy[j], out + j, R + j, beta_075);
     }
     return bad;
+}
+#endif
+ptrdiff_t lrn_fused_row_f32(const float* S, const float* P, int addp, float k, float an,
+                            const float* x, const float* dy, float* out, float* R, ptrdiff_t n,
+                            int beta_075) {
+#if LRN_DIRECT
+    if (dy == NULL) /* two inlined copies: each pass gets its own loops */
+        return lrn_fused_row(S, P, addp, k, an, x, NULL, out, NULL, n, beta_075);
+    return lrn_fused_row(S, P, addp, k, an, x, dy, out, R, n, beta_075);
 #else
     lrn_unused(0, S, P, addp, k, an, x, dy, out, R, n, beta_075);
     return -1;
@@ -277,11 +286,10 @@ static inline __m256 lrn_window_sum8(const float* G, const float* Q, ptrdiff_t m
    R = r = dy * x * t / s (``after`` zeros first), then out = dy * t - coef * x * (window
    of r, transposed). Scratch: Q, R and A hold C + n + 8 floats (padding set here), T
    C + 8. */
-static ptrdiff_t lrn_pixels(const float* x, const float* dy, ptrdiff_t xs, float* out,
-                                 ptrdiff_t ys, ptrdiff_t npix, ptrdiff_t C, ptrdiff_t n,
-                                 ptrdiff_t before, float k, float an, float coef, float lim,
-                                 int beta_075, int grouped, float* Q, float* T, float* R,
-                                 float* A) {
+static inline __attribute__((always_inline)) ptrdiff_t lrn_pixels(
+        const float* x, const float* dy, ptrdiff_t xs, float* out, ptrdiff_t ys, ptrdiff_t npix,
+        ptrdiff_t C, ptrdiff_t n, ptrdiff_t before, float k, float an, float coef, float lim,
+        int beta_075, int grouped, float* Q, float* T, float* R, float* A) {
     const __m256 vk = _mm256_set1_ps(k), van = _mm256_set1_ps(an), vc = _mm256_set1_ps(coef);
     const __m256 vlim = _mm256_set1_ps(lim), zero = _mm256_setzero_ps();
     const __m256 big = _mm256_set1_ps(1e30f), nbig = _mm256_set1_ps(-1e30f);
@@ -291,7 +299,7 @@ static ptrdiff_t lrn_pixels(const float* x, const float* dy, ptrdiff_t xs, float
     for (ptrdiff_t c = 0; c < C + n + 8; c++) Q[c] = R[c] = A[c] = 0.0f;
     for (ptrdiff_t p = 0; p < npix; p++) {
         const float* px = x + p * xs;
-        const float* pd = dy + p * xs;
+        const float* pd = dy ? dy + p * xs : NULL;
         float* po = out + p * ys;
         lrn_pixel_squares(px, Q + before, C);
         const float* G = lrn_group_sums(Q, A, C, n, m);
@@ -731,6 +739,9 @@ ptrdiff_t lrn_pixels_f32(const float* x, const float* dy, ptrdiff_t xs, float* o
                          ptrdiff_t before, float k, float an, float coef, float lim,
                          int beta_075, int grouped, float* Q, float* T, float* R, float* A) {
 #if LRN_DIRECT
+    if (dy == NULL) /* two inlined copies: each pass gets its own loops */
+        return lrn_pixels(x, NULL, xs, out, ys, npix, C, n, before, k, an, coef, lim, beta_075,
+                          grouped, Q, T, R, A);
     return lrn_pixels(x, dy, xs, out, ys, npix, C, n, before, k, an, coef, lim, beta_075,
                       grouped, Q, T, R, A);
 #else
