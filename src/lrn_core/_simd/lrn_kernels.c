@@ -195,13 +195,12 @@ ptrdiff_t lrn_fused_row_f32(const float* S, const float* P, int addp, float k, f
     return -1;
 #endif
 }
-/* Direct rows (the float fast path for windows of at most DIRECT_MAX_SIZE channels with
+/* Direct rows (the float fast path for windows of at most LRN_DIRECT_MAX_SIZE channels with
    contiguous positions): the window sum of squares is taken straight from the m rows of x
    in the window (pointers in ``rows``), accumulated with FMAs in channel order: no scratch
-   and no subtraction. Each returns how many values failed the range checks (window sum
-   above ``lim`` or not a number; for the backward also r outside [-1e30, 1e30]), so the
-   caller can redo the tile in double. LRN_DIRECT is 0 without AVX2/FMA (then the tiles
-   above are used). */
+   and no subtraction. They count the values that failed the range checks (window sum above
+   ``lim`` or not a number; for the backward also r outside [-1e30, 1e30]), so the caller
+   can redo the tile in double. Without AVX2/FMA (LRN_DIRECT 0) the Cython tiles are used. */
 #if LRN_DIRECT
 static inline __m256 lrn_window8(const float* const* rows, int m, ptrdiff_t j) {
     __m256 w = _mm256_setzero_ps();
@@ -425,7 +424,7 @@ static ptrdiff_t lrn_direct_f32(const float* X, const float* DY, ptrdiff_t xs, f
     }
     return bad;
 }
-/* Streamed van Herk rows (the float fast path for wider windows, DIRECT_MAX_SIZE < n <=
+/* Streamed van Herk rows (the float fast path for wider windows, LRN_DIRECT_MAX_SIZE < n <=
    FAST_MAX_SIZE, contiguous positions): the van Herk sums of the tiles, but taken in one
    pass over the channels with rings of n rows instead of a whole tile of scratch, so the
    scratch stays in L1/L2 and each row of x and dy comes from memory once. Padded row p
