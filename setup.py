@@ -9,8 +9,9 @@ All build choices are made here, and each can be overridden from the environment
     LRN_CORE_NO_LIBMVEC=1    do not use glibc's vector pow for float64 generic betas (AVX2 build)
     LRN_CORE_CFLAGS="..."    extra compiler flags, appended last
 
-The kernels are always built with the platform's baseline instruction set (x86-64: SSE2), so a
-wheel runs on any CPU. On x86-64 the same Cython source is compiled a second time with
+The kernels (the Cython driver ``src/lrn_core/_kernels.pyx`` and the C kernels in
+``src/lrn_core/_simd/``) are always built with the platform's baseline instruction set (x86-64:
+SSE2), so a wheel runs on any CPU. On x86-64 the same sources are compiled a second time with
 ``-mavx2 -mfma`` into ``lrn_core._kernels_avx2``; at import the package loads that variant only if
 the CPU reports AVX2 and FMA (see ``src/lrn_core/_dispatch.py``). OpenMP is enabled when the
 compiler builds and links a tiny OpenMP program with ``-fopenmp``; otherwise the build goes on
@@ -101,6 +102,15 @@ class BuildExt(build_ext):
         # Flags depend on the environment (LRN_CORE_*): never reuse objects of another build.
         self.force = True
 
+    def build_extension(self, ext):
+        # Both variants compile the same C kernels with different flags: keep their objects apart.
+        build_temp = self.build_temp
+        self.build_temp = os.path.join(build_temp, ext.name)
+        try:
+            super().build_extension(ext)
+        finally:
+            self.build_temp = build_temp
+
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         use_openmp = not _flag("LRN_CORE_NO_OPENMP")
@@ -125,7 +135,8 @@ class BuildExt(build_ext):
                 cflags, ldflags = ["/O2"] + (["/openmp"] if use_openmp else []), []
             else:
                 # -fno-math-errno lets sqrt/div vectorise; no -ffast-math: NaN/inf must follow IEEE.
-                cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+                # The build is warning-free under -Wall -Wextra; keep it so.
+                cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra"]
                 ldflags = []
                 if use_openmp:
                     cflags.append("-fopenmp")
@@ -152,8 +163,17 @@ def _extensions():
     is_x86_64 = platform.machine().lower() in ("x86_64", "amd64") and sys.maxsize > 2**32
     if is_x86_64 and not _flag("LRN_CORE_NO_AVX2") and "mingw" not in sysconfig.get_platform():
         names.append("_kernels_avx2")
+    # The C kernels: compiled into each variant (with its flags); the Cython driver declares them
+    # in _lrn_kernels.pxd. depends= rebuilds the extensions when a header changes.
+    simd = "src/lrn_core/_simd"
     exts = [
-        Extension(f"lrn_core.{name}", [f"src/lrn_core/{name}.pyx"], include_dirs=[np.get_include()])
+        Extension(
+            f"lrn_core.{name}",
+            [f"src/lrn_core/{name}.pyx", f"{simd}/lrn_kernels.c"],
+            include_dirs=[np.get_include(), simd],
+            depends=[f"{simd}/lrn_kernels.h", f"{simd}/lrn_kernels.c",
+                     "src/lrn_core/_lrn_kernels.pxd", "src/lrn_core/_kernels.pyx"],
+        )
         for name in names
     ]
     return cythonize(
