@@ -74,8 +74,7 @@ def _runs(compiler, source, cflags=(), ldflags=(), libraries=()):
             f.write(source)
         objs = compiler.compile([src], output_dir=tmp, extra_postargs=list(cflags))
         exe = os.path.join(tmp, "probe")
-        compiler.link_executable(objs, exe, extra_postargs=list(ldflags),
-                                 libraries=list(libraries))
+        compiler.link_executable(objs, exe, extra_postargs=list(ldflags), libraries=list(libraries))
         out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
         return out.stdout if out.returncode == 0 else None
     except Exception:
@@ -92,8 +91,10 @@ def _compiler_accepts_openmp(compiler):
 
 def _links_libmvec(compiler):
     """glibc's vector maths library (AVX2 pow, 4 doubles at a time) links and runs."""
-    return _runs(compiler, LIBMVEC_TEST, cflags=["-mavx2", "-mfma"],
-                 libraries=["mvec", "m"]) is not None
+    return (
+        _runs(compiler, LIBMVEC_TEST, cflags=["-mavx2", "-mfma"], libraries=["mvec", "m"])
+        is not None
+    )
 
 
 class BuildExt(build_ext):
@@ -125,9 +126,12 @@ class BuildExt(build_ext):
             use_openmp = False
         # float64 with a generic beta uses glibc's vector pow in the AVX2 build when it links
         # (Linux); float32 has its own vector power in the kernels.
-        use_libmvec = (not msvc and not _flag("LRN_CORE_NO_LIBMVEC")
-                       and any(e.name.endswith("_avx2") for e in self.extensions)
-                       and _links_libmvec(self.compiler))
+        use_libmvec = (
+            not msvc
+            and not _flag("LRN_CORE_NO_LIBMVEC")
+            and any(e.name.endswith("_avx2") for e in self.extensions)
+            and _links_libmvec(self.compiler)
+        )
         march = os.environ.get("LRN_CORE_MARCH", "").strip()
         extra = os.environ.get("LRN_CORE_CFLAGS", "").split()
         for ext in self.extensions:
@@ -171,8 +175,12 @@ def _extensions():
             f"lrn_core.{name}",
             [f"src/lrn_core/{name}.pyx", f"{simd}/lrn_kernels.c"],
             include_dirs=[np.get_include(), simd],
-            depends=[f"{simd}/lrn_kernels.h", f"{simd}/lrn_kernels.c",
-                     "src/lrn_core/_lrn_kernels.pxd", "src/lrn_core/_kernels.pyx"],
+            depends=[
+                f"{simd}/lrn_kernels.h",
+                f"{simd}/lrn_kernels.c",
+                "src/lrn_core/_lrn_kernels.pxd",
+                "src/lrn_core/_kernels.pyx",
+            ],
         )
         for name in names
     ]

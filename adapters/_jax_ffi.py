@@ -38,13 +38,21 @@ class _ExtensionBase(C.Structure):
 
 
 class _ApiVersion(C.Structure):
-    _fields_ = [("struct_size", C.c_size_t), ("extension_start", C.c_void_p),
-                ("major", C.c_int), ("minor", C.c_int)]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("extension_start", C.c_void_p),
+        ("major", C.c_int),
+        ("minor", C.c_int),
+    ]
 
 
 class _Metadata(C.Structure):
-    _fields_ = [("struct_size", C.c_size_t), ("api_version", _ApiVersion),
-                ("traits", C.c_uint32), ("state_type_id", C.c_int64)]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("api_version", _ApiVersion),
+        ("traits", C.c_uint32),
+        ("state_type_id", C.c_int64),
+    ]
 
 
 class _MetadataExtension(C.Structure):
@@ -52,13 +60,24 @@ class _MetadataExtension(C.Structure):
 
 
 class _Buffer(C.Structure):
-    _fields_ = [("struct_size", C.c_size_t), ("extension_start", C.c_void_p), ("dtype", C.c_int),
-                ("data", C.c_void_p), ("rank", C.c_int64), ("dims", C.POINTER(C.c_int64))]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("extension_start", C.c_void_p),
+        ("dtype", C.c_int),
+        ("data", C.c_void_p),
+        ("rank", C.c_int64),
+        ("dims", C.POINTER(C.c_int64)),
+    ]
 
 
 class _List(C.Structure):  # XLA_FFI_Args and XLA_FFI_Rets have the same layout
-    _fields_ = [("struct_size", C.c_size_t), ("extension_start", C.c_void_p), ("size", C.c_int64),
-                ("types", C.POINTER(C.c_int)), ("items", C.POINTER(C.c_void_p))]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("extension_start", C.c_void_p),
+        ("size", C.c_int64),
+        ("types", C.POINTER(C.c_int)),
+        ("items", C.POINTER(C.c_void_p)),
+    ]
 
 
 class _ByteSpan(C.Structure):
@@ -66,9 +85,14 @@ class _ByteSpan(C.Structure):
 
 
 class _Attrs(C.Structure):
-    _fields_ = [("struct_size", C.c_size_t), ("extension_start", C.c_void_p), ("size", C.c_int64),
-                ("types", C.POINTER(C.c_int)), ("names", C.POINTER(C.POINTER(_ByteSpan))),
-                ("attrs", C.POINTER(C.c_void_p))]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("extension_start", C.c_void_p),
+        ("size", C.c_int64),
+        ("types", C.POINTER(C.c_int)),
+        ("names", C.POINTER(C.POINTER(_ByteSpan))),
+        ("attrs", C.POINTER(C.c_void_p)),
+    ]
 
 
 class _Scalar(C.Structure):
@@ -76,20 +100,36 @@ class _Scalar(C.Structure):
 
 
 class _CallFrame(C.Structure):
-    _fields_ = [("struct_size", C.c_size_t), ("extension_start", C.POINTER(_ExtensionBase)),
-                ("api", C.c_void_p), ("ctx", C.c_void_p), ("stage", C.c_int), ("args", _List),
-                ("rets", _List), ("attrs", _Attrs), ("future", C.c_void_p)]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("extension_start", C.POINTER(_ExtensionBase)),
+        ("api", C.c_void_p),
+        ("ctx", C.c_void_p),
+        ("stage", C.c_int),
+        ("args", _List),
+        ("rets", _List),
+        ("attrs", _Attrs),
+        ("future", C.c_void_p),
+    ]
 
 
 class _ErrorCreateArgs(C.Structure):
-    _fields_ = [("struct_size", C.c_size_t), ("extension_start", C.c_void_p),
-                ("message", C.c_char_p), ("errc", C.c_int)]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("extension_start", C.c_void_p),
+        ("message", C.c_char_p),
+        ("errc", C.c_int),
+    ]
 
 
 class _ApiHead(C.Structure):  # the first fields of XLA_FFI_Api
-    _fields_ = [("struct_size", C.c_size_t), ("extension_start", C.c_void_p),
-                ("api_version", _ApiVersion), ("internal_api", C.c_void_p),
-                ("error_create", C.CFUNCTYPE(C.c_void_p, C.POINTER(_ErrorCreateArgs)))]
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("extension_start", C.c_void_p),
+        ("api_version", _ApiVersion),
+        ("internal_api", C.c_void_p),
+        ("error_create", C.CFUNCTYPE(C.c_void_p, C.POINTER(_ErrorCreateArgs))),
+    ]
 
 
 #: XLA_FFI_STRUCT_SIZE(XLA_FFI_CallFrame, attrs): the size up to its last mandatory field
@@ -121,6 +161,8 @@ def _advise_huge_pages(a):
     end = (a.ctypes.data + a.nbytes) // _HUGE_PAGE * _HUGE_PAGE
     if end > start:
         _madvise(start, end - start, _MADV_HUGEPAGE)
+
+
 _keep = []  # the ctypes function objects must live as long as XLA may call them
 
 
@@ -132,8 +174,9 @@ def _array(pointer):
     """A NumPy view of an XLA buffer (row-major, as ``jax.ffi`` lays out operands by default)."""
     b = C.cast(pointer, C.POINTER(_Buffer)).contents
     if b.struct_size < C.sizeof(_Buffer):
-        raise _LayoutError(f"XLA_FFI_Buffer has {b.struct_size} bytes, expected at least "
-                           f"{C.sizeof(_Buffer)}")
+        raise _LayoutError(
+            f"XLA_FFI_Buffer has {b.struct_size} bytes, expected at least {C.sizeof(_Buffer)}"
+        )
     if b.dtype not in _DTYPES:
         raise TypeError(f"buffer dtype code {b.dtype}: lrn-core's kernels take float32 and float64")
     shape = tuple(b.dims[i] for i in range(b.rank))
@@ -156,19 +199,23 @@ def _attrs(a):
 
 def _handler(name, fn):
     """An XLA FFI handler calling ``fn(*operands, out=result, **attributes)``."""
+
     def handler(frame_pointer):
         frame = frame_pointer.contents
         try:
             extension = frame.extension_start
             if extension and extension.contents.type == _METADATA_EXTENSION:
                 metadata = C.cast(extension, C.POINTER(_MetadataExtension)).contents.metadata
-                metadata.contents.api_version = _ApiVersion(C.sizeof(_ApiVersion), None,
-                                                            *API_VERSION)
+                metadata.contents.api_version = _ApiVersion(
+                    C.sizeof(_ApiVersion), None, *API_VERSION
+                )
                 metadata.contents.traits = 0
                 return None
             if frame.struct_size < _FRAME_SIZE:
-                raise _LayoutError(f"XLA_FFI_CallFrame has {frame.struct_size} bytes, expected "
-                                   f"at least {_FRAME_SIZE}")
+                raise _LayoutError(
+                    f"XLA_FFI_CallFrame has {frame.struct_size} bytes, expected "
+                    f"at least {_FRAME_SIZE}"
+                )
             if frame.stage != _EXECUTE:
                 return None
             operands = [_array(frame.args.items[i]) for i in range(frame.args.size)]
@@ -178,12 +225,17 @@ def _handler(name, fn):
                 fn(*operands, out=out, **_attrs(frame.attrs))
             return None
         except BaseException as exc:
-            hint = (" This jaxlib's FFI structures differ from the ones lrn-core knows: use "
-                    "implementation='xla'." if isinstance(exc, _LayoutError) else "")
+            hint = (
+                " This jaxlib's FFI structures differ from the ones lrn-core knows: use "
+                "implementation='xla'."
+                if isinstance(exc, _LayoutError)
+                else ""
+            )
             message = f"{name}: {type(exc).__name__}: {exc}.{hint}".encode()
             api = C.cast(frame.api, C.POINTER(_ApiHead)).contents
             args = _ErrorCreateArgs(C.sizeof(_ErrorCreateArgs), None, message, _ERROR_INTERNAL)
             return api.error_create(C.byref(args))
+
     return _HANDLER(handler)
 
 

@@ -45,20 +45,37 @@ class LocalResponseNorm(linen.Module):
         super().__post_init__()
 
     def __call__(self, x):
-        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, axis=self.axis,
-                                   before=self.before, implementation=self.implementation)
+        return local_response_norm(
+            x,
+            self.size,
+            self.alpha,
+            self.beta,
+            self.k,
+            axis=self.axis,
+            before=self.before,
+            implementation=self.implementation,
+        )
 
 
 class NNXLocalResponseNorm(nnx.Module):
     """``flax.nnx`` module: the same, constructed eagerly (``NNXLocalResponseNorm(size=5)(x)``)."""
 
-    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, before=None,
-                 implementation="auto"):
+    def __init__(
+        self, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, before=None, implementation="auto"
+    ):
         check_params(size, alpha, beta, k, before)
         check_choice("implementation", implementation, IMPLEMENTATIONS)
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
         self.axis, self.before, self.implementation = axis, before, implementation
 
     def __call__(self, x):
-        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, axis=self.axis,
-                                   before=self.before, implementation=self.implementation)
+        return local_response_norm(
+            x,
+            self.size,
+            self.alpha,
+            self.beta,
+            self.k,
+            axis=self.axis,
+            before=self.before,
+            implementation=self.implementation,
+        )

@@ -75,15 +75,21 @@ __all__ = ["local_response_norm", "IMPLEMENTATIONS"]
 
 IMPLEMENTATIONS = ("auto", "core", "xla")
 #: input dtypes accepted; the last two are computed in float32 and rounded once
-DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64), jnp.dtype(jnp.float16),
-          jnp.dtype(jnp.bfloat16))
+DTYPES = (
+    jnp.dtype(jnp.float32),
+    jnp.dtype(jnp.float64),
+    jnp.dtype(jnp.float16),
+    jnp.dtype(jnp.bfloat16),
+)
 _WIDENED = DTYPES[2:]
 
 
 # --- the public function ------------------------------------------------------------------------
 
-def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, before=None,
-                        implementation="auto"):
+
+def local_response_norm(
+    x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, before=None, implementation="auto"
+):
     """Cross-channel Local Response Normalization of a JAX array (channels last by default).
 
     ``y[..., c] = x[..., c] * (k + alpha / size * sum(x[..., j] ** 2 for j in window(c))) ** -beta``
@@ -128,8 +134,15 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, bef
     if x.ndim == 0:
         raise ValueError("x must have at least 1 dimension (the channel axis), got a 0-d array")
     axis = check_axis(axis, x.ndim)
-    params = dict(size=size, alpha=alpha, beta=beta, k=k, before=before, axis=axis,
-                  implementation=implementation)
+    params = dict(
+        size=size,
+        alpha=alpha,
+        beta=beta,
+        k=k,
+        before=before,
+        axis=axis,
+        implementation=implementation,
+    )
     if x.dtype in _WIDENED:  # the kernels have no half precision: compute in float32, round once
         return _lrn_p.bind(x.astype(jnp.float32), **params).astype(x.dtype)
     return _lrn_p.bind(x, **params)
@@ -138,6 +151,7 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, bef
 # --- the formulas, written once for both window sums --------------------------------------------
 # ``W(v, before)`` is a channel window sum of ``size`` channels along ``axis``: the primitive
 # (kernels or XLA, chosen when lowered) or the plain XLA one.
+
 
 def _s(x, W, size, alpha, k, before):
     return k + (alpha / size) * W(x * x, before)
@@ -150,14 +164,14 @@ def _forward(x, W, size, alpha, beta, k, before):
 def _tangent(x, t, W, size, alpha, beta, k, before):
     """``J(x) t = t s^-b - 2ab/n x s^(-b-1) W(x t)``: linear in ``t``."""
     s = _s(x, W, size, alpha, k, before)
-    u = s ** -beta
+    u = s**-beta
     return t * u - (2.0 * alpha * beta / size) * x * (u / s) * W(x * t, before)
 
 
 def _cotangent(x, g, W, size, alpha, beta, k, before):
     """``J(x)^T g = g s^-b - 2ab/n x W'(g x s^(-b-1))``, ``W'`` the transposed window."""
     s = _s(x, W, size, alpha, k, before)
-    u = s ** -beta
+    u = s**-beta
     return g * u - (2.0 * alpha * beta / size) * x * W(g * x * u / s, size - 1 - before)
 
 
@@ -182,11 +196,14 @@ def _composite(formula, *args, size, alpha, beta, k, before, axis, implementatio
 
 # --- the kernels through jax.pure_callback (if the FFI targets could not be registered) ------
 
+
 def _callback(fn, like, *args):
     """``fn(*arrays)`` on the host through ``jax.pure_callback`` (used when the direct route below
     is unavailable; it copies the operands to new jax Arrays first)."""
+
     def call(*arrays):
         return np.asarray(fn(*map(np.asarray, arrays)))
+
     return jax.pure_callback(call, jax.ShapeDtypeStruct(like.shape, like.dtype), *args)
 
 
@@ -198,6 +215,7 @@ def _core_lrn(x, *, size, alpha, beta, k, before, axis):
 def _core_vjp(x, g, *, size, alpha, beta, k, before, axis):
     def fn(x, g):
         return lrn_backward(g, x, size, alpha, beta, k, axis=axis, before=before)
+
     return _callback(fn, x, x, g)
 
 
@@ -215,6 +233,7 @@ def _xla(formula):
     def impl(*args, size, alpha, beta, k, before, axis):
         W = functools.partial(_xla_window, size=size, axis=axis)
         return formula(*args, W, size, alpha, beta, k, before)
+
     return impl
 
 
@@ -224,14 +243,16 @@ def _xla_window_impl(v, *, size, before, axis):
 
 # --- the primitives -----------------------------------------------------------------------------
 
+
 def _primitive(name, core_impl, xla_impl):
     p = Primitive(name)
     if _apply_primitive is not None:
         p.def_impl(functools.partial(_apply_primitive, p))
     else:  # pragma: no cover - correct but compiles on every eager call
         p.def_impl(lambda *args, **params: jax.jit(functools.partial(p.bind, **params))(*args))
-    p.def_abstract_eval(lambda *avals, **params: jax.core.ShapedArray(avals[0].shape,
-                                                                      avals[0].dtype))
+    p.def_abstract_eval(
+        lambda *avals, **params: jax.core.ShapedArray(avals[0].shape, avals[0].dtype)
+    )
 
     def lowering(ctx, *args, implementation, **params):
         platforms = tuple(ctx.module_context.platforms)
@@ -242,18 +263,23 @@ def _primitive(name, core_impl, xla_impl):
                     f"{name}: implementation='core' runs lrn-core's kernels in this Python "
                     "process (an XLA FFI target registered from Python), which jax.export cannot "
                     "serialise. Use implementation='auto' (the default: pure XLA under export) "
-                    "or 'xla'.")
+                    "or 'xla'."
+                )
             if platforms != ("cpu",):
                 raise RuntimeError(
                     f"{name}: implementation='core' runs lrn-core's kernels on the CPU only, got "
                     f"platforms {platforms}. Use implementation='auto' or 'xla' (pure XLA on the "
-                    "device); lrn-core never copies a device array to the host behind your back.")
+                    "device); lrn-core never copies a device array to the host behind your back."
+                )
         use_core = implementation == "core" or (
-            implementation == "auto" and platforms == ("cpu",) and not exporting)
+            implementation == "auto" and platforms == ("cpu",) and not exporting
+        )
         if use_core and f"{name}_cpu" in _FFI_TARGETS:
             # an XLA FFI custom call: the kernels read XLA's buffers and write its output in place
-            attrs = {key: (np.int64 if key in _INT_ATTRS else np.float64)(value)
-                     for key, value in params.items()}
+            attrs = {
+                key: (np.int64 if key in _INT_ATTRS else np.float64)(value)
+                for key, value in params.items()
+            }
             return jax.ffi.ffi_lowering(f"{name}_cpu")(ctx, *args, **attrs)
         impl = core_impl if use_core else xla_impl
         return mlir.lower_fun(functools.partial(impl, **params), multiple_results=False)(ctx, *args)
@@ -263,19 +289,23 @@ def _primitive(name, core_impl, xla_impl):
     def batch(args, dims, *, axis, **params):
         # the mapped axis goes in front, as one more outer axis: one kernel call for the batch
         n = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
-        args = [jnp.broadcast_to(a, (n, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
-                for a, d in zip(args, dims, strict=True)]
+        args = [
+            jnp.broadcast_to(a, (n, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
+            for a, d in zip(args, dims, strict=True)
+        ]
         return p.bind(*args, axis=axis + 1, **params), 0
 
     batching.primitive_batchers[p] = batch
     return p
 
 
-_FFI_TARGETS = _ffi.register({
-    "lrn_core_lrn_cpu": lambda x, out, **p: lrn(x, **p, out=out),
-    "lrn_core_lrn_vjp_cpu": lambda x, g, out, **p: lrn_backward(g, x, **p, out=out),
-    "lrn_core_window_sum_cpu": lambda v, out, **p: window_sum(v, **p, out=out),
-})
+_FFI_TARGETS = _ffi.register(
+    {
+        "lrn_core_lrn_cpu": lambda x, out, **p: lrn(x, **p, out=out),
+        "lrn_core_lrn_vjp_cpu": lambda x, g, out, **p: lrn_backward(g, x, **p, out=out),
+        "lrn_core_window_sum_cpu": lambda v, out, **p: window_sum(v, **p, out=out),
+    }
+)
 _INT_ATTRS = ("size", "before", "axis")
 _lrn_p = _primitive("lrn_core_lrn", _core_lrn, _xla(_forward))
 _jvp_p = _primitive("lrn_core_lrn_jvp", _core_jvp, _xla(_tangent))
@@ -297,21 +327,26 @@ def _lrn_jvp_rule(primals, tangents, **params):
 
 def _composite_jvp_rule(formula):
     """JVP of ``J t`` or ``J^T g`` in both arguments: forward mode through the composition."""
+
     def rule(primals, tangents, **params):
         f = functools.partial(_composite, formula, **params)
         return jax.jvp(f, tuple(primals), tuple(_instantiate(tangents)))
+
     return rule
 
 
 def _linear_transpose(other, name):
     """Transpose in the second argument of a primitive linear in it (``x`` stays a primal)."""
+
     def rule(ct, x, v, **params):
         if ad.is_undefined_primal(x):
             raise NotImplementedError(
-                f"{name} is linear in its second argument only; it cannot be transposed in x")
+                f"{name} is linear in its second argument only; it cannot be transposed in x"
+            )
         if type(ct) is ad.Zero:
             return None, ad.Zero(v.aval)
         return None, other.bind(x, ct, **params)
+
     return rule
 
 
@@ -327,8 +362,11 @@ def _window_jvp_rule(primals, tangents, *, size, before, axis, implementation):
 def _window_transpose(ct, v, *, size, before, axis, implementation):
     if type(ct) is ad.Zero:
         return (ad.Zero(v.aval),)
-    return (_window_p.bind(ct, size=size, before=size - 1 - before, axis=axis,
-                           implementation=implementation),)
+    return (
+        _window_p.bind(
+            ct, size=size, before=size - 1 - before, axis=axis, implementation=implementation
+        ),
+    )
 
 
 ad.primitive_jvps[_lrn_p] = _lrn_jvp_rule

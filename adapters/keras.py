@@ -46,8 +46,14 @@ BACKENDS = ("tensorflow", "torch", "jax")
 def _tensorflow(x, layer):
     from .tensorflow import local_response_normalization
 
-    return local_response_normalization(x, layer.depth_radius, layer.bias, layer.alpha, layer.beta,
-                                        implementation=layer.implementation)
+    return local_response_normalization(
+        x,
+        layer.depth_radius,
+        layer.bias,
+        layer.alpha,
+        layer.beta,
+        implementation=layer.implementation,
+    )
 
 
 def _torch(x, layer):
@@ -70,8 +76,9 @@ def _jax(x, layer):
     from .jax import local_response_norm
 
     implementation = "xla" if layer.implementation == "native" else layer.implementation
-    return local_response_norm(x, **layer.core_params._asdict(), axis=-1,
-                               implementation=implementation)
+    return local_response_norm(
+        x, **layer.core_params._asdict(), axis=-1, implementation=implementation
+    )
 
 
 _CALLS = {"tensorflow": _tensorflow, "torch": _torch, "jax": _jax}
@@ -95,19 +102,26 @@ class LocalResponseNormalization(keras.layers.Layer):
     array([0.      , 0.166667, 0.333333], dtype=float32)
     """
 
-    def __init__(self, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, implementation="auto",
-                 **kwargs):
+    def __init__(
+        self, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, implementation="auto", **kwargs
+    ):
         super().__init__(**kwargs)
         backend = keras.backend.backend()
         if backend not in BACKENDS:
-            raise RuntimeError(f"lrn_core.adapters.keras.LocalResponseNormalization runs on the "
-                               f"Keras backends {BACKENDS}, got {backend!r}")
+            raise RuntimeError(
+                f"lrn_core.adapters.keras.LocalResponseNormalization runs on the "
+                f"Keras backends {BACKENDS}, got {backend!r}"
+            )
         self.implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
         self.depth_radius, self.bias, self.alpha, self.beta = check_tf_params(
-            depth_radius, bias, alpha, beta)
+            depth_radius, bias, alpha, beta
+        )
         #: lrn-core's parameters (alpha divided by the window), checked once
-        self.core_params = conventions.LRNParams(*check_params(*conventions.from_tensorflow(
-            self.depth_radius, self.bias, self.alpha, self.beta)))
+        self.core_params = conventions.LRNParams(
+            *check_params(
+                *conventions.from_tensorflow(self.depth_radius, self.bias, self.alpha, self.beta)
+            )
+        )
         self._call = _CALLS[backend]
         if backend == "tensorflow":
             self.supports_jit = False  # keep jit_compile="auto" off XLA (the core calls Python)
@@ -115,13 +129,21 @@ class LocalResponseNormalization(keras.layers.Layer):
     def call(self, inputs):
         rank = len(inputs.shape)
         if rank != 4:
-            raise ValueError(f"input must be 4-dimensional (NHWC, channels last), got rank {rank} "
-                             f"with shape {tuple(inputs.shape)}")
+            raise ValueError(
+                f"input must be 4-dimensional (NHWC, channels last), got rank {rank} "
+                f"with shape {tuple(inputs.shape)}"
+            )
         return self._call(inputs, self)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
-                "alpha": self.alpha, "beta": self.beta, "implementation": self.implementation}
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "implementation": self.implementation,
+        }

@@ -16,8 +16,13 @@ arrays unchanged:
 from .. import conventions, lrn, lrn_backward, window_sum
 from ..validation import check_int
 
-__all__ = ["lrn", "lrn_backward", "window_sum", "local_response_norm",
-           "local_response_normalization"]
+__all__ = [
+    "lrn",
+    "lrn_backward",
+    "window_sum",
+    "local_response_norm",
+    "local_response_normalization",
+]
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):

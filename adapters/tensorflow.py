@@ -84,6 +84,7 @@ NATIVE_DTYPES = (tf.float16, tf.float32)
 
 # --- the public function ------------------------------------------------------------------------
 
+
 def _eager_route(function):
     """The public function, with eager calls on float32/float64 tensors sent straight to the kernel.
 
@@ -94,24 +95,31 @@ def _eager_route(function):
     accumulators as always. Anything else (graphs, other dtypes and ranks, empty or non-eager
     inputs, ``"native"``, bad arguments) goes to ``function`` unchanged.
     """
+
     # functools.wraps also copies the autograph mark of ``do_not_convert``: autograph calls this
     # unconverted, without the per-call cost of do_not_convert's own wrapper
     @functools.wraps(function)
-    def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5,
-                                     name=None, *, implementation="auto"):
-        if (type(input) is _EagerTensor and (implementation == "auto" or implementation == "core")
-                and input.dtype in _KERNEL_DTYPES and len(input._shape_tuple()) == 4
-                and tf.executing_eagerly()):
+    def local_response_normalization(
+        input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, name=None, *, implementation="auto"
+    ):
+        if (
+            type(input) is _EagerTensor
+            and (implementation == "auto" or implementation == "core")
+            and input.dtype in _KERNEL_DTYPES
+            and len(input._shape_tuple()) == 4
+            and tf.executing_eagerly()
+        ):
             return _lrn(input, _cached(_core_params_of_tf, depth_radius, bias, alpha, beta))
-        return function(input, depth_radius, bias, alpha, beta, name,
-                        implementation=implementation)
+        return function(input, depth_radius, bias, alpha, beta, name, implementation=implementation)
+
     return local_response_normalization
 
 
 @_eager_route
 @tf.autograph.experimental.do_not_convert
-def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, name=None,
-                                 *, implementation="auto"):
+def local_response_normalization(
+    input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, name=None, *, implementation="auto"
+):
     """``tf.nn.local_response_normalization`` computed by lrn-core.
 
     ``sqr_sum[a, b, c, d] = sum(input[a, b, c, d - depth_radius : d + depth_radius + 1] ** 2)``
@@ -147,8 +155,9 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     with tf.name_scope(name or "local_response_normalization"):
         x = tf.convert_to_tensor(input)
         if x.dtype not in DTYPES:
-            raise TypeError("input must have dtype float16, bfloat16, float32 or float64, got "
-                            f"{x.dtype.name}")
+            raise TypeError(
+                f"input must have dtype float16, bfloat16, float32 or float64, got {x.dtype.name}"
+            )
         x = _check_rank(x)
         if implementation == "native":
             return _native(x, *params)
@@ -186,8 +195,9 @@ _CACHE = {}
 
 def _core_params(depth_radius, bias, alpha, beta):
     """lrn-core's normalised parameters for TensorFlow's."""
-    return conventions.LRNParams(*check_params(*conventions.from_tensorflow(
-        depth_radius, bias, alpha, beta)))
+    return conventions.LRNParams(
+        *check_params(*conventions.from_tensorflow(depth_radius, bias, alpha, beta))
+    )
 
 
 def _core_params_of_tf(depth_radius, bias, alpha, beta):
@@ -202,15 +212,18 @@ def _check_rank(x):
         with tf.control_dependencies([tf.debugging.assert_rank(x, 4, message="input must be 4-D")]):
             return tf.identity(x)
     if rank != 4:
-        raise ValueError(f"input must be 4-dimensional (NHWC, channels last), got rank {rank} with "
-                         f"shape {x.shape}")
+        raise ValueError(
+            f"input must be 4-dimensional (NHWC, channels last), got rank {rank} with "
+            f"shape {x.shape}"
+        )
     return x
 
 
 def _in_xla():
     """True while tracing a function for XLA (``jit_compile=True``): no Python callbacks there."""
     return not tf.executing_eagerly() and GraphOrParentsInXlaContext(
-        tf.compat.v1.get_default_graph())
+        tf.compat.v1.get_default_graph()
+    )
 
 
 def _in_pfor():
@@ -228,7 +241,7 @@ def _in_pfor():
     for i, part in enumerate(parts):
         if part.startswith("loop_body"):
             try:
-                graph.get_operation_by_name("/".join(parts[:i + 1]) + "/PlaceholderWithDefault")
+                graph.get_operation_by_name("/".join(parts[: i + 1]) + "/PlaceholderWithDefault")
                 return True
             except KeyError:
                 continue
@@ -259,14 +272,17 @@ _SAVE_MESSAGE = (
     "('Could not find callback with key=pyfunc_N'). Ways out: let the save trace the function "
     "(pass the tf.function itself, or its input_signature, and do not trace it beforehand; "
     "model.export(path)), or use implementation='native' (TensorFlow's LRN op) in the function "
-    "or layer being saved.")
+    "or layer being saved."
+)
 
 
 def _native(x, depth_radius, bias, alpha, beta):
     """TensorFlow's own op, serialisable and XLA-compatible (float16, float32; bfloat16 via f32)."""
     if x.dtype == tf.float64:
-        raise TypeError("implementation='native': TensorFlow has no float64 LRN op; use "
-                        "implementation='auto' (lrn-core; TF ops for export and XLA)")
+        raise TypeError(
+            "implementation='native': TensorFlow has no float64 LRN op; use "
+            "implementation='auto' (lrn-core; TF ops for export and XLA)"
+        )
     nx = x if x.dtype in NATIVE_DTYPES else tf.cast(x, tf.float32)  # bfloat16
     y = tf.nn.local_response_normalization(nx, depth_radius, bias, alpha, beta)
     return tf.cast(y, x.dtype)
@@ -317,8 +333,9 @@ def _eager_kernel(kernel, params, tensors):
         views.append(b.reshape(-1, c).T[None])
     # 64-byte aligned, as TF (Eigen) needs to adopt it; _block: no shape and dtype normalisation
     out = _buffers._block(a.nbytes).view(a.dtype).reshape(a.shape)
-    getattr(kernels(), kernel)(*views, a.reshape(-1, c).T[None], out.reshape(-1, c).T[None],
-                               *params)
+    getattr(kernels(), kernel)(
+        *views, a.reshape(-1, c).T[None], out.reshape(-1, c).T[None], *params
+    )
     return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
 
 
@@ -339,6 +356,7 @@ def _numpy_op(fn, inputs, like, name, guard):
     adopts the NumPy result, with no copy either way (``tf.numpy_function`` copies the inputs
     and the output, which costs more than the LRN itself on large tensors).
     """
+
     def body(*tensors):
         out = _numpy_call(fn, tensors)
         if record.could_possibly_record():  # EagerPyFunc's own tape: its gradient must not be 0
@@ -359,12 +377,15 @@ def _replayed_gradient(name):
     (e.g. ``tf.vectorized_map``'s while-loop fallback around ``implementation="core"``) get this
     error instead of a silent zero.
     """
+
     def grad(*unused):
         raise NotImplementedError(
             f"lrn-core: TensorFlow differentiated the Python callback {name!r} by replaying its "
             "inner tape, bypassing lrn-core's gradient (this happens when TF copies the op out "
             "of its graph, e.g. tf.vectorized_map's while-loop fallback). Use "
-            "implementation='auto' (TF ops under vectorized_map) or 'native'.")
+            "implementation='auto' (TF ops under vectorized_map) or 'native'."
+        )
+
     return grad
 
 
@@ -386,8 +407,9 @@ def _save_guard():
     # The by-ref capture lives on the outermost function: nested graphs (cond and while bodies,
     # a tf.function called in another) do not feed their own; they capture its placeholder.
     with outermost.as_default():
-        guard = outermost.capture_call_time_value(_guard_value, tf.TensorSpec([], tf.bool),
-                                                  key="lrn_core_save_guard")
+        guard = outermost.capture_call_time_value(
+            _guard_value, tf.TensorSpec([], tf.bool), key="lrn_core_save_guard"
+        )
     return [guard if outermost is graph else tf.identity(guard)]
 
 
@@ -415,12 +437,15 @@ def _op(name, fn, inputs, grad, jvp, tf_fn=None, kernel=None):
     if tf_fn is not None:
         if not tf.executing_eagerly():
             graph = tf.compat.v1.get_default_graph()
-            inputs = [t if tf.is_symbolic_tensor(t) and t.graph is graph else tf.identity(t)
-                      for t in inputs]
+            inputs = [
+                t if tf.is_symbolic_tensor(t) and t.graph is graph else tf.identity(t)
+                for t in inputs
+            ]
 
         @tf.custom_gradient
         def tf_op(*xs):
             return tf_fn(*xs), lambda dy: grad(xs, dy)
+
         with record.stop_recording():
             y = tf_op(*inputs)
     elif tf.executing_eagerly():  # no py_function eagerly: call the kernel on the buffers directly
@@ -433,27 +458,38 @@ def _op(name, fn, inputs, grad, jvp, tf_fn=None, kernel=None):
         # the forward one) are captured here first, so that the gradient and JVP closures only
         # hold tensors of this graph and can themselves be differentiated from any other.
         graph = tf.compat.v1.get_default_graph()
-        inputs = [t if tf.is_symbolic_tensor(t) and t.graph is graph else tf.identity(t)
-                  for t in inputs]
+        inputs = [
+            t if tf.is_symbolic_tensor(t) and t.graph is graph else tf.identity(t) for t in inputs
+        ]
 
         @tf.custom_gradient
         def graph_op(*xs):
-            return (_numpy_op(fn(), list(xs), xs[-1], name, guard=name == "lrn_core_lrn"),
-                    _graph_gradient(grad, xs))
+            return (
+                _numpy_op(fn(), list(xs), xs[-1], name, guard=name == "lrn_core_lrn"),
+                _graph_gradient(grad, xs),
+            )
+
         with record.stop_recording():
             y = graph_op(*inputs)
     if record.could_possibly_record():
-        record.record_operation(name, [y], list(inputs), lambda dy: grad(inputs, dy),
-                                forward_function=lambda *tangents: [jvp(inputs, *tangents)])
+        record.record_operation(
+            name,
+            [y],
+            list(inputs),
+            lambda dy: grad(inputs, dy),
+            forward_function=lambda *tangents: [jvp(inputs, *tangents)],
+        )
     return y
 
 
 def _graph_gradient(grad, inputs):
     """The symbolic gradient of a graph op; refuses to be traced for a SavedModel (see below)."""
+
     def graph_grad(dy):
         if in_save_context():
             raise _CallbackInSavedModelError(_SAVE_MESSAGE)
         return grad(inputs, dy)
+
     return graph_grad
 
 
@@ -464,10 +500,14 @@ def _zeros_if_none(t, like):
 def _lrn(x, p):
     """LRN forward (lrn-core kernel); its gradient is :func:`_lrn_backward`."""
     size, alpha, beta, k, before = p
-    return _op("lrn_core_lrn", lambda: functools.partial(lrn, **p._asdict(), axis=-1), [x],
-               lambda xs, dy: [_lrn_backward(dy, xs[0], p)],
-               lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p),
-               kernel=("lrn_forward", (size, before, alpha, beta, k)))
+    return _op(
+        "lrn_core_lrn",
+        lambda: functools.partial(lrn, **p._asdict(), axis=-1),
+        [x],
+        lambda xs, dy: [_lrn_backward(dy, xs[0], p)],
+        lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p),
+        kernel=("lrn_forward", (size, before, alpha, beta, k)),
+    )
 
 
 def _lrn_jvp(x, tx, p, ws=None):
@@ -510,8 +550,14 @@ def _lrn_backward(dy, x, p):
         dy, x = inputs
         return _lrn_backward_jvp(dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p)
 
-    return _op("lrn_core_lrn_backward", fn, [dy, x], grad, jvp,
-               kernel=("lrn_backward", (size, before, alpha, beta, k)))
+    return _op(
+        "lrn_core_lrn_backward",
+        fn,
+        [dy, x],
+        grad,
+        jvp,
+        kernel=("lrn_backward", (size, before, alpha, beta, k)),
+    )
 
 
 def _lrn_backward_jvp(dy, x, tdy, tx, p, ws=None):
@@ -531,18 +577,22 @@ def _lrn_backward_jvp(dy, x, tdy, tx, p, ws=None):
     u = dy * x * t / s
     du = (tdy * x + dy * tx) * t / s - (beta + 1) * u * ds / s
     after = size - 1 - before
-    out = (tdy * t - beta * dy * t * ds / s - c * tx * ws(u, size, after)
-           - c * x * ws(du, size, after))
+    out = (
+        tdy * t - beta * dy * t * ds / s - c * tx * ws(u, size, after) - c * x * ws(du, size, after)
+    )
     return tf.cast(out, dtype)
 
 
 def _window_sum(v, size, before):
     """Channel window sum (lrn-core kernel); linear, its gradient is the transposed window sum."""
-    return _op("lrn_core_window_sum",
-               lambda: functools.partial(window_sum, size=size, axis=-1, before=before), [v],
-               lambda vs, g: [_window_sum(g, size, size - 1 - before)],
-               lambda vs, t: _window_sum(_zeros_if_none(t, vs[0]), size, before),
-               kernel=("window_sum", (size, before)))
+    return _op(
+        "lrn_core_window_sum",
+        lambda: functools.partial(window_sum, size=size, axis=-1, before=before),
+        [v],
+        lambda vs, g: [_window_sum(g, size, size - 1 - before)],
+        lambda vs, t: _window_sum(_zeros_if_none(t, vs[0]), size, before),
+        kernel=("window_sum", (size, before)),
+    )
 
 
 # --- TF's own LRN kernels with derivatives of every order (under XLA) ---------------------------
@@ -550,33 +600,50 @@ def _window_sum(v, size, before):
 # LRN no JVP. Here both are recorded like the ops above, their derivatives written with the
 # TF-ops window sum: native speed under jit_compile, and Hessians and JVPs inside it.
 
+
 def _lrn_native(x, tfp, p):
     """TF's LRN (float32) with TF's LRNGrad as gradient and TF-ops higher derivatives."""
+
     def forward(x):
         return tf.nn.local_response_normalization(x, *tfp)
 
     def grad(xs, dy):
         return [_lrn_grad_native(dy, xs[0], forward(xs[0]), tfp, p)]
 
-    return _op("lrn_core_native_lrn", None, [x], grad,
-               lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p, ws=_window_sum_tf),
-               tf_fn=forward)
+    return _op(
+        "lrn_core_native_lrn",
+        None,
+        [x],
+        grad,
+        lambda xs, tx: _lrn_jvp(xs[0], _zeros_if_none(tx, xs[0]), p, ws=_window_sum_tf),
+        tf_fn=forward,
+    )
 
 
 def _lrn_grad_native(dy, x, y, tfp, p):
     """TF's LRNGrad as an op of (dy, x) (``y = lrn(x)`` is recomputed where needed)."""
+
     def grad(inputs, ddx):
         dy, x = inputs
-        return [_lrn_jvp(x, ddx, p, ws=_window_sum_tf),
-                _lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p, ws=_window_sum_tf)]
+        return [
+            _lrn_jvp(x, ddx, p, ws=_window_sum_tf),
+            _lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p, ws=_window_sum_tf),
+        ]
 
     def jvp(inputs, tdy, tx):
         dy, x = inputs
-        return _lrn_backward_jvp(dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p,
-                                 ws=_window_sum_tf)
+        return _lrn_backward_jvp(
+            dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p, ws=_window_sum_tf
+        )
 
-    return _op("lrn_core_native_lrn_grad", None, [dy, x], grad, jvp,
-               tf_fn=lambda dy, x: gen_nn_ops.lrn_grad(dy, x, y, *tfp))
+    return _op(
+        "lrn_core_native_lrn_grad",
+        None,
+        [dy, x],
+        grad,
+        jvp,
+        tf_fn=lambda dy, x: gen_nn_ops.lrn_grad(dy, x, y, *tfp),
+    )
 
 
 def _window_sum_tf(v, size, before):
@@ -590,6 +657,7 @@ def _window_sum_tf(v, size, before):
 # and bfloat16 are computed in float32 and rounded once, float32 and float64 in themselves (TFLite
 # has no float64 arithmetic). TF differentiates it (reverse and forward mode, any order), XLA
 # compiles it, pfor vectorises it and a SavedModel or TFLite model stores it: no Python callback.
+
 
 def _window_mean_tf(v, size, before):
     """``mean(v[..., c - before : c - before + size])`` (zeros outside count), TF ops.
@@ -614,6 +682,7 @@ def _lrn_composite(x, p):
 
 # --- the Keras layer ----------------------------------------------------------------------------
 
+
 @keras.saving.register_keras_serializable(package="lrn_core")
 class LocalResponseNormalization(keras.layers.Layer):
     """Keras 3 layer (TensorFlow backend) applying :func:`local_response_normalization`.
@@ -636,25 +705,41 @@ class LocalResponseNormalization(keras.layers.Layer):
     >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     """
 
-    def __init__(self, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, implementation="auto",
-                 **kwargs):
+    def __init__(
+        self, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, implementation="auto", **kwargs
+    ):
         super().__init__(**kwargs)
         if keras.backend.backend() != "tensorflow":
-            raise RuntimeError("lrn_core.adapters.tensorflow.LocalResponseNormalization needs the "
-                               f"TensorFlow backend of Keras, got {keras.backend.backend()!r}")
+            raise RuntimeError(
+                "lrn_core.adapters.tensorflow.LocalResponseNormalization needs the "
+                f"TensorFlow backend of Keras, got {keras.backend.backend()!r}"
+            )
         self.implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
         self.depth_radius, self.bias, self.alpha, self.beta = check_tf_params(
-            depth_radius, bias, alpha, beta)
+            depth_radius, bias, alpha, beta
+        )
         # XLA: "auto" computes the TF-ops formula there, so a jit-compiled model keeps XLA
         self.supports_jit = implementation != "core"
 
     def call(self, inputs):
-        return local_response_normalization(inputs, self.depth_radius, self.bias, self.alpha,
-                                            self.beta, implementation=self.implementation)
+        return local_response_normalization(
+            inputs,
+            self.depth_radius,
+            self.bias,
+            self.alpha,
+            self.beta,
+            implementation=self.implementation,
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
-                "alpha": self.alpha, "beta": self.beta, "implementation": self.implementation}
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "implementation": self.implementation,
+        }

@@ -60,9 +60,15 @@ import lrn_core
 from .. import _buffers, conventions
 from ..validation import check_params
 
-__all__ = ["local_response_norm", "LocalResponseNorm", "LRNFunction",
-           "convert_local_response_norm", "decompositions", "onnx_translation_table",
-           "register_onnx_symbolic"]
+__all__ = [
+    "local_response_norm",
+    "LocalResponseNorm",
+    "LRNFunction",
+    "convert_local_response_norm",
+    "decompositions",
+    "onnx_translation_table",
+    "register_onnx_symbolic",
+]
 
 #: dtypes the custom ops accept; the last two are computed in float32
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -70,21 +76,26 @@ DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 # --- hand-off to the core ----------------------------------------------------------------------
 
+
 def _check(op, *tensors):
     """Dtype, device and rank checks shared by the real and the fake kernels of the ops."""
     for t in tensors:
         if t.dtype not in DTYPES:
-            raise TypeError(f"{op}: tensors must have dtype float32, float64, float16 or bfloat16, "
-                            f"got {t.dtype}")
+            raise TypeError(
+                f"{op}: tensors must have dtype float32, float64, float16 or bfloat16, "
+                f"got {t.dtype}"
+            )
         if t.device.type not in ("cpu", "meta"):
             raise RuntimeError(
                 f"{op}: lrn-core computes on the CPU only, got a tensor on {t.device}. Use "
                 f"torch.nn.functional.local_response_norm there (lrn_core.adapters.torch."
                 f"local_response_norm and LocalResponseNorm do so themselves); lrn-core never "
-                f"copies a tensor to the host behind your back.")
+                f"copies a tensor to the host behind your back."
+            )
         if t.dim() < 2:
-            raise ValueError(f"{op}: tensors must have the channel dimension 1, got a "
-                             f"{t.dim()}-D tensor")
+            raise ValueError(
+                f"{op}: tensors must have the channel dimension 1, got a {t.dim()}-D tensor"
+            )
 
 
 def _numpy(t):
@@ -118,7 +129,8 @@ def _fake(op, *tensors):
             f"lrn_core::{op} is a Python custom op: an AOTInductor package calling it could run "
             f"only where lrn-core's Python registration is loaded. Decompose it to ATen before "
             f"compiling: ep = ep.run_decompositions(lrn_core.adapters.torch.decompositions()) "
-            f"(the same numbers, computed by torch's own ops).")
+            f"(the same numbers, computed by torch's own ops)."
+        )
     return torch.empty_like(tensors[-1], memory_format=torch.preserve_format)
 
 
@@ -133,10 +145,13 @@ def _fake(op, *tensors):
 # :class:`LRNFunction` and the functional behave the same under every transform.
 
 _lib = torch.library.Library("lrn_core", "DEF")
-_lib.define("lrn_forward(Tensor x, int size, float alpha, float beta, float k, int before) "
-            "-> Tensor")
-_lib.define("lrn_backward(Tensor dy, Tensor x, int size, float alpha, float beta, float k, "
-            "int before) -> Tensor")
+_lib.define(
+    "lrn_forward(Tensor x, int size, float alpha, float beta, float k, int before) -> Tensor"
+)
+_lib.define(
+    "lrn_backward(Tensor dy, Tensor x, int size, float alpha, float beta, float k, "
+    "int before) -> Tensor"
+)
 _lib.define("window_sum(Tensor v, int size, int before) -> Tensor")
 _ops = torch.ops.lrn_core
 _forward_op = _ops.lrn_forward.default
@@ -146,14 +161,24 @@ _window_op = _ops.window_sum.default
 
 def _forward_kernel(x, size, alpha, beta, k, before):
     """LRN over dim 1 of ``x``; the window of channel c is [c - before, c - before + size - 1]."""
-    return _run("lrn_forward", lrn_core.lrn, x, size=size, alpha=alpha, beta=beta, k=k,
-                before=before)
+    return _run(
+        "lrn_forward", lrn_core.lrn, x, size=size, alpha=alpha, beta=beta, k=k, before=before
+    )
 
 
 def _backward_kernel(dy, x, size, alpha, beta, k, before):
     """The input gradient of ``lrn_forward`` (the fused kernel, recomputing s from x)."""
-    return _run("lrn_backward", lrn_core.lrn_backward, dy, x, size=size, alpha=alpha, beta=beta,
-                k=k, before=before)
+    return _run(
+        "lrn_backward",
+        lrn_core.lrn_backward,
+        dy,
+        x,
+        size=size,
+        alpha=alpha,
+        beta=beta,
+        k=k,
+        before=before,
+    )
 
 
 def _window_kernel(v, size, before):
@@ -184,6 +209,7 @@ def _(v, size, before):
 
 
 # --- batching rules (vmap): vmapped dims become more "outer" rows of the kernels ---------------
+
 
 def _batched(op, tensors, in_dims):
     """Move each vmapped dim to the front, fold it into dim 0, call ``op`` once, unfold."""
@@ -230,8 +256,11 @@ def _below_autograd(op, *args):
     switched back on for them, as torch.func's own single-level Functions do.
     """
     if torch._C._are_functorch_transforms_active():
-        with (torch._C._AutoDispatchBelowAutograd(), torch.enable_grad(),
-              fwAD._set_fwd_grad_enabled(True)):
+        with (
+            torch._C._AutoDispatchBelowAutograd(),
+            torch.enable_grad(),
+            fwAD._set_fwd_grad_enabled(True),
+        ):
             return op(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
@@ -245,6 +274,7 @@ def _below_autograd(op, *args):
 #   backward  dx = dy t - c x W'(dy x u)       its jvp and vjp are below.
 # Everything beyond the first-order kernels is written with torch ops and the window_sum op
 # (linear, with its own vjp/jvp/vmap), so that derivatives of any order and mode compose.
+
 
 def _widen(*tensors):
     """float16/bfloat16 are computed in float32, as the kernels do."""
@@ -319,7 +349,8 @@ def _under_functorch_jvp():
     (grad, vjp, jacrev) and ``torch.autograd.forward_ad`` (one level) keep the fused kernels.
     """
     return torch._C._are_functorch_transforms_active() and any(
-        i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters())
+        i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters()
+    )
 
 
 def _plain(*tensors):
@@ -328,13 +359,19 @@ def _plain(*tensors):
     if torch.compiler.is_compiling():  # first: Dynamo must not trace the checks below
         return False
     for t in tensors:
-        if (t.device.type != "cpu" or torch._C._functorch.is_legacy_batchedtensor(t)
-                or torch._C._functorch.is_functorch_wrapped_tensor(t)):
+        if (
+            t.device.type != "cpu"
+            or torch._C._functorch.is_legacy_batchedtensor(t)
+            or torch._C._functorch.is_functorch_wrapped_tensor(t)
+        ):
             return False
-    return not (torch._C._are_functorch_transforms_active() or fwAD._current_level >= 0
-                or torch._C._len_torch_dispatch_stack()
-                or torch._C._is_torch_function_mode_enabled()
-                or torch._C._get_tracing_state() is not None)
+    return not (
+        torch._C._are_functorch_transforms_active()
+        or fwAD._current_level >= 0
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._is_torch_function_mode_enabled()
+        or torch._C._get_tracing_state() is not None
+    )
 
 
 def _input_grad(dy, x, size, alpha, beta, k, before):
@@ -398,12 +435,16 @@ class _WindowFunction(torch.autograd.Function):
 
 # --- ATen decompositions (AOTInductor, ONNX, anything without the Python op) -----------------
 
+
 def _aten_window_sum(v, size, before):
     """The channel window sum with torch ops only: zero padding and ``size`` shifted slices."""
     after = size - 1 - before
     channels = v.shape[1]
-    parts = [v.new_zeros((v.shape[0], before, *v.shape[2:])), v,
-             v.new_zeros((v.shape[0], after, *v.shape[2:]))]
+    parts = [
+        v.new_zeros((v.shape[0], before, *v.shape[2:])),
+        v,
+        v.new_zeros((v.shape[0], after, *v.shape[2:])),
+    ]
     padded = torch.cat(parts, 1)
     out = padded.narrow(1, 0, channels)
     for i in range(1, size):
@@ -439,8 +480,7 @@ def decompositions():
     >>> any("lrn_core" in str(n.target) for n in ep.graph.nodes)
     False
     """
-    return {_forward_op: _aten_forward, _backward_op: _aten_backward,
-            _window_op: _aten_window_sum}
+    return {_forward_op: _aten_forward, _backward_op: _aten_backward, _window_op: _aten_window_sum}
 
 
 # --- ONNX export -------------------------------------------------------------------------------
@@ -498,17 +538,26 @@ def _symbolic_lrn_forward(g, x, size, alpha, beta, k, before):
     from torch.onnx import symbolic_helper as sh
 
     size, before = sh._get_const(size, "i", "size"), sh._get_const(before, "i", "before")
-    alpha, beta, k = (sh._get_const(v, "f", n)
-                      for v, n in ((alpha, "alpha"), (beta, "beta"), (k, "k")))
+    alpha, beta, k = (
+        sh._get_const(v, "f", n) for v, n in ((alpha, "alpha"), (beta, "beta"), (k, "k"))
+    )
     attrs = _onnx_lrn_params(size, alpha, beta, k, before)
     if attrs is not None:
-        return g.op("LRN", x, size_i=attrs["size"], alpha_f=attrs["alpha"],
-                    beta_f=attrs["beta"], bias_f=attrs["bias"])
+        return g.op(
+            "LRN",
+            x,
+            size_i=attrs["size"],
+            alpha_f=attrs["alpha"],
+            beta_f=attrs["beta"],
+            bias_f=attrs["bias"],
+        )
     rank = sh._get_tensor_rank(x)
     if rank is None:
-        raise RuntimeError("lrn_core::lrn_forward ONNX export (dynamo=False) with an even size "
-                           "needs the input rank; export with dynamo=True and "
-                           "custom_translation_table=onnx_translation_table()")
+        raise RuntimeError(
+            "lrn_core::lrn_forward ONNX export (dynamo=False) with an even size "
+            "needs the input rank; export with dynamo=True and "
+            "custom_translation_table=onnx_translation_table()"
+        )
 
     def ints(*values):
         return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
@@ -533,14 +582,16 @@ def register_onnx_symbolic(opset_version=17):
 
     Called on import (opset 17, which later opsets inherit).
     """
-    torch.onnx.register_custom_op_symbolic("lrn_core::lrn_forward", _symbolic_lrn_forward,
-                                           opset_version)
+    torch.onnx.register_custom_op_symbolic(
+        "lrn_core::lrn_forward", _symbolic_lrn_forward, opset_version
+    )
 
 
 register_onnx_symbolic()
 
 
 # --- public API --------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=256, typed=True)
 def _checked(size, alpha, beta, k, before):
@@ -685,8 +736,11 @@ def _autograd_forward(x, size, alpha, beta, k, before):
 def _autograd_backward(dy, x, size, alpha, beta, k, before):
     if _under_functorch_jvp():
         return _composite_backward(dy, x, size, alpha, beta, k, before)
-    if (torch.is_grad_enabled() and (dy.requires_grad or x.requires_grad)
-            or _functorch_or_forward_ad()):
+    if (
+        torch.is_grad_enabled()
+        and (dy.requires_grad or x.requires_grad)
+        or _functorch_or_forward_ad()
+    ):
         return _apply(_BackwardFunction, dy, x, size, alpha, beta, k, before)
     with torch._C._AutoDispatchBelowAutograd():
         return _backward_op(dy, x, size, alpha, beta, k, before)
@@ -704,8 +758,9 @@ _lib.impl("lrn_backward", _autograd_backward, "Autograd")
 _lib.impl("window_sum", _autograd_window, "Autograd")
 
 
-def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
-                        k: float = 1.0) -> Tensor:
+def local_response_norm(
+    input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Tensor:
     """``torch.nn.functional.local_response_norm`` on lrn-core's kernels: a drop-in replacement.
 
     ``y[:, c] = x[:, c] * (k + alpha / size * sum(x[:, j] ** 2 for j in window(c))) ** -beta``
@@ -731,11 +786,13 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
 
 
 @torch.jit.unused
-def _eager_local_response_norm(input: Tensor, size: int, alpha: float, beta: float,
-                               k: float) -> Tensor:
+def _eager_local_response_norm(
+    input: Tensor, size: int, alpha: float, beta: float, k: float
+) -> Tensor:
     if has_torch_function_unary(input):
-        return handle_torch_function(local_response_norm, (input,), input, size,
-                                     alpha=alpha, beta=beta, k=k)
+        return handle_torch_function(
+            local_response_norm, (input,), input, size, alpha=alpha, beta=beta, k=k
+        )
     if input.dim() < 3 or input.device.type != "cpu" or not input.is_floating_point():
         # < 3-D: native raises its own ValueError, word for word. Other devices: the native op
         # (documented), never a host copy. Integer, bool and complex inputs: the native op too,
@@ -749,8 +806,10 @@ def _eager_local_response_norm(input: Tensor, size: int, alpha: float, beta: flo
         return _forward_kernel(input, *params)
     return _forward_op(input, *params)
 
-def _scripted_local_response_norm(input: Tensor, size: int, alpha: float, beta: float,
-                                  k: float) -> Tensor:
+
+def _scripted_local_response_norm(
+    input: Tensor, size: int, alpha: float, beta: float, k: float
+) -> Tensor:
     """The TorchScript body of :func:`local_response_norm`: the same routing, the same op.
 
     TorchScript typing checks the parameter types; the kernel checks their values (the core's
@@ -761,8 +820,9 @@ def _scripted_local_response_norm(input: Tensor, size: int, alpha: float, beta: 
         return F.local_response_norm(input, size, alpha, beta, k)
     if size < 1:
         raise ValueError("size must be an integer >= 1, got {}".format(size))  # noqa: UP032
-    return torch.ops.lrn_core.lrn_forward(input, size, alpha, beta, k,
-                                          conventions.default_before(size))
+    return torch.ops.lrn_core.lrn_forward(
+        input, size, alpha, beta, k, conventions.default_before(size)
+    )
 
 
 class LocalResponseNorm(torch.nn.LocalResponseNorm):

@@ -33,8 +33,10 @@ def main(argv=None):
     pool = concurrent.futures.ThreadPoolExecutor(args.threads)  # started once, like OpenMP's
 
     def split_copy():
-        jobs = [pool.submit(np.copyto, flat_y[a:b], flat_x[a:b])
-                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        jobs = [
+            pool.submit(np.copyto, flat_y[a:b], flat_x[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
         for job in jobs:
             job.result()
 
@@ -48,8 +50,10 @@ def main(argv=None):
     one = statistics.median(times["1 thread"])
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"copy {x.nbytes / 2**20:.1f} MiB, {name}: median {med * 1e3:.3f} ms "
-              f"({x.nbytes * 2 / med / 1e9:.1f} GB/s moved, {one / med:.2f}x one thread)")
+        print(
+            f"copy {x.nbytes / 2**20:.1f} MiB, {name}: median {med * 1e3:.3f} ms "
+            f"({x.nbytes * 2 / med / 1e9:.1f} GB/s moved, {one / med:.2f}x one thread)"
+        )
     pool.shutdown()
 
 

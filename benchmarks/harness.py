@@ -39,8 +39,18 @@ import types
 
 import numpy as np
 
-__all__ = ["main", "run", "BenchResult", "Row", "Case", "SHAPES", "VARIANTS", "format_table",
-           "to_markdown", "plot"]
+__all__ = [
+    "main",
+    "run",
+    "BenchResult",
+    "Row",
+    "Case",
+    "SHAPES",
+    "VARIANTS",
+    "format_table",
+    "to_markdown",
+    "plot",
+]
 
 # --- the cases -----------------------------------------------------------------------------------
 
@@ -62,11 +72,23 @@ VARIANTS = {
     "tiny": "a tiny input (1, 8, 2, 2) at 1 thread (fixed cost per call)",
 }
 SMALL_SHAPE, TINY_SHAPE = (1, 16, 8, 8), (1, 8, 2, 2)
-LADDER = [("per-call overhead 1x1x1x1", (1, 1, 1, 1)), ("ladder 1x16x8x8", SMALL_SHAPE),
-          ("ladder 1x96x27x27", (1, 96, 27, 27)), ("ladder 1x96x55x55", (1, 96, 55, 55)),
-          ("ladder 8x96x55x55", (8, 96, 55, 55)), ("ladder 32x96x55x55", (32, 96, 55, 55))]
-FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "torch": "torch", "pytorch": "torch",
-                     "tf": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
+LADDER = [
+    ("per-call overhead 1x1x1x1", (1, 1, 1, 1)),
+    ("ladder 1x16x8x8", SMALL_SHAPE),
+    ("ladder 1x96x27x27", (1, 96, 27, 27)),
+    ("ladder 1x96x55x55", (1, 96, 55, 55)),
+    ("ladder 8x96x55x55", (8, 96, 55, 55)),
+    ("ladder 32x96x55x55", (32, 96, 55, 55)),
+]
+FRAMEWORK_ALIASES = {
+    "numpy": "numpy",
+    "np": "numpy",
+    "torch": "torch",
+    "pytorch": "torch",
+    "tf": "tensorflow",
+    "tensorflow": "tensorflow",
+    "jax": "jax",
+}
 PASS_ORDER = {"copy": 0, "fwd": 1, "bwd": 2, "fwd+bwd": 3}
 
 
@@ -96,17 +118,17 @@ class Row:
     beta: float
     threads: int
     impl: str
-    kind: str          # copy | core | adapter | native
-    framework: str     # numpy | torch | tensorflow | jax
-    layout: str        # NCHW | NHWC
-    pass_: str         # copy | fwd | bwd | fwd+bwd
+    kind: str  # copy | core | adapter | native
+    framework: str  # numpy | torch | tensorflow | jax
+    layout: str  # NCHW | NHWC
+    pass_: str  # copy | fwd | bwd | fwd+bwd
     times_ms: list = dataclasses.field(default_factory=list)
     status: str = "ok"  # ok, or why there is no number ("n/a: ...", "error: ...")
     median_ms: float | None = None
     min_ms: float | None = None
     iqr_pct: float | None = None
-    x_copy: float | None = None        # median / copy-floor median of the same case
-    speedup: float | None = None       # fastest native median of the same case and pass / median
+    x_copy: float | None = None  # median / copy-floor median of the same case
+    speedup: float | None = None  # fastest native median of the same case and pass / median
     best_native: str | None = None
     peak_extra_mib: float | None = None  # rise of the peak resident set during one call
 
@@ -131,8 +153,14 @@ class BenchResult:
         return sorted(rows, key=lambda r: (PASS_ORDER[r.pass_], IMPL_ORDER.get(r.impl, 99)))
 
     def get(self, case, impl, pass_, threads=None):
-        return next((r for r in self.rows if (r.case, r.impl, r.pass_) == (case, impl, pass_)
-                     and threads in (None, r.threads)), None)
+        return next(
+            (
+                r
+                for r in self.rows
+                if (r.case, r.impl, r.pass_) == (case, impl, pass_) and threads in (None, r.threads)
+            ),
+            None,
+        )
 
     def table(self):
         return format_table(self)
@@ -150,9 +178,11 @@ class BenchResult:
 
 # --- the timed callables: build(p, x, dy) -> {pass: fn}, p = (size, alpha, beta, k) -----------
 
+
 def _fn(path):
     """``make(params)``: the function at ``"module:attribute"`` with the LRN's parameters bound
     (a tuple in torch's order, or a dict of TensorFlow's keywords)."""
+
     def make(params):
         module, attr = path.split(":")
         f = operator.attrgetter(attr)(importlib.import_module(module))
@@ -192,6 +222,7 @@ def _numpy(axis):
 
 def _torch(make):
     """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``make(p)``."""
+
     def build(p, x, dy):
         import torch
 
@@ -218,6 +249,7 @@ def _torch_compiled(p):
 def _tf(make, graph):
     """``f(x)`` and a ``GradientTape`` over it, in ``tf.function`` (as ``model.fit`` runs a
     step) or eagerly; ``make(params)`` gets TensorFlow's parameters of the same LRN."""
+
     def build(p, x, dy):
         import tensorflow as tf
 
@@ -252,6 +284,7 @@ def jnp_lrn(x, size, alpha, beta, k):
 
 def _jax(make):
     """The forward, and forward with the input gradient (``jax.vjp``), each under ``jax.jit``."""
+
     def build(p, x, dy):
         import jax
 
@@ -264,8 +297,10 @@ def _jax(make):
             return y, vjp(dy)[0]
 
         xj, dyj = jax.device_put(x), jax.device_put(dy)
-        return {"fwd": lambda: jax.block_until_ready(fwd(xj)),
-                "fwd+bwd": lambda: jax.block_until_ready(fwd_bwd(xj, dyj))}
+        return {
+            "fwd": lambda: jax.block_until_ready(fwd(xj)),
+            "fwd+bwd": lambda: jax.block_until_ready(fwd_bwd(xj, dyj)),
+        }
 
     return build
 
@@ -280,18 +315,42 @@ IMPLS = [
     ("lrn-core numpy", "numpy", "core", "NCHW", ALL_PASSES, _numpy(1)),
     ("lrn-core numpy NHWC", "numpy", "core", "NHWC", ALL_PASSES, _numpy(-1)),
     ("lrn-core torch adapter", "torch", "adapter", "NCHW", FB, _torch(_fn(TORCH_ADAPTER))),
-    ("torch eager (native)", "torch", "native", "NCHW", FB,
-     _torch(_fn("torch.nn.functional:local_response_norm"))),
+    (
+        "torch eager (native)",
+        "torch",
+        "native",
+        "NCHW",
+        FB,
+        _torch(_fn("torch.nn.functional:local_response_norm")),
+    ),
     ("torch.compile (native)", "torch", "native", "NCHW", FB, _torch(_torch_compiled)),
     ("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", FB, _tf(_fn(TF_ADAPTER), True)),
     ("tf native", "tensorflow", "native", "NHWC", FB, _tf(_fn(TF_NATIVE), True)),
-    ("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", FB,
-     _tf(_fn(TF_ADAPTER), False)),
+    (
+        "lrn-core tf adapter, eager",
+        "tensorflow",
+        "adapter",
+        "NHWC",
+        FB,
+        _tf(_fn(TF_ADAPTER), False),
+    ),
     ("tf native, eager", "tensorflow", "native", "NHWC", FB, _tf(_fn(TF_NATIVE), False)),
-    ("lrn-core jax adapter", "jax", "adapter", "NHWC", FB,
-     _jax(_fn("lrn_core.adapters.jax:local_response_norm"))),
-    ("jax.jit jnp (native)", "jax", "native", "NHWC", FB,
-     _jax(_fn("lrn_core.benchmarks.harness:jnp_lrn"))),
+    (
+        "lrn-core jax adapter",
+        "jax",
+        "adapter",
+        "NHWC",
+        FB,
+        _jax(_fn("lrn_core.adapters.jax:local_response_norm")),
+    ),
+    (
+        "jax.jit jnp (native)",
+        "jax",
+        "native",
+        "NHWC",
+        FB,
+        _jax(_fn("lrn_core.benchmarks.harness:jnp_lrn")),
+    ),
 ]
 IMPL_KIND = {i[0]: i[2] for i in IMPLS}
 IMPL_ORDER = {i[0]: n for n, i in enumerate(IMPLS)}
@@ -299,12 +358,17 @@ IMPL_ORDER = {i[0]: n for n, i in enumerate(IMPLS)}
 
 def _impls(case, frameworks, compile_):
     """The implementations a case runs."""
-    return [i for i in IMPLS if i[1] in frameworks
-            and (i[0] != "lrn-core numpy NHWC" or case.nhwc_core)
-            and (i[0] != "torch.compile (native)" or compile_)]
+    return [
+        i
+        for i in IMPLS
+        if i[1] in frameworks
+        and (i[0] != "lrn-core numpy NHWC" or case.nhwc_core)
+        and (i[0] != "torch.compile (native)" or compile_)
+    ]
 
 
 # --- measuring -----------------------------------------------------------------------------------
+
 
 def _installed(module):
     try:
@@ -377,8 +441,19 @@ def _prepare(case, frameworks, settings, status):
         except Exception as exc:
             fns, err = {}, exc
         for pass_ in passes:
-            row = Row(case.name, tuple(case.shape), case.dtype, case.size, case.beta,
-                      case.threads, impl, kind, framework, layout, pass_)
+            row = Row(
+                case.name,
+                tuple(case.shape),
+                case.dtype,
+                case.size,
+                case.beta,
+                case.threads,
+                impl,
+                kind,
+                framework,
+                layout,
+                pass_,
+            )
             fn = fns.get(pass_)
             try:
                 if err is not None:
@@ -397,8 +472,9 @@ def _time_case(tasks, settings, bar, label):
     for r, n in enumerate(_split(settings["repeat"], settings["rounds"])):
         for row, fn in tasks:
             if fn is not None and row.status == "ok":
-                bar.set_postfix_str(f"{label}: {row.impl} {row.pass_} (round {r + 1})",
-                                    refresh=False)
+                bar.set_postfix_str(
+                    f"{label}: {row.impl} {row.pass_} (round {r + 1})", refresh=False
+                )
                 timer = timeit.Timer(fn)  # time.perf_counter, gc off while timing
                 try:
                     timer.timeit(settings["warmup"])
@@ -437,6 +513,7 @@ def _summarise(rows):
 
 # --- one thread count in one process ------------------------------------------------------------
 
+
 def _nothing(*args, **kwargs):
     return None
 
@@ -445,15 +522,22 @@ def _run_group(cases, settings, threads, prefix="bench"):
     """Run cases (all at ``threads``) in this process: (rows, meta)."""
     frameworks = settings["frameworks"]
     total = sum(len(i[4]) for c in cases for i in _impls(c, frameworks, settings["compile"]))
-    total *= settings["repeat"] + settings["warmup"] * len(_split(settings["repeat"],
-                                                                  settings["rounds"]))
+    total *= settings["repeat"] + settings["warmup"] * len(
+        _split(settings["repeat"], settings["rounds"])
+    )
     lines = settings["progress"] and not _installed("tqdm")
     bar = types.SimpleNamespace(set_postfix_str=_nothing, update=_nothing, close=_nothing)
     if settings["progress"] and not lines:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=prefix, unit="call", leave=False, dynamic_ncols=True,
-                   mininterval=0.2 if sys.stderr.isatty() else 30)
+        bar = tqdm(
+            total=total,
+            desc=prefix,
+            unit="call",
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0.2 if sys.stderr.isatty() else 30,
+        )
     report, notes = {}, []
     from lrn_core._dispatch import kernels
 
@@ -468,8 +552,10 @@ def _run_group(cases, settings, threads, prefix="bench"):
         with limits:
             report["lrn-core (OpenMP)"] = int(k.max_threads())
             if report["lrn-core (OpenMP)"] != threads:
-                notes.append(f"lrn-core runs {report['lrn-core (OpenMP)']} threads, not "
-                             f"{threads}: install threadpoolctl, or set OMP_NUM_THREADS")
+                notes.append(
+                    f"lrn-core runs {report['lrn-core (OpenMP)']} threads, not "
+                    f"{threads}: install threadpoolctl, or set OMP_NUM_THREADS"
+                )
             if "torch" in frameworks:
                 with contextlib.suppress(Exception):  # a broken torch shows in its rows
                     import torch
@@ -487,13 +573,19 @@ def _run_group(cases, settings, threads, prefix="bench"):
                         report["tensorflow (intra-op)"] = threads
                     except RuntimeError:
                         report["tensorflow (intra-op)"] = "default (already initialised)"
-                        notes.append("TensorFlow was initialised before the bench: its intra-op "
-                                     "thread count could not be set")
+                        notes.append(
+                            "TensorFlow was initialised before the bench: its intra-op "
+                            "thread count could not be set"
+                        )
             rows = []
             for i, case in enumerate(cases):
                 if lines:
-                    print(f"{prefix}: case {i + 1}/{len(cases)} {case.name} (pip install tqdm "
-                          "for a progress bar)", file=sys.stderr, flush=True)
+                    print(
+                        f"{prefix}: case {i + 1}/{len(cases)} {case.name} (pip install tqdm "
+                        "for a progress bar)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 tasks = _prepare(case, frameworks, settings, bar.set_postfix_str)
                 _time_case(tasks, settings, bar, f"{case.name} t={case.threads}")
                 rows += [row for row, _ in tasks]
@@ -511,8 +603,9 @@ def _child_main(spec_path, out_path):
         spec = json.load(f)
     cases = [Case(**{**c, "shape": tuple(c["shape"])}) for c in spec["cases"]]
     try:
-        rows, meta = _run_group(cases, spec["settings"], spec["threads"],
-                                prefix=f"bench threads={spec['threads']}")
+        rows, meta = _run_group(
+            cases, spec["settings"], spec["threads"], prefix=f"bench threads={spec['threads']}"
+        )
         payload = {"rows": [dataclasses.asdict(r) for r in rows], "meta": meta}
     except BaseException as exc:  # report it; the parent goes on with the other thread counts
         payload = {"error": _short(exc)}
@@ -525,15 +618,25 @@ def _run_child(cases, settings, threads):
     with tempfile.TemporaryDirectory(prefix="lrn_core_bench_") as tmp:
         spec, out = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
         with open(spec, "w") as f:
-            json.dump({"cases": [dataclasses.asdict(c) for c in cases], "settings": settings,
-                       "threads": threads}, f)
+            json.dump(
+                {
+                    "cases": [dataclasses.asdict(c) for c in cases],
+                    "settings": settings,
+                    "threads": threads,
+                },
+                f,
+            )
         # ``-c`` puts the working directory first on sys.path: drop it, so that a script there
         # named like a module the child imports cannot shadow it
-        code = ("import sys; sys.path = [p for p in sys.path if p != '']; "
-                "from lrn_core.benchmarks.harness import _child_main; "
-                "sys.exit(_child_main(*sys.argv[1:]))")
-        proc = subprocess.run([sys.executable, "-c", code, spec, out],
-                              env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+        code = (
+            "import sys; sys.path = [p for p in sys.path if p != '']; "
+            "from lrn_core.benchmarks.harness import _child_main; "
+            "sys.exit(_child_main(*sys.argv[1:]))"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, spec, out],
+            env=dict(os.environ, OMP_NUM_THREADS=str(threads)),
+        )
         payload = {"error": f"child exited with code {proc.returncode}"}
         if os.path.exists(out):
             with open(out) as f:
@@ -545,6 +648,7 @@ def _run_child(cases, settings, threads):
 
 # --- planning and the entry point ---------------------------------------------------------------
 
+
 def _parse_shape(spec, batch):
     spec = spec.strip()
     if spec in SHAPES:
@@ -555,8 +659,9 @@ def _parse_shape(spec, batch):
         dims = ()
     dims = (batch,) + dims if len(dims) == 3 else dims
     if len(dims) != 4 or min(dims) < 1:
-        raise ValueError(f"unknown shape {spec!r}: use one of {', '.join(SHAPES)} or CxHxW or "
-                         "NxCxHxW")
+        raise ValueError(
+            f"unknown shape {spec!r}: use one of {', '.join(SHAPES)} or CxHxW or NxCxHxW"
+        )
     return "x".join(map(str, dims)), dims
 
 
@@ -565,18 +670,28 @@ def _plan(shapes, batch, variants, threads_list):
     named = [_parse_shape(s, batch) for s in shapes]
     nhwc = "nhwc" in variants
     first = dict(zip(("name", "shape"), named[0], strict=True)) if named else None
-    extra = [("size25", " size=25", {"size": 25}), ("float64", " float64", {"dtype": "float64"}),
-             ("beta0.6", " beta=0.6", {"beta": 0.6})]
+    extra = [
+        ("size25", " size=25", {"size": 25}),
+        ("float64", " float64", {"dtype": "float64"}),
+        ("beta0.6", " beta=0.6", {"beta": 0.6}),
+    ]
     cases = []
     for t in threads_list:
         cases += [Case(name, shape, threads=t, nhwc_core=nhwc) for name, shape in named]
-        cases += [Case(first["name"] + suffix, first["shape"], threads=t, nhwc_core=nhwc, **kw)
-                  for v, suffix, kw in extra if first and v in variants]
+        cases += [
+            Case(first["name"] + suffix, first["shape"], threads=t, nhwc_core=nhwc, **kw)
+            for v, suffix, kw in extra
+            if first and v in variants
+        ]
     if "ladder" in variants:
         cases += [Case(n, s, threads=t, nhwc_core=nhwc) for t in threads_list for n, s in LADDER]
     small = [("small", SMALL_SHAPE, (1, 2)), ("tiny", TINY_SHAPE, (1,))]
-    cases += [Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, nhwc_core=nhwc)
-              for v, shape, ts in small if v in variants for t in ts]
+    cases += [
+        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, nhwc_core=nhwc)
+        for v, shape, ts in small
+        if v in variants
+        for t in ts
+    ]
     return cases
 
 
@@ -591,8 +706,11 @@ def _frameworks(requested):
             raise ValueError(f"unknown framework {name!r}: use numpy, torch, tf, jax")
         wanted.append(FRAMEWORK_ALIASES.get(name))
     run = ["numpy"] + [f for f in ("torch", "tensorflow", "jax") if f in wanted and _installed(f)]
-    notes = [f"{f} is not installed: its rows are skipped" for f in ("torch", "tensorflow", "jax")
-             if f in wanted and f not in run]
+    notes = [
+        f"{f} is not installed: its rows are skipped"
+        for f in ("torch", "tensorflow", "jax")
+        if f in wanted and f not in run
+    ]
     return run, notes
 
 
@@ -604,13 +722,19 @@ def _environment(frameworks):
     k, found, cpu = kernels(), frameworks_found(), platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
         cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    return {"lrn_core": lrn_core.__version__,
-            "kernels": f"{k.__name__} (simd {k.simd}, openmp {k.openmp_enabled})",
-            "python": platform.python_version(), "numpy": np.__version__,
-            **{fw: found.get(fw) if fw in frameworks else None
-               for fw in ("torch", "tensorflow", "jax")},
-            "platform": platform.platform(), "cpu": cpu, "logical_cpus": os.cpu_count(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    return {
+        "lrn_core": lrn_core.__version__,
+        "kernels": f"{k.__name__} (simd {k.simd}, openmp {k.openmp_enabled})",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        **{
+            fw: found.get(fw) if fw in frameworks else None for fw in ("torch", "tensorflow", "jax")
+        },
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
 
 
 def _loadavg():
@@ -619,9 +743,22 @@ def _loadavg():
     return None
 
 
-def run(shapes=None, *, batch=None, repeat=None, rounds=None, warmup=None, frameworks=None,
-        compile=None, variants=(), threads=None, quick=False, progress=True, memory=True,
-        isolate=None):
+def run(
+    shapes=None,
+    *,
+    batch=None,
+    repeat=None,
+    rounds=None,
+    warmup=None,
+    frameworks=None,
+    compile=None,
+    variants=(),
+    threads=None,
+    quick=False,
+    progress=True,
+    memory=True,
+    isolate=None,
+):
     """Run the benchmark and return a :class:`BenchResult`.
 
     The keywords are the options of ``lrn-core bench --help``: ``shapes`` (names of :data:`SHAPES`
@@ -643,8 +780,10 @@ def run(shapes=None, *, batch=None, repeat=None, rounds=None, warmup=None, frame
     repeat, rounds = repeat or (3 if quick else 15), rounds or (1 if quick else 3)
     warmup = 1 if warmup is None else warmup
     if repeat < 1 or rounds < 1 or warmup < 0 or batch < 1:
-        raise ValueError(f"repeat ({repeat}), rounds ({rounds}) and batch ({batch}) must be "
-                         f">= 1, warmup ({warmup}) >= 0")
+        raise ValueError(
+            f"repeat ({repeat}), rounds ({rounds}) and batch ({batch}) must be "
+            f">= 1, warmup ({warmup}) >= 0"
+        )
     fws, notes = _frameworks(frameworks)
     from lrn_core._dispatch import kernels
 
@@ -653,18 +792,34 @@ def run(shapes=None, *, batch=None, repeat=None, rounds=None, warmup=None, frame
     if any(int(t) < 1 for t in threads_list):
         raise ValueError(f"thread counts must be >= 1, got {threads_list}")
     cases = _plan(list(shapes or SHAPES), batch, variants, dict.fromkeys(map(int, threads_list)))
-    settings = {"frameworks": fws, "compile": (not quick if compile is None else bool(compile))
-                and "torch" in fws, "repeat": int(repeat), "rounds": int(rounds),
-                "warmup": int(warmup), "progress": bool(progress), "memory": bool(memory)}
+    settings = {
+        "frameworks": fws,
+        "compile": (not quick if compile is None else bool(compile)) and "torch" in fws,
+        "repeat": int(repeat),
+        "rounds": int(rounds),
+        "warmup": int(warmup),
+        "progress": bool(progress),
+        "memory": bool(memory),
+    }
     groups = list(dict.fromkeys(c.threads for c in cases))
     if isolate is None:
         isolate = len(groups) > 1 or groups != [default]
-    meta = {"environment": _environment(fws),
-            "settings": {**settings, "batch": batch, "shapes": list(shapes or SHAPES),
-                         "variants": variants, "threads": groups, "isolated": bool(isolate),
-                         "quick": bool(quick)},
-            "threads_reported": {}, "notes": notes,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "loadavg_start": _loadavg()}
+    meta = {
+        "environment": _environment(fws),
+        "settings": {
+            **settings,
+            "batch": batch,
+            "shapes": list(shapes or SHAPES),
+            "variants": variants,
+            "threads": groups,
+            "isolated": bool(isolate),
+            "quick": bool(quick),
+        },
+        "threads_reported": {},
+        "notes": notes,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "loadavg_start": _loadavg(),
+    }
     rows = []
     for t in groups:
         group = [c for c in cases if c.threads == t]
@@ -685,21 +840,35 @@ def run(shapes=None, *, batch=None, repeat=None, rounds=None, warmup=None, frame
         meta["notes"].append(
             f"the machine was busy before the run (1-min load average {start[0]:g} on {ncpu} "
             "logical CPUs): other processes competed for the cores; look at the min column too, "
-            "or rerun on a quiet machine")
+            "or rerun on a quiet machine"
+        )
     return BenchResult(rows, meta)
 
 
 # --- reports -------------------------------------------------------------------------------------
 
-COLUMNS = ["implementation", "layout", "pass", "median ms", "min ms", "IQR %", "x copy",
-           "speedup vs best native", "peak extra MiB"]
-ADAPTERS = {"numpy": ("lrn-core numpy", "lrn-core numpy ms"),
-            "torch": ("lrn-core torch adapter", "torch adapter ms"),
-            "tensorflow": ("lrn-core tf adapter", "tf adapter ms"),
-            "jax": ("lrn-core jax adapter", "jax adapter ms")}
-MEMORY_TEXT = ("peak extra MiB = rise of the process's peak resident memory during one call, "
-               "inputs and preallocated outputs excluded, lrn-core's output cache emptied first "
-               "(Linux only; memory a framework's allocator caches between calls is not seen)")
+COLUMNS = [
+    "implementation",
+    "layout",
+    "pass",
+    "median ms",
+    "min ms",
+    "IQR %",
+    "x copy",
+    "speedup vs best native",
+    "peak extra MiB",
+]
+ADAPTERS = {
+    "numpy": ("lrn-core numpy", "lrn-core numpy ms"),
+    "torch": ("lrn-core torch adapter", "torch adapter ms"),
+    "tensorflow": ("lrn-core tf adapter", "tf adapter ms"),
+    "jax": ("lrn-core jax adapter", "jax adapter ms"),
+}
+MEMORY_TEXT = (
+    "peak extra MiB = rise of the process's peak resident memory during one call, "
+    "inputs and preallocated outputs excluded, lrn-core's output cache emptied first "
+    "(Linux only; memory a framework's allocator caches between calls is not seen)"
+)
 
 
 def _fmt_ms(v):
@@ -714,45 +883,71 @@ def _table(header, rows, md):
     """A Markdown table, or an aligned text one; columns from the fourth on are numbers."""
     if md:
         rows = [[str(c).replace("|", "\\|") for c in row] for row in rows]
-        return "\n".join(["| " + " | ".join(header) + " |",
-                          "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header)))
-                          + "|"] + ["| " + " | ".join(row) + " |" for row in rows])
+        return "\n".join(
+            [
+                "| " + " | ".join(header) + " |",
+                "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
+            ]
+            + ["| " + " | ".join(row) + " |" for row in rows]
+        )
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    return "\n".join("  ".join(str(c).rjust(w) if i >= 3 else str(c).ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-                     for row in [header, ["-" * w for w in widths], *rows])
+    return "\n".join(
+        "  ".join(
+            str(c).rjust(w) if i >= 3 else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [header, ["-" * w for w in widths], *rows]
+    )
 
 
 def _case_section(result, key):
     """Heading, line of floors, table cells and footnotes of one case."""
     rows = result.case_rows(key)
     r0 = rows[0]
-    head = (f"{key[0]}: x {'x'.join(map(str, r0.shape))} {r0.dtype}, size {r0.size}, "
-            f"beta {r0.beta:g}, threads {key[1]}")
+    head = (
+        f"{key[0]}: x {'x'.join(map(str, r0.shape))} {r0.dtype}, size {r0.size}, "
+        f"beta {r0.beta:g}, threads {key[1]}"
+    )
     extra = [f"copy floor {_fmt_ms(r.median_ms)} ms" for r in rows if r.kind == "copy" and r.ok]
-    extra += [f"fastest native {r.pass_}: {r.impl} {_fmt_ms(r.median_ms)} ms" for r in rows
-              if r.ok and r.best_native == r.impl and r.pass_ in FB]
+    extra += [
+        f"fastest native {r.pass_}: {r.impl} {_fmt_ms(r.median_ms)} ms"
+        for r in rows
+        if r.ok and r.best_native == r.impl and r.pass_ in FB
+    ]
     cells, notes = [], []
     for r in rows:
         if not r.ok:
             short, _, why = r.status.partition(": ")
             note = f"{r.impl}: {why or short}"
             notes += [note] if note not in notes else []
-            cells.append([r.impl, r.layout, r.pass_, f"{short} [{notes.index(note) + 1}]"]
-                         + [""] * 5)
+            cells.append(
+                [r.impl, r.layout, r.pass_, f"{short} [{notes.index(note) + 1}]"] + [""] * 5
+            )
             continue
-        cells.append([r.impl, r.layout, r.pass_, _fmt_ms(r.median_ms), _fmt_ms(r.min_ms),
-                      "" if r.iqr_pct is None else f"{r.iqr_pct:.0f}", _fmt_ratio(r.x_copy),
-                      _fmt_ratio(r.speedup, "x"),
-                      "" if r.peak_extra_mib is None else f"{r.peak_extra_mib:.1f}"])
+        cells.append(
+            [
+                r.impl,
+                r.layout,
+                r.pass_,
+                _fmt_ms(r.median_ms),
+                _fmt_ms(r.min_ms),
+                "" if r.iqr_pct is None else f"{r.iqr_pct:.0f}",
+                _fmt_ratio(r.x_copy),
+                _fmt_ratio(r.speedup, "x"),
+                "" if r.peak_extra_mib is None else f"{r.peak_extra_mib:.1f}",
+            ]
+        )
     return head, "; ".join(extra), cells, [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
 
 
 def _summary(result):
     """Header and rows: per case and pass, lrn-core's rows against the fastest native."""
     adapters = [ADAPTERS[f] for f in result.meta["settings"]["frameworks"] if f in ADAPTERS]
-    header = ["case", "threads", "pass"] + [col for _, col in adapters] + [
-        "fastest native ms", "numpy speedup"]
+    header = (
+        ["case", "threads", "pass"]
+        + [col for _, col in adapters]
+        + ["fastest native ms", "numpy speedup"]
+    )
     out = []
     for key in result.cases():
         rows = [r for r in result.case_rows(key) if r.ok]
@@ -763,9 +958,14 @@ def _summary(result):
                 cells.append(_fmt_ms(r.median_ms) if r else "")
             best = next((r for r in rows if r.pass_ == p and r.best_native == r.impl), None)
             core = next((r for r in rows if r.impl == "lrn-core numpy" and r.pass_ == p), None)
-            cells += ([f"{best.impl} {_fmt_ms(best.median_ms)}",
-                       _fmt_ratio(core.speedup, "x") if core else ""] if best
-                      else ["(no native)", ""])
+            cells += (
+                [
+                    f"{best.impl} {_fmt_ms(best.median_ms)}",
+                    _fmt_ratio(core.speedup, "x") if core else "",
+                ]
+                if best
+                else ["(no native)", ""]
+            )
             out.append(cells)
     return header, out
 
@@ -777,8 +977,12 @@ def _report(result, md):
     names = {"torch": "torch", "tensorflow": "TensorFlow", "jax": "JAX"}
     fws = "".join(f", {name} {env[key]}" for key, name in names.items() if env.get(key))
     a, b = meta.get("loadavg_start"), meta.get("loadavg_end")
-    load = (f"1-min load average {a[0]:g} before, {b[0]:g} after the run (this one included), "
-            f"on {env['logical_cpus']} logical CPUs" if a and b else "load average unknown")
+    load = (
+        f"1-min load average {a[0]:g} before, {b[0]:g} after the run (this one included), "
+        f"on {env['logical_cpus']} logical CPUs"
+        if a and b
+        else "load average unknown"
+    )
     lines = [
         f"method: median of {s['repeat']} timed calls per row ({len(per)} round(s) of "
         f"{'/'.join(map(str, per))} back-to-back calls, each after {s['warmup']} untimed "
@@ -786,21 +990,31 @@ def _report(result, md):
         f"environment: lrn-core {env['lrn_core']}, kernels {env['kernels']}, Python "
         f"{env['python']}, NumPy {env['numpy']}{fws}",
         f"machine: {env['cpu']}, {env['logical_cpus']} logical CPUs, {env['platform']}",
-        *(f"threads={t}: " + ", ".join(f"{k} {v}" for k, v in rep.items())
-          for t, rep in sorted(meta["threads_reported"].items())),
+        *(
+            f"threads={t}: " + ", ".join(f"{k} {v}" for k, v in rep.items())
+            for t, rep in sorted(meta["threads_reported"].items())
+        ),
         "*x copy*: median / copy floor (`numpy.copyto` of the same array, same run). An ideal "
         "implementation moves 1 copy for fwd, 1.5 for bwd, 2.5 for fwd+bwd.",
         "*speedup*: fastest native median of the same pass / this median (> 1: faster than "
         "every native).",
         "*{}*: {}.".format(*MEMORY_TEXT.split(" = ", 1)),
         f"date: {meta.get('date', '')}; wall time {meta.get('wall_seconds', '?')} s; {load}",
-        *(f"note: {n}" for n in meta["notes"])]
-    out = ["# lrn-core bench", ""] + [f"- {ln}" for ln in lines] if md else [
-        "lrn-core bench"] + [ln.replace("*", "").replace("`", "") for ln in lines]
+        *(f"note: {n}" for n in meta["notes"]),
+    ]
+    out = (
+        ["# lrn-core bench", ""] + [f"- {ln}" for ln in lines]
+        if md
+        else ["lrn-core bench"] + [ln.replace("*", "").replace("`", "") for ln in lines]
+    )
     header, rows = _summary(result)
     if rows:
-        out += ["", "## Summary (medians, ms)" if md else "summary (medians, ms)", "",
-                _table(header, rows, md)]
+        out += [
+            "",
+            "## Summary (medians, ms)" if md else "summary (medians, ms)",
+            "",
+            _table(header, rows, md),
+        ]
     for key in result.cases():
         head, extra, cells, foot = _case_section(result, key)
         out += ["", f"## {head}" if md else head, ""] + ([extra, ""] if extra else [])
@@ -831,31 +1045,49 @@ def plot(result, path):
         rows = [r for r in result.case_rows(key) if r.ok]
         impls = list(dict.fromkeys(r.impl for r in rows if r.pass_ in FB)) or ["(none)"]
         panels.append((key, impls, rows))
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(
-        9, max(3.0, 0.8 + sum(0.5 + 0.32 * len(p[1]) for p in panels))),
-        gridspec_kw={"height_ratios": [len(p[1]) for p in panels]})
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        squeeze=False,
+        figsize=(9, max(3.0, 0.8 + sum(0.5 + 0.32 * len(p[1]) for p in panels))),
+        gridspec_kw={"height_ratios": [len(p[1]) for p in panels]},
+    )
     for ax, (key, impls, rows) in zip(axes[:, 0], panels, strict=True):
         for j, (p, color) in enumerate((("fwd", "#4c72b0"), ("fwd+bwd", "#dd8452"))):
             ms = {r.impl: r.median_ms for r in rows if r.pass_ == p}
-            bars = ax.barh(np.arange(len(impls)) + (j - 0.5) * 0.38,
-                           [ms.get(i, 0.0) for i in impls], height=0.38, color=color, label=p)
-            ax.bar_label(bars, [f" {_fmt_ms(ms[i])}" if i in ms else "" for i in impls],
-                         fontsize=7)
+            bars = ax.barh(
+                np.arange(len(impls)) + (j - 0.5) * 0.38,
+                [ms.get(i, 0.0) for i in impls],
+                height=0.38,
+                color=color,
+                label=p,
+            )
+            ax.bar_label(bars, [f" {_fmt_ms(ms[i])}" if i in ms else "" for i in impls], fontsize=7)
         for r in rows:
             if r.kind == "copy":
                 ax.axvline(r.median_ms, color="k", ls="--", lw=1)
                 ax.text(r.median_ms, -0.75, f" copy floor {_fmt_ms(r.median_ms)} ms", fontsize=7)
         ms = [r.median_ms for r in rows] or [1.0]
-        ax.set(xscale="log", xlim=(min(ms) / 1.6, max(ms) * 3), ylim=(len(impls) - 0.4, -0.9),
-               yticks=np.arange(len(impls)))
+        ax.set(
+            xscale="log",
+            xlim=(min(ms) / 1.6, max(ms) * 3),
+            ylim=(len(impls) - 0.4, -0.9),
+            yticks=np.arange(len(impls)),
+        )
         ax.set_yticklabels(impls, fontsize=8)
         shape = "x".join(map(str, result.case_rows(key)[0].shape))
-        ax.set_title(f"{key[0]}  {shape} {result.case_rows(key)[0].dtype}, threads {key[1]}",
-                     fontsize=9)
+        ax.set_title(
+            f"{key[0]}  {shape} {result.case_rows(key)[0].dtype}, threads {key[1]}", fontsize=9
+        )
         ax.grid(axis="x", which="both", alpha=0.3)
     axes[-1, 0].set_xlabel("median time per call, ms (log scale; lower is better)")
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper right", ncol=2, fontsize=8,
-               frameon=False)
+    fig.legend(
+        *axes[0, 0].get_legend_handles_labels(),
+        loc="upper right",
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
     fig.suptitle("lrn-core bench", x=0.02, ha="left", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=120)
@@ -864,6 +1096,7 @@ def plot(result, path):
 
 
 # --- command line --------------------------------------------------------------------------------
+
 
 def _ints(text, low=1, one=False):
     """argparse type: comma-separated integers >= ``low`` (a single one with ``one``)."""
@@ -885,46 +1118,92 @@ def build_parser(prog="lrn-core bench"):
     p = argparse.ArgumentParser(
         prog=prog,
         description="Time lrn-core against the native LRNs installed (torch eager, torch.compile, "
-                    "TensorFlow in tf.function and eager, jitted jnp) and the copy floor "
-                    "(numpy.copyto of the same array). Prints medians and ratios measured in the "
-                    "same run.",
-        epilog="Shapes: " + "; ".join(f"{n} = (N, {', '.join(map(str, s))}): {d}"
-                                      for n, (s, d) in SHAPES.items())
-               + ". Variants: " + "; ".join(f"{n}: {d}" for n, d in VARIANTS.items())
-               + ". Thread counts other than the default (and every count when several are "
-                 "given) run in a child process with OMP_NUM_THREADS set; torch and TensorFlow "
-                 "(intra-op) follow it.")
+        "TensorFlow in tf.function and eager, jitted jnp) and the copy floor "
+        "(numpy.copyto of the same array). Prints medians and ratios measured in the "
+        "same run.",
+        epilog="Shapes: "
+        + "; ".join(f"{n} = (N, {', '.join(map(str, s))}): {d}" for n, (s, d) in SHAPES.items())
+        + ". Variants: "
+        + "; ".join(f"{n}: {d}" for n, d in VARIANTS.items())
+        + ". Thread counts other than the default (and every count when several are "
+        "given) run in a child process with OMP_NUM_THREADS set; torch and TensorFlow "
+        "(intra-op) follow it.",
+    )
     add = p.add_argument
-    add("--shapes", type=_csv, metavar="LIST",
+    add(
+        "--shapes",
+        type=_csv,
+        metavar="LIST",
         help=f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW (default: the four "
-             "names)")
-    add("--batch", type=lambda t: _ints(t, one=True),
-        help=f"batch of the shapes (default {DEFAULT_BATCH}; {QUICK_BATCH} with --quick)")
-    add("--repeat", type=lambda t: _ints(t, one=True),
-        help="timed calls per row (default 15; 3 with --quick)")
-    add("--rounds", type=lambda t: _ints(t, one=True),
+        "names)",
+    )
+    add(
+        "--batch",
+        type=lambda t: _ints(t, one=True),
+        help=f"batch of the shapes (default {DEFAULT_BATCH}; {QUICK_BATCH} with --quick)",
+    )
+    add(
+        "--repeat",
+        type=lambda t: _ints(t, one=True),
+        help="timed calls per row (default 15; 3 with --quick)",
+    )
+    add(
+        "--rounds",
+        type=lambda t: _ints(t, one=True),
         help="rounds the timed calls are split into, every row once per round (default 3; 1 "
-             "with --quick)")
-    add("--warmup", type=lambda t: _ints(t, 0, one=True), default=1,
-        help="untimed calls per row before each round (default 1)")
-    add("--threads", type=_ints, metavar="LIST",
-        help="thread counts, e.g. 1,2 (default: the process default)")
-    add("--frameworks", type=_csv, metavar="LIST",
-        help="numpy,torch,tf,jax (default: every one installed; numpy always runs)")
-    add("--variants", type=_csv, default=[], metavar="LIST",
-        help=f"extra cases: {', '.join(VARIANTS)} or all")
-    add("--compile", action=argparse.BooleanOptionalAction,
+        "with --quick)",
+    )
+    add(
+        "--warmup",
+        type=lambda t: _ints(t, 0, one=True),
+        default=1,
+        help="untimed calls per row before each round (default 1)",
+    )
+    add(
+        "--threads",
+        type=_ints,
+        metavar="LIST",
+        help="thread counts, e.g. 1,2 (default: the process default)",
+    )
+    add(
+        "--frameworks",
+        type=_csv,
+        metavar="LIST",
+        help="numpy,torch,tf,jax (default: every one installed; numpy always runs)",
+    )
+    add(
+        "--variants",
+        type=_csv,
+        default=[],
+        metavar="LIST",
+        help=f"extra cases: {', '.join(VARIANTS)} or all",
+    )
+    add(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
         help="time torch.compile (default: yes, except with --quick; compiling takes tens of "
-             "seconds per case)")
-    add("--quick", action="store_true",
-        help="smoke run: batch 2, 3 repeats in 1 round, no torch.compile")
+        "seconds per case)",
+    )
+    add(
+        "--quick",
+        action="store_true",
+        help="smoke run: batch 2, 3 repeats in 1 round, no torch.compile",
+    )
     add("--markdown", metavar="FILE", help="also write the report as Markdown")
     add("--plot", metavar="FILE", help="also write a PNG bar chart (needs matplotlib)")
     add("--json", metavar="FILE", help="also write every timing as JSON")
-    add("--no-progress", dest="progress", action="store_false",
-        help="no progress bar (tqdm) on stderr")
-    add("--no-memory", dest="memory", action="store_false",
-        help="do not measure each row's peak extra memory (one untimed call)")
+    add(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar (tqdm) on stderr",
+    )
+    add(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="do not measure each row's peak extra memory (one untimed call)",
+    )
     return p
 
 
@@ -936,20 +1215,35 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.plot and not _installed("matplotlib"):
-        print("lrn-core bench: --plot needs matplotlib, which is not installed.\n"
-              "Install it with `pip install 'lrn-core[bench]'` (or `pip install matplotlib`), "
-              "or drop --plot.", file=sys.stderr)
+        print(
+            "lrn-core bench: --plot needs matplotlib, which is not installed.\n"
+            "Install it with `pip install 'lrn-core[bench]'` (or `pip install matplotlib`), "
+            "or drop --plot.",
+            file=sys.stderr,
+        )
         return 2
     try:
-        result = run(args.shapes, batch=args.batch, repeat=args.repeat, rounds=args.rounds,
-                     warmup=args.warmup, frameworks=args.frameworks, compile=args.compile,
-                     variants=args.variants, threads=args.threads, quick=args.quick,
-                     progress=args.progress, memory=args.memory)
+        result = run(
+            args.shapes,
+            batch=args.batch,
+            repeat=args.repeat,
+            rounds=args.rounds,
+            warmup=args.warmup,
+            frameworks=args.frameworks,
+            compile=args.compile,
+            variants=args.variants,
+            threads=args.threads,
+            quick=args.quick,
+            progress=args.progress,
+            memory=args.memory,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     print(result.table(), end="")
-    for path, write in ((args.markdown, lambda f: f.write(result.markdown())),
-                        (args.json, lambda f: json.dump(result.to_dict(), f, indent=1))):
+    for path, write in (
+        (args.markdown, lambda f: f.write(result.markdown())),
+        (args.json, lambda f: json.dump(result.to_dict(), f, indent=1)),
+    ):
         if path:
             with open(path, "w") as f:
                 write(f)

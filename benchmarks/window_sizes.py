@@ -21,11 +21,14 @@ import lrn_core
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shape", default="32,96,55,55",
-                   help="NCHW, comma-separated (default 32,96,55,55)")
-    p.add_argument("--sizes", default="5,9,13,25,32",
-                   help="window sizes, comma-separated; ratios are to the first (default "
-                        "5,9,13,25,32)")
+    p.add_argument(
+        "--shape", default="32,96,55,55", help="NCHW, comma-separated (default 32,96,55,55)"
+    )
+    p.add_argument(
+        "--sizes",
+        default="5,9,13,25,32",
+        help="window sizes, comma-separated; ratios are to the first (default 5,9,13,25,32)",
+    )
     p.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw")
     p.add_argument("--beta", type=float, default=0.75)
     p.add_argument("--repeat", type=int, default=21)
@@ -63,10 +66,14 @@ def main(argv=None):
             fn()
             times[key].append(time.perf_counter() - t)
     med = {key: statistics.median(ts) * 1e3 for key, ts in times.items()}
-    print(f"{args.layout.upper()} {'x'.join(map(str, shape))} float32, beta {args.beta}, "
-          f"{lrn_core.get_config()['threads']} thread(s), {args.repeat} interleaved rounds; "
-          f"copy floor {med[('copy', 'copy')]:.3f} ms")
-    print(f"{'size':>4}  {'fwd ms':>8}  {'fwd+bwd ms':>10}  {'fwd+bwd / size ' + str(sizes[0]):>16}")
+    print(
+        f"{args.layout.upper()} {'x'.join(map(str, shape))} float32, beta {args.beta}, "
+        f"{lrn_core.get_config()['threads']} thread(s), {args.repeat} interleaved rounds; "
+        f"copy floor {med[('copy', 'copy')]:.3f} ms"
+    )
+    print(
+        f"{'size':>4}  {'fwd ms':>8}  {'fwd+bwd ms':>10}  {'fwd+bwd / size ' + str(sizes[0]):>16}"
+    )
     for size in sizes:
         f, fb = med[(size, "fwd")], med[(size, "fwd+bwd")]
         print(f"{size:>4}  {f:>8.3f}  {fb:>10.3f}  {fb / med[(sizes[0], 'fwd+bwd')]:>15.2f}x")

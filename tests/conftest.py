@@ -9,10 +9,12 @@ from lrn_core.tolerances import FLOOR, REFERENCE
 # Hypothesis profiles: "ci" (the default) and "thorough". Choose with HYPOTHESIS_PROFILE=thorough
 # (tox passes it through) or pytest's --hypothesis-profile=thorough, which wins over the variable.
 # Tests with their own @settings(max_examples=...) keep that count under either profile.
-settings.register_profile("ci", max_examples=150, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=2000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
 #: dtype -> (rtol, atol) for comparisons against the float64 reference: lrn_core.tolerances'
@@ -30,8 +32,9 @@ def assert_close(actual, expected, dtype=None, scale=None):
     rtol, atol = TOL[dtype]
     if scale is not None:
         atol = max(atol, rtol * float(np.max(np.abs(scale))) if np.size(scale) else 0.0)
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
-                               atol=atol, equal_nan=True)
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol, equal_nan=True
+    )
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def band(C, size, before):
 
 
 def _apply(v, M):
-    """out[..., c] = sum of v[..., j] over the j with M[c, j] set (masked, so inf * 0 never occurs)."""
+    """out[..., c] = sum of v[..., j] over the j with M[c, j] set (masked: inf * 0 never occurs)."""
     out = np.zeros_like(v)
     for c in range(M.shape[0]):
         out[..., c] = v[..., M[c] != 0].sum(axis=-1)

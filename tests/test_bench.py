@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from lrn_core.benchmarks import harness
 
 from lrn_core import cli
+from lrn_core.benchmarks import harness
 
 TINY = "8x6x6"  # C x H x W; the batch comes from --batch / quick (2)
 FAST = ["--quick", "--shapes", TINY, "--repeat", "2", "--no-compile", "--no-progress"]
@@ -28,8 +28,12 @@ def test_run_numpy_rows_and_ratios():
     res = harness.run([TINY], frameworks="numpy", repeat=3, rounds=1, quick=True, progress=False)
     assert res.cases() == [(f"2x{TINY}", res.rows[0].threads)]
     got = {(r.impl, r.pass_) for r in res.rows}
-    assert got == {("copy floor (numpy.copyto)", "copy"), ("lrn-core numpy", "fwd"),
-                   ("lrn-core numpy", "bwd"), ("lrn-core numpy", "fwd+bwd")}
+    assert got == {
+        ("copy floor (numpy.copyto)", "copy"),
+        ("lrn-core numpy", "fwd"),
+        ("lrn-core numpy", "bwd"),
+        ("lrn-core numpy", "fwd+bwd"),
+    }
     copy = res.get(f"2x{TINY}", "copy floor (numpy.copyto)", "copy")
     for r in res.rows:
         assert r.ok, r.status
@@ -47,18 +51,32 @@ def test_run_numpy_rows_and_ratios():
 
 def test_ratios_are_within_a_case():
     """speedup = fastest native of the same case and pass / median; x copy = median / copy."""
-    def row(case, impl, pass_, ms):
-        return harness.Row(case=case, shape=(1, 1, 1, 1), dtype="float32", size=5, beta=0.75,
-                           threads=1, impl=impl, kind=harness.IMPL_KIND[impl], framework="x",
-                           layout="NCHW", pass_=pass_, times_ms=[ms, ms, ms])
 
-    rows = [row("a", "copy floor (numpy.copyto)", "copy", 2.0),
-            row("a", "lrn-core numpy", "fwd", 4.0),
-            row("a", "torch eager (native)", "fwd", 40.0),
-            row("a", "tf native", "fwd", 20.0),
-            row("b", "copy floor (numpy.copyto)", "copy", 1.0),
-            row("b", "lrn-core numpy", "fwd", 4.0),
-            row("b", "torch eager (native)", "fwd", 8.0)]
+    def row(case, impl, pass_, ms):
+        return harness.Row(
+            case=case,
+            shape=(1, 1, 1, 1),
+            dtype="float32",
+            size=5,
+            beta=0.75,
+            threads=1,
+            impl=impl,
+            kind=harness.IMPL_KIND[impl],
+            framework="x",
+            layout="NCHW",
+            pass_=pass_,
+            times_ms=[ms, ms, ms],
+        )
+
+    rows = [
+        row("a", "copy floor (numpy.copyto)", "copy", 2.0),
+        row("a", "lrn-core numpy", "fwd", 4.0),
+        row("a", "torch eager (native)", "fwd", 40.0),
+        row("a", "tf native", "fwd", 20.0),
+        row("b", "copy floor (numpy.copyto)", "copy", 1.0),
+        row("b", "lrn-core numpy", "fwd", 4.0),
+        row("b", "torch eager (native)", "fwd", 8.0),
+    ]
     harness._summarise(rows)
     assert rows[1].x_copy == 2.0 and rows[1].speedup == 5.0 and rows[1].best_native == "tf native"
     assert rows[2].speedup == 0.5 and rows[3].speedup == 1.0
@@ -67,11 +85,22 @@ def test_ratios_are_within_a_case():
 
 def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
     md, js = tmp_path / "bench.md", tmp_path / "bench.json"
-    assert harness.main(FAST + ["--frameworks", "numpy,torch,tf", "--markdown", str(md),
-                                "--json", str(js)]) == 0
+    assert (
+        harness.main(
+            FAST + ["--frameworks", "numpy,torch,tf", "--markdown", str(md), "--json", str(js)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    for text in ("median ms", "x copy", "speedup vs best native", "copy floor (numpy.copyto)",
-                 "lrn-core numpy", "summary (medians, ms)", "median of 2 timed calls"):
+    for text in (
+        "median ms",
+        "x copy",
+        "speedup vs best native",
+        "copy floor (numpy.copyto)",
+        "lrn-core numpy",
+        "summary (medians, ms)",
+        "median of 2 timed calls",
+    ):
         assert text in out
     data = json.loads(js.read_text())
     rows = data["rows"]
@@ -96,20 +125,26 @@ def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
     assert text.startswith("# lrn-core bench\n")
     assert "## Summary (medians, ms)" in text
     if _installed("torch") and _installed("tensorflow"):  # the columns BENCHMARKS.md quotes
-        assert ("| case | threads | pass | lrn-core numpy ms | torch adapter ms | tf adapter ms "
-                "| fastest native ms | numpy speedup |") in text
+        assert (
+            "| case | threads | pass | lrn-core numpy ms | torch adapter ms | tf adapter ms "
+            "| fastest native ms | numpy speedup |"
+        ) in text
     header = "| " + " | ".join(harness.COLUMNS) + " |"
     assert text.count(header) == 1  # one case
     table = [ln for ln in text.splitlines() if ln.startswith("| ")]
-    assert all(ln.count("|") == len(harness.COLUMNS) + 1 for ln in table
-               if ln.startswith("| copy floor") or ln.startswith("| lrn-core numpy"))
+    assert all(
+        ln.count("|") == len(harness.COLUMNS) + 1
+        for ln in table
+        if ln.startswith("| copy floor") or ln.startswith("| lrn-core numpy")
+    )
     assert f"## 2x{TINY}: x 2x{TINY} float32, size 5" in text
 
 
 def test_threads_run_in_child_processes(tmp_path):
     js = tmp_path / "bench.json"
-    assert harness.main(FAST + ["--frameworks", "numpy", "--threads", "1,2", "--json",
-                                str(js)]) == 0
+    assert (
+        harness.main(FAST + ["--frameworks", "numpy", "--threads", "1,2", "--json", str(js)]) == 0
+    )
     data = json.loads(js.read_text())
     assert {r["threads"] for r in data["rows"]} == {1, 2}
     assert data["meta"]["settings"]["isolated"] is True
@@ -123,8 +158,7 @@ def test_child_processes_ignore_modules_in_the_working_directory(tmp_path, monke
     (tmp_path / "statistics.py").write_text("raise ImportError('the stray statistics.py')\n")
     monkeypatch.chdir(tmp_path)
     js = tmp_path / "bench.json"
-    assert harness.main(FAST + ["--frameworks", "numpy", "--threads", "1", "--json",
-                                str(js)]) == 0
+    assert harness.main(FAST + ["--frameworks", "numpy", "--threads", "1", "--json", str(js)]) == 0
     rows = json.loads(js.read_text())["rows"]
     assert rows and all(r["status"] == "ok" for r in rows if r["impl"] == "lrn-core numpy")
 
@@ -160,8 +194,10 @@ def test_progress_line_per_case_without_tqdm(monkeypatch, capsys):
     monkeypatch.setattr(harness, "_installed", lambda m: False if m == "tqdm" else real(m))
     harness.run([TINY, "4x3x3"], frameworks="numpy", repeat=2, quick=True, progress=True)
     err = capsys.readouterr().err.splitlines()
-    assert [ln.split(" (")[0] for ln in err] == [f"bench: case 1/2 2x{TINY}",
-                                                 "bench: case 2/2 2x4x3x3"]
+    assert [ln.split(" (")[0] for ln in err] == [
+        f"bench: case 1/2 2x{TINY}",
+        "bench: case 2/2 2x4x3x3",
+    ]
     assert "pip install tqdm" in err[0]
 
 
@@ -182,8 +218,9 @@ def test_threads_in_process_go_through_threadpoolctl():
     from lrn_core._dispatch import kernels
 
     default = kernels().max_threads()
-    res = harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False,
-                      threads=1, isolate=False)
+    res = harness.run(
+        [TINY], frameworks="numpy", repeat=2, quick=True, progress=False, threads=1, isolate=False
+    )
     assert res.meta["threads_reported"] == {"1": {"lrn-core (OpenMP)": 1}}
     assert res.meta["settings"]["isolated"] is False and {r.threads for r in res.rows} == {1}
     assert kernels().max_threads() == default
@@ -201,12 +238,22 @@ def test_peak_extra_memory_sees_a_fresh_array():
 
 
 def test_plan_variants_and_shapes():
-    cases = harness._plan(["alexnet-conv1", "googlenet-lrn2"], 32,
-                          ["size25", "float64", "beta0.6", "nhwc", "small"], [2])
+    cases = harness._plan(
+        ["alexnet-conv1", "googlenet-lrn2"],
+        32,
+        ["size25", "float64", "beta0.6", "nhwc", "small"],
+        [2],
+    )
     names = [(c.name, c.threads) for c in cases]
-    assert names == [("alexnet-conv1", 2), ("googlenet-lrn2", 2), ("alexnet-conv1 size=25", 2),
-                     ("alexnet-conv1 float64", 2), ("alexnet-conv1 beta=0.6", 2),
-                     ("small 1x16x8x8", 1), ("small 1x16x8x8", 2)]
+    assert names == [
+        ("alexnet-conv1", 2),
+        ("googlenet-lrn2", 2),
+        ("alexnet-conv1 size=25", 2),
+        ("alexnet-conv1 float64", 2),
+        ("alexnet-conv1 beta=0.6", 2),
+        ("small 1x16x8x8", 1),
+        ("small 1x16x8x8", 2),
+    ]
     assert cases[0].shape == (32, 96, 55, 55) and cases[1].shape == (32, 192, 56, 56)
     assert cases[2].size == 25 and cases[3].dtype == "float64" and cases[4].beta == 0.6
     assert all(c.nhwc_core for c in cases)
@@ -216,11 +263,14 @@ def test_plan_variants_and_shapes():
 
 
 def test_bad_options(capsys):
-    for args, text in ((["--threads", "0,2"], "argument --threads: expected comma-separated "
-                        "integers >= 1, got '0,2'"),
-                       (["--batch", "1,2"], "argument --batch: expected an integer >= 1, got "
-                        "'1,2'"),
-                       (["--warmup", "-1"], "argument --warmup: expected an integer >= 0")):
+    for args, text in (
+        (
+            ["--threads", "0,2"],
+            "argument --threads: expected comma-separated integers >= 1, got '0,2'",
+        ),
+        (["--batch", "1,2"], "argument --batch: expected an integer >= 1, got '1,2'"),
+        (["--warmup", "-1"], "argument --warmup: expected an integer >= 0"),
+    ):
         with pytest.raises(SystemExit) as exc:
             harness.main(args)
         assert exc.value.code == 2 and text in capsys.readouterr().err
@@ -234,9 +284,11 @@ def test_bad_options(capsys):
 
 
 def test_importing_the_harness_imports_no_framework():
-    code = ("import sys, lrn_core.benchmarks.harness as h; h.build_parser(); "
-            "print(','.join(m for m in ('torch', 'tensorflow', 'jax', 'matplotlib', 'tqdm') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, lrn_core.benchmarks.harness as h; h.build_parser(); "
+        "print(','.join(m for m in ('torch', 'tensorflow', 'jax', 'matplotlib', 'tqdm') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -246,16 +298,19 @@ def test_copy_threads_reports_both_copies(capsys):
 
     copy_threads.main(["--shape", "4,1000", "--threads", "2", "--repeat", "2"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["copy 0.0 MiB, 1 thread",
-                                                      "copy 0.0 MiB, 2 threads"]
+    assert [line.split(":")[0] for line in lines] == [
+        "copy 0.0 MiB, 1 thread",
+        "copy 0.0 MiB, 2 threads",
+    ]
     assert lines[0].endswith("1.00x one thread)")
 
 
 def test_window_sizes_times_every_size_against_the_first(capsys):
     from lrn_core.benchmarks import window_sizes
 
-    window_sizes.main(["--shape", "2,12,4,5", "--sizes", "5,25", "--repeat", "2",
-                       "--layout", "nhwc"])
+    window_sizes.main(
+        ["--shape", "2,12,4,5", "--sizes", "5,25", "--repeat", "2", "--layout", "nhwc"]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("NHWC 2x4x5x12 float32, beta 0.75")
     rows = [line.split() for line in lines[2:]]
@@ -270,8 +325,11 @@ def test_jax_rows_adapter_and_jitted_jnp():
     pytest.importorskip("jax")
     res = harness.run([TINY], frameworks="jax", repeat=2, rounds=1, quick=True, progress=False)
     rows = {(r.impl, r.pass_): r for r in res.rows if r.framework == "jax"}
-    assert set(rows) == {(impl, p) for impl in ("lrn-core jax adapter", "jax.jit jnp (native)")
-                         for p in ("fwd", "fwd+bwd")}
+    assert set(rows) == {
+        (impl, p)
+        for impl in ("lrn-core jax adapter", "jax.jit jnp (native)")
+        for p in ("fwd", "fwd+bwd")
+    }
     for r in rows.values():
         assert r.ok, r.status
         assert r.layout == "NHWC" and r.median_ms > 0
@@ -283,5 +341,6 @@ def test_jax_rows_adapter_and_jitted_jnp():
     from lrn_core.adapters.jax import local_response_norm
 
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 3, 9)), jnp.float32)
-    np.testing.assert_allclose(harness.jnp_lrn(x, 4, 0.5, 0.75, 1.5),
-                               local_response_norm(x, 4, 0.5, 0.75, 1.5), rtol=1e-6)
+    np.testing.assert_allclose(
+        harness.jnp_lrn(x, 4, 0.5, 0.75, 1.5), local_response_norm(x, 4, 0.5, 0.75, 1.5), rtol=1e-6
+    )

@@ -74,9 +74,11 @@ def test_unknown_suite_is_an_error():
 
 
 def test_python_dash_m_and_console_script():
-    out = subprocess.run([sys.executable, "-m", "lrn_core", "info"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lrn_core", "info"], capture_output=True, text=True, check=True
+    )
     assert "openmp" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "lrn_core", "nonsense"], capture_output=True,
-                         text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "lrn_core", "nonsense"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

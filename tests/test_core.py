@@ -30,8 +30,11 @@ def _befores(size):
 
 
 def _params(rng):
-    return {"alpha": float(rng.uniform(0.1, 3.0)), "beta": float(rng.choice([0.75, 0.5, 1.0, 0.6])),
-            "k": float(rng.uniform(0.5, 2.0))}
+    return {
+        "alpha": float(rng.uniform(0.1, 3.0)),
+        "beta": float(rng.choice([0.75, 0.5, 1.0, 0.6])),
+        "k": float(rng.uniform(0.5, 2.0)),
+    }
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -77,8 +80,9 @@ def test_beta_paths_finite_differences(rng, beta):
     x = rng.standard_normal((3, 6, 2))
     dy = rng.standard_normal((3, 6, 2))
     num = numerical_grad(lambda z: lrn_core.lrn(z, 3, 1.5, beta, 0.8), x, dy)
-    np.testing.assert_allclose(lrn_core.lrn_backward(dy, x, 3, 1.5, beta, 0.8), num,
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        lrn_core.lrn_backward(dy, x, 3, 1.5, beta, 0.8), num, rtol=1e-6, atol=1e-8
+    )
     assert_close(lrn_core.lrn(x, 3, 1.5, beta, 0.8), lrn_ref(x, 3, 1.5, beta, 0.8))
 
 
@@ -102,6 +106,7 @@ def test_window_sum_adjoint_is_the_swapped_window(rng):
 
 
 # --- layouts, strides, out= ---------------------------------------------------------------------
+
 
 def _layouts(rng):
     base = rng.standard_normal((4, 6, 5, 7))
@@ -137,8 +142,11 @@ def test_output_keeps_the_input_layout(rng):
 def test_out_argument(rng, layout):
     x = rng.standard_normal((3, 5, 4))
     buf = np.full((3, 5, 8), np.nan)
-    out = {"contiguous": np.empty_like(x), "transposed": np.empty((4, 5, 3)).transpose(2, 1, 0),
-           "strided": buf[:, :, ::2]}[layout]
+    out = {
+        "contiguous": np.empty_like(x),
+        "transposed": np.empty((4, 5, 3)).transpose(2, 1, 0),
+        "strided": buf[:, :, ::2],
+    }[layout]
     res = lrn_core.lrn(x, 3, 1.0, 0.75, 1.0, out=out)
     assert res is out
     assert_close(out, lrn_ref(x, 3, 1.0, 0.75, 1.0))
@@ -182,8 +190,10 @@ def test_y_argument_does_not_change_the_result(rng):
     x = rng.standard_normal((2, 6, 3))
     dy = rng.standard_normal((2, 6, 3))
     y = lrn_core.lrn(x, 4, 2.0, 0.75, 1.0)
-    np.testing.assert_array_equal(lrn_core.lrn_backward(dy, x, 4, 2.0, 0.75, 1.0, y=y),
-                                  lrn_core.lrn_backward(dy, x, 4, 2.0, 0.75, 1.0))
+    np.testing.assert_array_equal(
+        lrn_core.lrn_backward(dy, x, 4, 2.0, 0.75, 1.0, y=y),
+        lrn_core.lrn_backward(dy, x, 4, 2.0, 0.75, 1.0),
+    )
 
 
 @pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (0,)])
@@ -202,7 +212,8 @@ def test_array_likes_are_accepted():
     assert_close(y, lrn_ref(np.array([[1.0, 2.0, 3.0]]), 3, 3.0, 1.0, 1.0))
 
 
-# --- dtypes ----------------------------------------------------------------------------------------
+# --- dtypes ---------------------------------------------------------------------------------------
+
 
 def test_float16_is_computed_in_float32_and_rounded_once(rng):
     x = (rng.standard_normal((2, 8, 5)) * 30).astype(np.float16)
@@ -213,8 +224,9 @@ def test_float16_is_computed_in_float32_and_rounded_once(rng):
     y = lrn_core.lrn(x, 5, 1e-2, 0.75, 1.0)
     assert np.isfinite(y).all()
     expected = lrn_ref(x, 5, 1e-2, 0.75, 1.0)
-    np.testing.assert_array_equal(y, lrn_core.lrn(x.astype(np.float32), 5, 1e-2, 0.75, 1.0)
-                                  .astype(np.float16))
+    np.testing.assert_array_equal(
+        y, lrn_core.lrn(x.astype(np.float32), 5, 1e-2, 0.75, 1.0).astype(np.float16)
+    )
     assert_close(y, expected)
     dy = rng.standard_normal(x.shape).astype(np.float16)
     dx = lrn_core.lrn_backward(dy, x, 5, 1e-2, 0.75, 1.0)
@@ -226,8 +238,10 @@ def test_float16_is_computed_in_float32_and_rounded_once(rng):
     np.testing.assert_array_equal(out, y)
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_, np.complex64, np.uint8, object,
-                                   "datetime64[s]", np.longdouble])
+@pytest.mark.parametrize(
+    "dtype",
+    [np.int32, np.int64, np.bool_, np.complex64, np.uint8, object, "datetime64[s]", np.longdouble],
+)
 def test_unsupported_dtypes_raise_type_error(dtype):
     x = np.zeros((1, 3, 2), dtype=dtype)
     with pytest.raises(TypeError, match=r"x must have dtype float16, float32 or float64, got"):
@@ -236,7 +250,8 @@ def test_unsupported_dtypes_raise_type_error(dtype):
         lrn_core.lrn_backward(np.zeros((1, 3, 2)), x, 3)
 
 
-# --- numerics ----------------------------------------------------------------------------------------
+# --- numerics -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_huge_channel_next_to_tiny_ones(dtype):
@@ -276,12 +291,12 @@ def test_non_finite_values_stay_in_their_window(dtype, bad, size, before):
     assert_close(y, ref)
     after = size - 1 - before
     hit = np.zeros(x.shape, bool)
-    hit[1, max(0, 9 - after):9 + before + 1, 2] = True  # outputs whose window contains (9)
+    hit[1, max(0, 9 - after) : 9 + before + 1, 2] = True  # outputs whose window contains (9)
     assert np.isfinite(y[~hit]).all()
     dx = lrn_core.lrn_backward(np.ones_like(x), x, size, 1.0, 0.75, 1.0, before=before)
     # the gradient reaches one window further (window of a window), and no further
     reach = np.zeros(x.shape, bool)
-    reach[1, max(0, 9 - size + 1):9 + size, 2] = True
+    reach[1, max(0, 9 - size + 1) : 9 + size, 2] = True
     assert np.isfinite(dx[~reach]).all()
 
 
@@ -291,23 +306,36 @@ def test_extreme_magnitudes_and_degenerate_parameters(rng, dtype):
     x = rng.standard_normal((2, 9, 4)).astype(dtype)
     for scale in (float(info.tiny) * 16, 1e-20, 1.0, 1e15, float(np.sqrt(info.max)) / 4):
         xs = (x * dtype(scale)).astype(dtype)
-        for k, alpha, size in [(1.0, 1e-4, 5), (0.0, 1.0, 5), (2.0, 0.0, 3), (1.0, 1.0, 1),
-                               (1.0, 1.0, 40)]:
+        for k, alpha, size in [
+            (1.0, 1e-4, 5),
+            (0.0, 1.0, 5),
+            (2.0, 0.0, 3),
+            (1.0, 1.0, 1),
+            (1.0, 1.0, 40),
+        ]:
             with np.errstate(all="ignore"):
                 ref = lrn_ref(xs, size, alpha, 0.75, k)
                 y = lrn_core.lrn(xs, size, alpha, 0.75, k)
             assert_close(y, ref)
 
 
-# --- errors -----------------------------------------------------------------------------------------
+# --- errors ---------------------------------------------------------------------------------------
 
 X = np.zeros((2, 3, 4), dtype=np.float32)
 BAD_CALLS = [
     (lambda: lrn_core.lrn(X, 0), ValueError, r"size must be an integer >= 1, got 0"),
     (lambda: lrn_core.lrn(X, 2.5), TypeError, r"size must be an integer, got 2.5"),
     (lambda: lrn_core.lrn(X, True), TypeError, r"size must be an integer, got True"),
-    (lambda: lrn_core.lrn(X, 3, before=3), ValueError, r"before must be an integer in \[0, 2\], got 3"),
-    (lambda: lrn_core.lrn(X, 3, before=-1), ValueError, r"before must be an integer in \[0, 2\], got -1"),
+    (
+        lambda: lrn_core.lrn(X, 3, before=3),
+        ValueError,
+        r"before must be an integer in \[0, 2\], got 3",
+    ),
+    (
+        lambda: lrn_core.lrn(X, 3, before=-1),
+        ValueError,
+        r"before must be an integer in \[0, 2\], got -1",
+    ),
     (lambda: lrn_core.lrn(X, 3, alpha="a"), TypeError, r"alpha must be a real number, got 'a'"),
     (lambda: lrn_core.lrn(X, 3, beta=np.nan), ValueError, r"beta must be finite, got nan"),
     (lambda: lrn_core.lrn(X, 3, k=np.inf), ValueError, r"k must be finite, got inf"),
@@ -315,21 +343,43 @@ BAD_CALLS = [
     (lambda: lrn_core.lrn(X, 3, axis=-4), np.exceptions.AxisError, r"axis -4 is out of bounds"),
     (lambda: lrn_core.lrn(X, 3, axis=1.0), TypeError, r"axis must be an integer, got 1.0"),
     (lambda: lrn_core.lrn(np.float32(1.0), 3), ValueError, r"x must have at least 1 dimension"),
-    (lambda: lrn_core.lrn(X, 3, out=np.zeros((2, 3, 5), np.float32)), ValueError,
-     r"out must have shape \(2, 3, 4\), got \(2, 3, 5\)"),
-    (lambda: lrn_core.lrn(X, 3, out=np.zeros((2, 3, 4))), TypeError,
-     r"out must have dtype float32, got float64"),
+    (
+        lambda: lrn_core.lrn(X, 3, out=np.zeros((2, 3, 5), np.float32)),
+        ValueError,
+        r"out must have shape \(2, 3, 4\), got \(2, 3, 5\)",
+    ),
+    (
+        lambda: lrn_core.lrn(X, 3, out=np.zeros((2, 3, 4))),
+        TypeError,
+        r"out must have dtype float32, got float64",
+    ),
     (lambda: lrn_core.lrn(X, 3, out=[0.0]), TypeError, r"out must be a numpy.ndarray, got list"),
-    (lambda: lrn_core.lrn(X, 3, out=np.broadcast_to(np.float32(0), X.shape)), ValueError,
-     r"out must be writeable"),
-    (lambda: lrn_core.lrn_backward(np.zeros((2, 3, 5), np.float32), X, 3), ValueError,
-     r"dy must have the shape of x \(2, 3, 4\), got \(2, 3, 5\)"),
-    (lambda: lrn_core.lrn_backward(np.zeros((2, 3, 4)), X, 3), TypeError,
-     r"dy must have the dtype of x \(float32\), got float64"),
-    (lambda: lrn_core.lrn_backward(X, X, 3, y=np.zeros((3,), np.float32)), ValueError,
-     r"y must have the shape of x"),
+    (
+        lambda: lrn_core.lrn(X, 3, out=np.broadcast_to(np.float32(0), X.shape)),
+        ValueError,
+        r"out must be writeable",
+    ),
+    (
+        lambda: lrn_core.lrn_backward(np.zeros((2, 3, 5), np.float32), X, 3),
+        ValueError,
+        r"dy must have the shape of x \(2, 3, 4\), got \(2, 3, 5\)",
+    ),
+    (
+        lambda: lrn_core.lrn_backward(np.zeros((2, 3, 4)), X, 3),
+        TypeError,
+        r"dy must have the dtype of x \(float32\), got float64",
+    ),
+    (
+        lambda: lrn_core.lrn_backward(X, X, 3, y=np.zeros((3,), np.float32)),
+        ValueError,
+        r"y must have the shape of x",
+    ),
     (lambda: lrn_core.window_sum(X, 0), ValueError, r"size must be an integer >= 1, got 0"),
-    (lambda: lrn_core.window_sum(X, 2, before=2), ValueError, r"before must be an integer in \[0, 1\]"),
+    (
+        lambda: lrn_core.window_sum(X, 2, before=2),
+        ValueError,
+        r"before must be an integer in \[0, 1\]",
+    ),
 ]
 
 
@@ -350,18 +400,25 @@ def test_failed_call_leaves_out_untouched():
 
 # --- many sizes, exhaustively small -----------------------------------------------------------
 
+
 def test_every_size_and_placement_on_small_channel_counts(rng):
     for C, size in itertools.product(range(1, 9), range(1, 11)):
         for before in range(size):
             x = rng.standard_normal((2, C, 3))
-            assert_close(lrn_core.lrn(x, size, 1.3, 0.75, 0.9, before=before),
-                         lrn_ref(x, size, 1.3, 0.75, 0.9, before=before))
+            assert_close(
+                lrn_core.lrn(x, size, 1.3, 0.75, 0.9, before=before),
+                lrn_ref(x, size, 1.3, 0.75, 0.9, before=before),
+            )
             dy = rng.standard_normal((2, C, 3))
-            assert_close(lrn_core.lrn_backward(dy, x, size, 1.3, 0.75, 0.9, before=before),
-                         lrn_grad_ref(dy, x, size, 1.3, 0.75, 0.9, before=before), scale=10.0)
+            assert_close(
+                lrn_core.lrn_backward(dy, x, size, 1.3, 0.75, 0.9, before=before),
+                lrn_grad_ref(dy, x, size, 1.3, 0.75, 0.9, before=before),
+                scale=10.0,
+            )
 
 
 # --- accuracy in ulps ----------------------------------------------------------------------------
+
 
 def _max_ulps(actual, expected, dtype):
     ulp = np.spacing(np.abs(expected).astype(dtype)).astype(np.float64)
@@ -385,8 +442,19 @@ def test_forward_error_in_ulps_over_magnitudes(rng, dtype, limit):
     assert worst <= limit
 
 
-@pytest.mark.parametrize("beta,limit", [(0.75, 2.5), (0.5, 1.0), (1.0, 0.5), (0.6, 0.5),
-                                        (0.333, 0.5), (2.3, 0.5), (-0.5, 0.5), (7.0, 0.5)])
+@pytest.mark.parametrize(
+    "beta,limit",
+    [
+        (0.75, 2.5),
+        (0.5, 1.0),
+        (1.0, 0.5),
+        (0.6, 0.5),
+        (0.333, 0.5),
+        (2.3, 0.5),
+        (-0.5, 0.5),
+        (7.0, 0.5),
+    ],
+)
 def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
     """x = 1, alpha = 0: y = k ** -beta, the power step alone, for k across the float32 range
     (the fast path covers [1e-20, 1e30]; outside it the double path takes over). Other betas
@@ -406,6 +474,7 @@ def test_beta_fast_paths_agree_with_pow_over_the_float_range(beta, limit):
 # --- direct rows (windows <= 8) and streamed rows (9 to 32): float32, contiguous positions,
 # --- beta 0.75 / 0.5 --------------------------------------------------------------------------
 
+
 def _layout_functions(channels_last):
     """lrn and lrn_backward on (N, C, W) arrays, computed channels last when asked: on (N, W, C)
     copies, with the results moved back to (N, C, W)."""
@@ -413,8 +482,9 @@ def _layout_functions(channels_last):
         return lrn_core.lrn, lrn_core.lrn_backward
 
     def lrn(x, **p):
-        return np.moveaxis(lrn_core.lrn(np.ascontiguousarray(np.moveaxis(x, 1, -1)), **p,
-                                        axis=-1), -1, 1)
+        return np.moveaxis(
+            lrn_core.lrn(np.ascontiguousarray(np.moveaxis(x, 1, -1)), **p, axis=-1), -1, 1
+        )
 
     def lrn_backward(dy, x, **p):
         dyl, xl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (dy, x))
@@ -433,41 +503,69 @@ def _check_with_a_nan(x, dy, p, nan_at, channels_last):
     o, c, i = nan_at
     after = p["size"] - 1 - p["before"]
     hit = np.zeros(x.shape, bool)
-    hit[o, max(0, c - after):c + p["before"] + 1, i] = True
+    hit[o, max(0, c - after) : c + p["before"] + 1, i] = True
     assert np.isnan(y[hit]).all() and np.isfinite(y[~hit]).all()
     dx = lrn_backward(dy, x, **p)
     ref = lrn_grad_ref(dy, x, **p)
     finite = np.isfinite(ref)
     assert np.array_equal(np.isfinite(dx), finite)
-    assert_close(np.where(finite, dx, 0), np.where(finite, ref, 0),
-                 scale=np.abs(np.where(finite, ref, 0)).max())
+    assert_close(
+        np.where(finite, dx, 0),
+        np.where(finite, ref, 0),
+        scale=np.abs(np.where(finite, ref, 0)).max(),
+    )
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
-@pytest.mark.parametrize("size,before", [(1, 0), (2, 1), (5, 2), (5, 0), (8, 3), (8, 7), (11, 5),
-                                         (11, 10), (25, 12), (25, 0)])
-def test_direct_rows_over_tiles_with_a_tile_redone_in_double(rng, beta, size, before,
-                                                             channels_last):
+@pytest.mark.parametrize(
+    "size,before",
+    [(1, 0), (2, 1), (5, 2), (5, 0), (8, 3), (8, 7), (11, 5), (11, 10), (25, 12), (25, 0)],
+)
+def test_direct_rows_over_tiles_with_a_tile_redone_in_double(
+    rng, beta, size, before, channels_last
+):
     """1100 positions a row: two full tiles of 512 and one of 76 (the 32-wide, 8-wide and scalar
-    loops; streamed rows, n > 8: 384, 384 and 332, a masked last vector). One tile holds a square too big for the float path (its outputs and gradients are
-    redone in double), another a nan, which must stay in its windows; the other tiles are
-    unaffected and still within the float32 tolerance. Channels last: 12 channels, one full
-    vector and a masked one per position, same values."""
+    loops; streamed rows, n > 8: 384, 384 and 332, a masked last vector). One tile holds a square
+    too big for the float path (its outputs and gradients are redone in double), another a nan,
+    which must stay in its windows; the other tiles are unaffected and still within the float32
+    tolerance. Channels last: 12 channels, one full vector and a masked one per position, same
+    values."""
     x = rng.standard_normal((2, 12, 1100)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     x[0, 6, 600] = 1e20  # its square overflows float: only the double redo gets it right
     x[1, 3, 1050] = np.nan
-    _check_with_a_nan(x, dy, dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before),
-                      (1, 3, 1050), channels_last)
+    _check_with_a_nan(
+        x,
+        dy,
+        dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before),
+        (1, 3, 1050),
+        channels_last,
+    )
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("beta", [0.75, 0.5])
-@pytest.mark.parametrize("channels,size,before", [
-    (70, 9, 4), (70, 9, 0), (70, 9, 8), (70, 12, 6), (70, 13, 6), (70, 16, 15), (70, 23, 11),
-    (70, 25, 12), (70, 25, 0), (70, 31, 15), (70, 32, 16), (70, 32, 31), (7, 25, 12),
-    (1, 9, 4), (40, 32, 0)])
+@pytest.mark.parametrize(
+    "channels,size,before",
+    [
+        (70, 9, 4),
+        (70, 9, 0),
+        (70, 9, 8),
+        (70, 12, 6),
+        (70, 13, 6),
+        (70, 16, 15),
+        (70, 23, 11),
+        (70, 25, 12),
+        (70, 25, 0),
+        (70, 31, 15),
+        (70, 32, 16),
+        (70, 32, 31),
+        (7, 25, 12),
+        (1, 9, 4),
+        (40, 32, 0),
+    ],
+)
 def test_streamed_rows_over_many_blocks(rng, beta, channels, size, before, channels_last):
     """Streamed rows cut the padded channels into blocks of n and keep rings of n rows: many
     blocks, a last block that is partial or (n = 23, 70 channels) full, windows wider than the
@@ -478,11 +576,17 @@ def test_streamed_rows_over_many_blocks(rng, beta, channels, size, before, chann
     dy = rng.standard_normal(x.shape).astype(np.float32)
     x[0, channels // 2, 100] = 1e20
     x[1, channels - 1, 790] = np.nan
-    _check_with_a_nan(x, dy, dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before),
-                      (1, channels - 1, 790), channels_last)
+    _check_with_a_nan(
+        x,
+        dy,
+        dict(size=size, alpha=2.0, beta=beta, k=1.5, before=before),
+        (1, channels - 1, 790),
+        channels_last,
+    )
 
 
 # --- channels-last positions (NHWC): computed position by position for windows <= 8 ----------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size,before", [(1, 0), (4, 1), (5, 2), (8, 7), (9, 4)])
@@ -503,8 +607,9 @@ def test_channels_last_paths_match_the_channels_first_ones(rng, dtype, size, bef
         finite = np.isfinite(ref)
         assert np.array_equal(np.isfinite(dx.transpose(0, 2, 1)), finite)
         scale = np.abs(np.where(finite, ref, 0)).max() + 10.0
-        assert_close(np.where(finite, dx.transpose(0, 2, 1), 0), np.where(finite, ref, 0),
-                     scale=scale)
+        assert_close(
+            np.where(finite, dx.transpose(0, 2, 1), 0), np.where(finite, ref, 0), scale=scale
+        )
 
 
 def test_numpy_adapter_signatures_check_like_the_core(rng):
@@ -512,8 +617,10 @@ def test_numpy_adapter_signatures_check_like_the_core(rng):
 
     x = rng.standard_normal((2, 4, 3, 6))
     assert_close(lrn_np.local_response_norm(x, 4), lrn_ref(x, 4))
-    assert_close(lrn_np.local_response_normalization(x, 1, 2.0, 0.5, 0.75),
-                 lrn_ref(x, 3, 1.5, 0.75, 2.0, axis=-1))
+    assert_close(
+        lrn_np.local_response_normalization(x, 1, 2.0, 0.5, 0.75),
+        lrn_ref(x, 3, 1.5, 0.75, 2.0, axis=-1),
+    )
     with pytest.raises(ValueError, match=r"depth_radius must be an integer >= 0, got -1"):
         lrn_np.local_response_normalization(x, -1)
     with pytest.raises(TypeError, match=r"depth_radius must be an integer, got 1.5"):

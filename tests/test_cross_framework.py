@@ -25,10 +25,10 @@ lrn_tf = pytest.importorskip("lrn_core.adapters.tensorflow")
 
 #: odd, centred windows: expressible in every framework (size, alpha, beta, k in core terms)
 PROBLEMS = [
-    conventions.LRNParams(5, 1e-4 * 5, 0.75, 2.0, 2),   # AlexNet
+    conventions.LRNParams(5, 1e-4 * 5, 0.75, 2.0, 2),  # AlexNet
     conventions.LRNParams(3, 1.5, 0.5, 1.0, 1),
     conventions.LRNParams(1, 0.7, 1.0, 0.5, 0),
-    conventions.LRNParams(11, 2.0, 0.6, 1.0, 5),        # TF's default radius
+    conventions.LRNParams(11, 2.0, 0.6, 1.0, 5),  # TF's default radius
 ]
 SHAPE_NCHW = (2, 9, 4, 3)
 #: the natives are not exact: float32 sums in float32, float16 (TF) computed in float16
@@ -55,6 +55,7 @@ def _torch_kwargs(p):
 
 # --- each implementation: (y, dx) in NCHW for an NCHW problem -------------------------------------
 
+
 def _core(x, dy, p):
     return lrn_core.lrn(x, **p._asdict(), axis=1), lrn_core.lrn_backward(dy, x, **p._asdict())
 
@@ -76,6 +77,7 @@ def _tensorflow(fn):
             y = fn(xt, **conventions.to_tensorflow(p))
         g = tape.gradient(y, xt, output_gradients=tf.constant(_nhwc(dy)))
         return _nchw(y.numpy()), _nchw(g.numpy())
+
     return run
 
 
@@ -85,6 +87,7 @@ def _torch(fn):
         y = fn(xt, **_torch_kwargs(p))
         y.backward(torch.from_numpy(dy))
         return y.detach().numpy(), xt.grad.numpy()
+
     return run
 
 
@@ -99,8 +102,9 @@ def _compare(ours, expected, dtype, rtol=None):
     (y, g), (ye, ge) = ours, expected
     np.testing.assert_allclose(np.asarray(y, np.float64), ye, rtol=rtol, atol=1e-30)
     if g is not None:
-        np.testing.assert_allclose(np.asarray(g, np.float64), ge, rtol=0,
-                                   atol=rtol * np.abs(ge).max())
+        np.testing.assert_allclose(
+            np.asarray(g, np.float64), ge, rtol=0, atol=rtol * np.abs(ge).max()
+        )
 
 
 def _expected(x, dy, p):
@@ -110,13 +114,17 @@ def _expected(x, dy, p):
 
 # --- adapters agree with each other (and with the core) ------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 @pytest.mark.parametrize("p", PROBLEMS, ids=lambda p: f"size{p.size}")
 def test_numpy_and_tensorflow_adapters_agree(dtype, p):
     x, dy = _inputs(dtype, p.size)
     expected = _expected(x, dy, p)
-    for impl in (_numpy_adapter_tf_signature, _numpy_adapter_torch_signature,
-                 _tensorflow(lrn_tf.local_response_normalization)):
+    for impl in (
+        _numpy_adapter_tf_signature,
+        _numpy_adapter_torch_signature,
+        _tensorflow(lrn_tf.local_response_normalization),
+    ):
         ours = impl(x, dy, p)
         assert ours[0].dtype == dtype
         _compare(ours, expected, dtype)
@@ -140,11 +148,16 @@ def test_even_windows_numpy_and_torch_adapter(torch_adapter, size):
     expected = _expected(x, dy, p)
     _compare(_torch(torch_adapter.local_response_norm)(x, dy, p), expected, np.float64)
     _compare(_numpy_adapter_torch_signature(x, dy, p), expected, np.float64)
-    _compare(_torch(torch.nn.functional.local_response_norm)(x, dy, p), expected, np.float64,
-             NATIVE_RTOL[np.float64])
+    _compare(
+        _torch(torch.nn.functional.local_response_norm)(x, dy, p),
+        expected,
+        np.float64,
+        NATIVE_RTOL[np.float64],
+    )
 
 
 # --- against the frameworks' own ops --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 @pytest.mark.parametrize("p", PROBLEMS, ids=lambda p: f"size{p.size}")
@@ -163,14 +176,16 @@ def test_native_ops_agree(dtype, p):
 
 # --- second order ---------------------------------------------------------------------------------
 
+
 def _hvp_tensorflow(x, v, p):
     xt, vt = tf.constant(_nhwc(x)), tf.constant(_nhwc(v))
     with tf.GradientTape() as outer:
         outer.watch(xt)
         with tf.GradientTape() as inner:
             inner.watch(xt)
-            loss = tf.reduce_sum(tf.sin(
-                lrn_tf.local_response_normalization(xt, **conventions.to_tensorflow(p))))
+            loss = tf.reduce_sum(
+                tf.sin(lrn_tf.local_response_normalization(xt, **conventions.to_tensorflow(p)))
+            )
         g = inner.gradient(loss, xt)
     return _nchw(outer.gradient(g, xt, output_gradients=vt).numpy())
 
@@ -188,8 +203,9 @@ def test_hessian_vector_products_agree(p):
     """TF adapter's second order against torch's native op (an autograd composite), float64."""
     x, v = _inputs(np.float64, p.size)
     expected = _hvp_torch(torch.nn.functional.local_response_norm, x, v, p)
-    np.testing.assert_allclose(_hvp_tensorflow(x, v, p), expected, rtol=1e-9,
-                               atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        _hvp_tensorflow(x, v, p), expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max()
+    )
 
 
 @pytest.mark.parametrize("p", PROBLEMS[:2], ids=lambda p: f"size{p.size}")

@@ -13,8 +13,17 @@ import lrn_core.tolerances
 import lrn_core.validation
 
 
-@pytest.mark.parametrize("module", [lrn_core, lrn_core._api, lrn_core.adapters.numpy,
-                                    lrn_core.conventions, lrn_core.validation, lrn_core.tolerances])
+@pytest.mark.parametrize(
+    "module",
+    [
+        lrn_core,
+        lrn_core._api,
+        lrn_core.adapters.numpy,
+        lrn_core.conventions,
+        lrn_core.validation,
+        lrn_core.tolerances,
+    ],
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

@@ -26,8 +26,13 @@ def test_import_lrn_core_imports_no_framework():
 
 
 def test_public_api():
-    assert set(lrn_core.__all__) >= {"lrn", "lrn_backward", "window_sum", "show_config",
-                                     "__version__"}
+    assert set(lrn_core.__all__) >= {
+        "lrn",
+        "lrn_backward",
+        "window_sum",
+        "show_config",
+        "__version__",
+    }
     for name in ("lrn", "lrn_backward", "window_sum", "show_config"):
         doc = getattr(lrn_core, name).__doc__
         assert doc and len(doc) > 60, name
@@ -35,16 +40,23 @@ def test_public_api():
 
 def test_kernels_variant_is_reported_and_baseline_matches(tmp_path):
     """The portable baseline build and the AVX2 build give the same results."""
-    code = ("import numpy as np, lrn_core, lrn_core._dispatch as d;"
-            "x = np.random.default_rng(1).standard_normal((2, 17, 33), dtype=np.float32);"
-            "np.save(r'{f}', np.stack([lrn_core.lrn(x, 5, 1.0), "
-            "lrn_core.lrn_backward(x, x, 4, 1.0)]));"
-            "print(d.kernels().__name__)")
+    code = (
+        "import numpy as np, lrn_core, lrn_core._dispatch as d;"
+        "x = np.random.default_rng(1).standard_normal((2, 17, 33), dtype=np.float32);"
+        "np.save(r'{f}', np.stack([lrn_core.lrn(x, 5, 1.0), "
+        "lrn_core.lrn_backward(x, x, 4, 1.0)]));"
+        "print(d.kernels().__name__)"
+    )
     names = []
     for env in ("baseline", ""):
         f = tmp_path / f"{env or 'auto'}.npy"
-        out = subprocess.run([sys.executable, "-c", code.format(f=f)], capture_output=True,
-                             text=True, check=True, env={**_env(), "LRN_CORE_KERNELS": env})
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(f=f)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**_env(), "LRN_CORE_KERNELS": env},
+        )
         names.append(out.stdout.strip())
     assert names[0] == "lrn_core._kernels"
     import numpy as np
@@ -72,9 +84,11 @@ def test_adapters_import_no_private_name_of_the_core():
                 names = [a.name for a in node.names]
                 shared = ("_buffers", "_dispatch")
                 if (module.startswith("_") and module not in shared) or any(
-                        n.startswith("_") and n not in shared for n in names):
-                    found.append(f"{path.name}: from {'.' * node.level}{module} import "
-                                 f"{', '.join(names)}")
+                    n.startswith("_") and n not in shared for n in names
+                ):
+                    found.append(
+                        f"{path.name}: from {'.' * node.level}{module} import {', '.join(names)}"
+                    )
     assert not found, found
 
 

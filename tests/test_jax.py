@@ -43,16 +43,19 @@ def _x(shape, dtype=np.float64, seed=0, scale=2.0):
 
 def _f(impl, size, before, axis=-1, **params):
     params = {**PARAMS, **params}
-    return lambda x: local_response_norm(x, size, **params, axis=axis, before=before,
-                                         implementation=impl)
+    return lambda x: local_response_norm(
+        x, size, **params, axis=axis, before=before, implementation=impl
+    )
 
 
 # --- values --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("size,before", WINDOWS)
-@pytest.mark.parametrize("shape,axis", [((2, 3, 4, 9), -1), ((2, 9, 3, 4), 1), ((7, 5), 0),
-                                        ((11,), 0)])
+@pytest.mark.parametrize(
+    "shape,axis", [((2, 3, 4, 9), -1), ((2, 9, 3, 4), 1), ((7, 5), 0), ((11,), 0)]
+)
 def test_forward_and_grad_match_reference_float64(x64, impl, size, before, shape, axis):
     x, dy = _x(shape), _x(shape, seed=1)
     f = _f(impl, size, before, axis)
@@ -73,8 +76,7 @@ def test_float32_matches_reference_and_the_core(impl, size, before):
     assert y.dtype == jnp.float32
     assert_close(y, lrn_ref(x, size, **PARAMS, axis=-1, before=before))
     dx = jax.jit(lambda x, dy: jax.vjp(_f(impl, size, before), x)[1](dy)[0])(x, dy)
-    assert_close(dx, lrn_grad_ref(dy, x, size, **PARAMS, axis=-1, before=before),
-                 scale=np.abs(dy))
+    assert_close(dx, lrn_grad_ref(dy, x, size, **PARAMS, axis=-1, before=before), scale=np.abs(dy))
     if impl != "xla":  # the kernels themselves: the same bits as the core's functions
         core = dict(**PARAMS, axis=-1, before=before)
         np.testing.assert_array_equal(np.asarray(y), lrn_core.lrn(x, size, **core))
@@ -86,8 +88,9 @@ def test_defaults_are_torchs_convention_channels_last():
     ref = lrn_ref(x, 5, 1e-4, 0.75, 1.0, axis=-1, before=2)
     assert_close(local_response_norm(x), ref)
     p = conventions.from_tensorflow(2, 2.0, 1e-3, 0.5)
-    assert_close(local_response_norm(x, **p._asdict()),
-                 lrn_ref(x, 5, 5e-3, 0.5, 2.0, axis=-1, before=2))
+    assert_close(
+        local_response_norm(x, **p._asdict()), lrn_ref(x, 5, 5e-3, 0.5, 2.0, axis=-1, before=2)
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -109,8 +112,9 @@ def test_zero_size(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("dtype,rtol", [(jnp.float16, TOL[np.dtype(np.float16)][0]),
-                                        (jnp.bfloat16, BF16_RTOL)])
+@pytest.mark.parametrize(
+    "dtype,rtol", [(jnp.float16, TOL[np.dtype(np.float16)][0]), (jnp.bfloat16, BF16_RTOL)]
+)
 def test_half_precision_is_computed_in_float32_and_rounded_once(impl, dtype, rtol):
     x = jnp.asarray(_x((2, 3, 3, 12), np.float32), dtype)
     dy = jnp.asarray(_x((2, 3, 3, 12), np.float32, seed=1), dtype)
@@ -121,14 +125,16 @@ def test_half_precision_is_computed_in_float32_and_rounded_once(impl, dtype, rto
     ref = lrn_ref(xf, 5, **PARAMS, axis=-1)
     np.testing.assert_allclose(np.asarray(y.astype(jnp.float32)), ref, rtol=rtol, atol=1e-6)
     gref = lrn_grad_ref(dyf, xf, 5, **PARAMS, axis=-1)
-    np.testing.assert_allclose(np.asarray(dx.astype(jnp.float32)), gref, rtol=rtol,
-                               atol=rtol * np.abs(dyf).max())
+    np.testing.assert_allclose(
+        np.asarray(dx.astype(jnp.float32)), gref, rtol=rtol, atol=rtol * np.abs(dyf).max()
+    )
     if impl == "core":  # exactly the float32 result, rounded once
         y32 = lrn_core.lrn(xf, 5, **PARAMS, axis=-1)
         np.testing.assert_array_equal(np.asarray(y), np.asarray(jnp.asarray(y32).astype(dtype)))
 
 
 # --- differentiation -----------------------------------------------------------------------------
+
 
 def _fd_grad(fun, x, eps=1e-6):
     g = np.zeros_like(x)
@@ -147,6 +153,7 @@ def test_grad_matches_finite_differences(x64, impl, size, before):
 
     def loss(x):
         return jnp.sum(jnp.sin(f(x)) * w)
+
     g = jax.jit(jax.grad(loss))(x)
     np.testing.assert_allclose(g, _fd_grad(lambda x: float(loss(x)), x), rtol=1e-7, atol=1e-9)
 
@@ -177,12 +184,18 @@ def test_hessian_every_mode_matches_finite_differences(x64, impl, size, before):
 
     def loss(x):
         return jnp.sum(jnp.sin(f(x)))
+
     grad = jax.jit(jax.grad(loss))
-    fd = np.stack([_fd_grad(lambda x, i=i: float(grad(x)[i]), x)
-                   for i in np.ndindex(x.shape)]).reshape(x.shape * 2)
-    modes = {"hessian": jax.hessian(loss), "rev-rev": jax.jacrev(jax.jacrev(loss)),
-             "fwd-fwd": jax.jacfwd(jax.jacfwd(loss)), "rev-fwd": jax.jacrev(jax.jacfwd(loss)),
-             "jit hessian": jax.jit(jax.hessian(loss))}
+    fd = np.stack(
+        [_fd_grad(lambda x, i=i: float(grad(x)[i]), x) for i in np.ndindex(x.shape)]
+    ).reshape(x.shape * 2)
+    modes = {
+        "hessian": jax.hessian(loss),
+        "rev-rev": jax.jacrev(jax.jacrev(loss)),
+        "fwd-fwd": jax.jacfwd(jax.jacfwd(loss)),
+        "rev-fwd": jax.jacrev(jax.jacfwd(loss)),
+        "jit hessian": jax.jit(jax.hessian(loss)),
+    }
     for name, hess in modes.items():
         np.testing.assert_allclose(hess(x), fd, rtol=1e-6, atol=1e-8, err_msg=name)
 
@@ -194,6 +207,7 @@ def test_third_order_matches_finite_differences_of_the_hessian(x64, impl):
 
     def loss(x):
         return jnp.sum(f(x) ** 3)
+
     h = jax.hessian(loss)
     t3 = jax.jacfwd(h)(x)
     eps = 1e-5
@@ -224,8 +238,11 @@ def test_first_order_reverse_is_the_fused_kernel():
 
 
 def test_kernels_run_as_xla_ffi_targets_not_python_callbacks():
-    assert lrn_jax._FFI_TARGETS == {"lrn_core_lrn_cpu", "lrn_core_lrn_vjp_cpu",
-                                    "lrn_core_window_sum_cpu"}
+    assert lrn_jax._FFI_TARGETS == {
+        "lrn_core_lrn_cpu",
+        "lrn_core_lrn_vjp_cpu",
+        "lrn_core_window_sum_cpu",
+    }
     hlo = jax.jit(local_response_norm).lower(jnp.ones((2, 8))).as_text()
     assert "custom_call @lrn_core_lrn_cpu" in hlo and "python" not in hlo
 
@@ -236,6 +253,7 @@ def test_kernel_errors_surface_as_xla_errors():
 
     def fail(x, out, **params):
         raise ValueError(f"refused with {params}")
+
     (name,) = _jax_ffi.register({"lrn_core_test_fail": fail})
     call = jax.ffi.ffi_call(name, jax.ShapeDtypeStruct((3,), jnp.float32))
     with pytest.raises(Exception, match=r"lrn_core_test_fail: ValueError: refused with \{'a': 2\}"):
@@ -243,6 +261,7 @@ def test_kernel_errors_surface_as_xla_errors():
 
 
 # --- transformations ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_vmap_batches_as_outer_rows_with_one_kernel_call(x64, impl):
@@ -267,11 +286,13 @@ def test_jit_and_eager_agree_and_recompile_only_for_new_params():
     x = _x((2, 3, 10), np.float32)
     f = jax.jit(local_response_norm, static_argnums=(1,), static_argnames=("implementation",))
     np.testing.assert_array_equal(f(x, 5), local_response_norm(x, 5))
-    np.testing.assert_array_equal(f(x, 3, implementation="xla"),
-                                  local_response_norm(x, 3, implementation="xla"))
+    np.testing.assert_array_equal(
+        f(x, 3, implementation="xla"), local_response_norm(x, 3, implementation="xla")
+    )
 
 
 # --- where the kernels may run ------------------------------------------------------------------
+
 
 def test_export_uses_pure_xla_under_auto_and_core_refuses():
     from jax import export
@@ -295,29 +316,35 @@ def test_other_platforms_get_pure_xla_and_core_refuses():
         assert "custom_call" not in text and "reduce_window" in text
         with pytest.raises(RuntimeError, match=r"CPU only.*\('" + platform + r"',\).*'xla'"):
             jax.jit(lambda x: local_response_norm(x, implementation="core")).trace(x).lower(
-                lowering_platforms=(platform,))
+                lowering_platforms=(platform,)
+            )
 
 
 # --- errors -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(size=0), ValueError, "size must be an integer >= 1, got 0"),
-    (dict(size=2.5), TypeError, "size must be an integer"),
-    (dict(alpha=float("nan")), ValueError, "alpha must be finite"),
-    (dict(beta="0.75"), TypeError, "beta must be a real number"),
-    (dict(before=5), ValueError, r"before must be an integer in \[0, 4\], got 5"),
-    (dict(axis=3), Exception, "axis 3 is out of bounds"),
-    (dict(axis=1.0), TypeError, "axis must be an integer"),
-    (dict(implementation="native"), ValueError, "implementation must be one of"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(size=0), ValueError, "size must be an integer >= 1, got 0"),
+        (dict(size=2.5), TypeError, "size must be an integer"),
+        (dict(alpha=float("nan")), ValueError, "alpha must be finite"),
+        (dict(beta="0.75"), TypeError, "beta must be a real number"),
+        (dict(before=5), ValueError, r"before must be an integer in \[0, 4\], got 5"),
+        (dict(axis=3), Exception, "axis 3 is out of bounds"),
+        (dict(axis=1.0), TypeError, "axis must be an integer"),
+        (dict(implementation="native"), ValueError, "implementation must be one of"),
+    ],
+)
 def test_bad_arguments_raise_naming_them(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         local_response_norm(jnp.ones((2, 3, 4)), **kwargs)
 
 
 def test_bad_inputs_raise_naming_them():
-    with pytest.raises(TypeError, match="x must have dtype float16, bfloat16, float32 or "
-                                        "float64, got int32"):
+    with pytest.raises(
+        TypeError, match="x must have dtype float16, bfloat16, float32 or float64, got int32"
+    ):
         local_response_norm(jnp.ones((2, 3), jnp.int32))
     with pytest.raises(ValueError, match="at least 1 dimension"):
         local_response_norm(jnp.float32(1.0))
@@ -326,6 +353,7 @@ def test_bad_inputs_raise_naming_them():
 
 
 # --- Flax ---------------------------------------------------------------------------------------
+
 
 def test_flax_modules_wrap_the_function():
     flax_mod = pytest.importorskip("lrn_core.adapters.flax")
@@ -373,8 +401,16 @@ def test_property_kernels_xla_and_reference_agree(data):
     ref = lrn_ref(x, size, alpha, beta, k, axis=axis, before=before)
     gref = lrn_grad_ref(dy, x, size, alpha, beta, k, axis=axis, before=before)
     for impl in ("core", "xla"):
-        f = functools.partial(local_response_norm, size=size, alpha=alpha, beta=beta, k=k,
-                              axis=axis, before=before, implementation=impl)
+        f = functools.partial(
+            local_response_norm,
+            size=size,
+            alpha=alpha,
+            beta=beta,
+            k=k,
+            axis=axis,
+            before=before,
+            implementation=impl,
+        )
         y, vjp = jax.vjp(f, x)
         assert_close(y, ref)
         assert_close(vjp(dy)[0], gref, scale=np.abs(dy))
@@ -385,8 +421,9 @@ def test_docstring_examples(module):
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(module),
-                             optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE
+    )
     assert result.failed == 0 and result.attempted > 0
 
 
@@ -417,8 +454,13 @@ def test_sharded_over_two_cpu_devices(tmp_path):
     x = _x((4, 3, 8), np.float32)
     np.save(tmp_path / "x.npy", x)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    subprocess.run([sys.executable, "-c", SHARDED, tmp_path / "x.npy", tmp_path / "out.npz"],
-                   env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", SHARDED, tmp_path / "x.npy", tmp_path / "out.npz"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     out = np.load(tmp_path / "out.npz")
     ref = lrn_ref(x, 3, 0.5, 0.75, 1.0, axis=-1)
     gref = lrn_grad_ref(x, x, 3, 0.5, 0.75, 1.0, axis=-1) + ref  # d sum(f(x) * x) / dx

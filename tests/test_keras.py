@@ -43,7 +43,7 @@ class PlainLRN(keras.layers.Layer):
     def call(self, x):
         ops, r, c = keras.ops, self.r, x.shape[-1]
         padded = ops.pad(ops.square(x), [(0, 0), (0, 0), (0, 0), (r, r)])
-        s = sum(padded[..., i:i + c] for i in range(2 * r + 1))
+        s = sum(padded[..., i : i + c] for i in range(2 * r + 1))
         return x / ops.power(self.bias + self.alpha * s, self.beta)
 
 
@@ -53,16 +53,22 @@ def _numpy(t):
 
 # --- in process ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("implementation", lrn_keras.IMPLEMENTATIONS)
-@pytest.mark.parametrize("kw", [LAYER_KW, dict(depth_radius=5, bias=1.0, alpha=1.0, beta=0.5),
-                                dict(depth_radius=0, bias=0.5, alpha=0.3, beta=1.0)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        LAYER_KW,
+        dict(depth_radius=5, bias=1.0, alpha=1.0, beta=0.5),
+        dict(depth_radius=0, bias=0.5, alpha=0.3, beta=1.0),
+    ],
+)
 def test_forward_matches_reference(implementation, kw):
     x = np.random.default_rng(0).standard_normal((2, 5, 4, 13)).astype(np.float32)
     y = _numpy(LocalResponseNormalization(**kw, implementation=implementation)(x))
     assert y.shape == x.shape and y.dtype == np.float32
     if implementation == "native":  # the backend's own LRN sums in float32: more than a few ulps
-        np.testing.assert_allclose(y, _ref(x, **kw), rtol=NATIVE["float32"],
-                                   atol=FLOOR["float32"])
+        np.testing.assert_allclose(y, _ref(x, **kw), rtol=NATIVE["float32"], atol=FLOOR["float32"])
     else:
         assert_close(y, _ref(x, **kw))
 
@@ -90,15 +96,20 @@ def test_gradient_matches_reference():
 
         dx = jax.vjp(layer, x)[1](dy)[0]
     n = 2 * LAYER_KW["depth_radius"] + 1
-    ref = lrn_grad_ref(dy, x, n, LAYER_KW["alpha"] * n, LAYER_KW["beta"], LAYER_KW["bias"],
-                       axis=-1)
+    ref = lrn_grad_ref(dy, x, n, LAYER_KW["alpha"] * n, LAYER_KW["beta"], LAYER_KW["bias"], axis=-1)
     assert_close(_numpy(dx), ref, scale=np.abs(dy))
 
 
 def _model(lrn_layer):
-    return keras.Sequential([
-        keras.Input((6, 6, 3)), keras.layers.Conv2D(12, 3, name="conv"), lrn_layer,
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, name="dense")])
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Conv2D(12, 3, name="conv"),
+            lrn_layer,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, name="dense"),
+        ]
+    )
 
 
 def test_fit_matches_a_plain_ops_layer():
@@ -122,11 +133,13 @@ def test_fit_matches_a_plain_ops_layer():
 
 
 def test_config_round_trips():
-    layer = LocalResponseNormalization(depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75,
-                                       implementation="core", name="lrn")
+    layer = LocalResponseNormalization(
+        depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75, implementation="core", name="lrn"
+    )
     config = layer.get_config()
-    for key, value in dict(depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75,
-                           implementation="core").items():
+    for key, value in dict(
+        depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75, implementation="core"
+    ).items():
         assert config[key] == value
     clone = LocalResponseNormalization.from_config(config)
     assert clone.get_config() == config
@@ -134,12 +147,15 @@ def test_config_round_trips():
     assert type(revived) is LocalResponseNormalization and revived.get_config() == config
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(depth_radius=-1), ValueError, "depth_radius must be an integer >= 0, got -1"),
-    (dict(depth_radius=1.5), TypeError, "depth_radius must be an integer"),
-    (dict(beta=float("inf")), ValueError, "beta must be finite"),
-    (dict(implementation="xla"), ValueError, "implementation must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(depth_radius=-1), ValueError, "depth_radius must be an integer >= 0, got -1"),
+        (dict(depth_radius=1.5), TypeError, "depth_radius must be an integer"),
+        (dict(beta=float("inf")), ValueError, "beta must be finite"),
+        (dict(implementation="xla"), ValueError, "implementation must be one of"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         LocalResponseNormalization(**kwargs)
@@ -181,8 +197,13 @@ np.savez(sys.argv[4], out=keras.ops.convert_to_numpy(model(x)), conv=conv,
 
 def _run(code, backend, *args):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", code, backend, *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, backend, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"{backend}: {proc.stderr[-3000:]}"
 
 
@@ -208,8 +229,13 @@ def test_keras_file_saved_under_one_backend_loads_under_another(saved, dst, tmp_
         out = tmp_path / f"{src}_in_{dst}.npz"
         _run(LOAD, dst, f, xfile, out)
         got = np.load(out)
-        np.testing.assert_allclose(got["out"], expected, rtol=1e-5, atol=1e-6,
-                                   err_msg=f"saved under {src}, loaded under {dst}")
+        np.testing.assert_allclose(
+            got["out"],
+            expected,
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"saved under {src}, loaded under {dst}",
+        )
         assert_close(got["lrn"], _ref(got["conv"], **LAYER_KW))
 
 

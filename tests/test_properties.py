@@ -20,8 +20,11 @@ import lrn_core
 def test_hypothesis_profile_is_the_one_asked_for(request):
     """--hypothesis-profile wins, then HYPOTHESIS_PROFILE, then "ci"; the tests below run with
     that profile's number of examples."""
-    asked = (request.config.getoption("hypothesis_profile", None)
-             or os.environ.get("HYPOTHESIS_PROFILE") or "ci")
+    asked = (
+        request.config.getoption("hypothesis_profile", None)
+        or os.environ.get("HYPOTHESIS_PROFILE")
+        or "ci"
+    )
     assert settings.get_profile(asked).max_examples == {"ci": 150, "thorough": 2000}[asked]
     assert settings.default.max_examples == settings.get_profile(asked).max_examples
 
@@ -37,7 +40,7 @@ def problems(draw):
     before = draw(st.integers(0, size - 1))
     exponent = draw(st.integers(-6, 6))  # magnitudes from 1e-6 to 1e6
     x = draw(hnp.arrays(dtype, shape, elements=st.floats(-10, 10, width=32)))
-    x = (x * dtype(10.0 ** exponent)).astype(dtype)
+    x = (x * dtype(10.0**exponent)).astype(dtype)
     params = dict(
         alpha=draw(st.floats(0.0, 5.0)),
         beta=draw(st.one_of(st.sampled_from([0.75, 0.5, 1.0]), st.floats(-1.0, 2.0))),

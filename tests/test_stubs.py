@@ -15,6 +15,7 @@ def test_stub_matches_the_compiled_module():
         modules.append("lrn_core._kernels_avx2")
     except ImportError:
         pass
-    out = subprocess.run([sys.executable, "-m", "mypy.stubtest", *modules], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", *modules], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr

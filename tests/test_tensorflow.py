@@ -35,10 +35,10 @@ from lrn_core.adapters.tensorflow import (  # noqa: E402
 BF16_RTOL = REFERENCE["bfloat16"]
 
 PARAMS = [  # (bias, alpha, beta), TF's convention
-    (1.0, 1.0, 0.5),        # TF's defaults
-    (2.0, 1e-4, 0.75),      # AlexNet
+    (1.0, 1.0, 0.5),  # TF's defaults
+    (2.0, 1e-4, 0.75),  # AlexNet
     (0.5, 0.3, 1.0),
-    (1.0, 0.05, 0.6),       # a beta without a closed form
+    (1.0, 0.05, 0.6),  # a beta without a closed form
 ]
 
 
@@ -90,8 +90,9 @@ def test_matches_native_and_reference(dtype, r, channels, impl):
     for i, (bias, alpha, beta) in enumerate(PARAMS):
         kw = dict(depth_radius=r, bias=bias, alpha=alpha, beta=beta)
         x, dy = _inputs((2, 3, 4, channels), dtype, seed=100 * r + channels + i)
-        y, g = _forward_and_grad(local_response_normalization, x, dy, **kw,
-                                 implementation=IMPL_ARG[impl])
+        y, g = _forward_and_grad(
+            local_response_normalization, x, dy, **kw, implementation=IMPL_ARG[impl]
+        )
         yn, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, **kw)
         yr, gr = _reference(x, dy, **kw)
         assert y.dtype == g.dtype == dtype and y.shape == g.shape == x.shape
@@ -99,8 +100,9 @@ def test_matches_native_and_reference(dtype, r, channels, impl):
         assert_close(g.numpy(), gr, dtype, scale=gr)
         rtol = NATIVE[dtype]  # native TF sums float32 in float32, computes float16 in float16
         np.testing.assert_allclose(y.numpy().astype(np.float64), yn.numpy(), rtol=rtol, atol=1e-6)
-        np.testing.assert_allclose(g.numpy().astype(np.float64), gn.numpy(), rtol=0,
-                                   atol=rtol * np.abs(gr).max())
+        np.testing.assert_allclose(
+            g.numpy().astype(np.float64), gn.numpy(), rtol=0, atol=rtol * np.abs(gr).max()
+        )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -108,8 +110,16 @@ def test_matches_native_and_reference(dtype, r, channels, impl):
 def test_float64_against_reference(r, impl):
     for i, (bias, alpha, beta) in enumerate(PARAMS):
         x, dy = _inputs((2, 5, 3, 13), "float64", seed=r + i)
-        y, g = _forward_and_grad(local_response_normalization, x, dy, depth_radius=r, bias=bias,
-                                 alpha=alpha, beta=beta, implementation=IMPL_ARG[impl])
+        y, g = _forward_and_grad(
+            local_response_normalization,
+            x,
+            dy,
+            depth_radius=r,
+            bias=bias,
+            alpha=alpha,
+            beta=beta,
+            implementation=IMPL_ARG[impl],
+        )
         yr, gr = _reference(x, dy, r, bias, alpha, beta)
         assert y.dtype == g.dtype == tf.float64
         assert_close(y.numpy(), yr)
@@ -127,24 +137,38 @@ def test_bfloat16_against_reference(r):
         g = tape.gradient(y, xb, output_gradients=dyb)
         assert y.dtype == g.dtype == tf.bfloat16
         # the reference sees the bfloat16-rounded inputs exactly
-        yr, gr = _reference(tf.cast(xb, tf.float64).numpy(), tf.cast(dyb, tf.float64).numpy(),
-                            r, bias, alpha, beta)
+        yr, gr = _reference(
+            tf.cast(xb, tf.float64).numpy(), tf.cast(dyb, tf.float64).numpy(), r, bias, alpha, beta
+        )
         np.testing.assert_allclose(tf.cast(y, tf.float64).numpy(), yr, rtol=BF16_RTOL, atol=1e-30)
-        np.testing.assert_allclose(tf.cast(g, tf.float64).numpy(), gr, rtol=BF16_RTOL,
-                                   atol=BF16_RTOL * np.abs(gr).max())
+        np.testing.assert_allclose(
+            tf.cast(g, tf.float64).numpy(), gr, rtol=BF16_RTOL, atol=BF16_RTOL * np.abs(gr).max()
+        )
 
 
 @settings(max_examples=30, deadline=None)
-@given(shape=st.tuples(st.integers(0, 3), st.integers(1, 4), st.integers(1, 4),
-                       st.integers(1, 20)),
-       r=st.integers(0, 12), bias=st.floats(0.1, 3.0), alpha=st.floats(0.0, 5.0),
-       beta=st.sampled_from([0.5, 0.75, 1.0, 0.3, 2.0]), seed=st.integers(0, 2**16),
-       impl=st.sampled_from(["core", "auto"]))
+@given(
+    shape=st.tuples(st.integers(0, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 20)),
+    r=st.integers(0, 12),
+    bias=st.floats(0.1, 3.0),
+    alpha=st.floats(0.0, 5.0),
+    beta=st.sampled_from([0.5, 0.75, 1.0, 0.3, 2.0]),
+    seed=st.integers(0, 2**16),
+    impl=st.sampled_from(["core", "auto"]),
+)
 def test_property_float64(shape, r, bias, alpha, beta, seed, impl):
     """Any shape (an empty batch too), radius larger than the channels, any parameters."""
     x, dy = _inputs(shape, "float64", seed)
-    y, g = _forward_and_grad(local_response_normalization, x, dy, depth_radius=r, bias=bias,
-                             alpha=alpha, beta=beta, implementation=IMPL_ARG[impl])
+    y, g = _forward_and_grad(
+        local_response_normalization,
+        x,
+        dy,
+        depth_radius=r,
+        bias=bias,
+        alpha=alpha,
+        beta=beta,
+        implementation=IMPL_ARG[impl],
+    )
     yr, gr = _reference(x, dy, r, bias, alpha, beta)
     assert_close(y.numpy(), yr)
     assert_close(g.numpy(), gr, scale=gr)
@@ -154,12 +178,13 @@ def test_accepts_numpy_and_lists_like_native():
     x = np.random.default_rng(0).standard_normal((1, 2, 2, 5)).astype(np.float32)
     for inp in (x, x.tolist()):
         y = local_response_normalization(inp, 1, 1.0, 0.5, 0.75)
-        np.testing.assert_allclose(y.numpy(),
-                                   tf.nn.local_response_normalization(inp, 1, 1.0, 0.5, 0.75),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            y.numpy(), tf.nn.local_response_normalization(inp, 1, 1.0, 0.5, 0.75), rtol=1e-6
+        )
 
 
 # --- errors -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(5,), (2, 5), (2, 3, 5), (1, 2, 3, 4, 5)])
 def test_rank_other_than_4_is_refused_like_native(shape):
@@ -172,7 +197,8 @@ def test_rank_other_than_4_is_refused_like_native(shape):
 
 def test_unknown_rank_is_checked_at_run_time():
     f = tf.function(lambda x: local_response_normalization(x, 1)).get_concrete_function(
-        tf.TensorSpec(None, tf.float32))
+        tf.TensorSpec(None, tf.float32)
+    )
     x = np.ones((1, 2, 2, 3), np.float32)
     np.testing.assert_allclose(f(tf.constant(x)), tf.nn.local_response_normalization(x, 1))
     with pytest.raises(tf.errors.InvalidArgumentError, match="input must be 4-D"):
@@ -185,15 +211,18 @@ def test_other_dtypes_are_refused(dtype):
         local_response_normalization(tf.zeros((1, 2, 2, 3), dtype))
 
 
-@pytest.mark.parametrize("kw,error,match", [
-    (dict(depth_radius=-1), ValueError, "depth_radius must be an integer >= 0, got -1"),
-    (dict(depth_radius=1.5), TypeError, "depth_radius must be an integer"),
-    (dict(depth_radius=True), TypeError, "depth_radius must be an integer"),
-    (dict(bias="1"), TypeError, "bias must be a real number"),
-    (dict(alpha=float("nan")), ValueError, "alpha must be finite"),
-    (dict(beta=float("inf")), ValueError, "beta must be finite"),
-    (dict(implementation="fast"), ValueError, "implementation must be one of"),
-])
+@pytest.mark.parametrize(
+    "kw,error,match",
+    [
+        (dict(depth_radius=-1), ValueError, "depth_radius must be an integer >= 0, got -1"),
+        (dict(depth_radius=1.5), TypeError, "depth_radius must be an integer"),
+        (dict(depth_radius=True), TypeError, "depth_radius must be an integer"),
+        (dict(bias="1"), TypeError, "bias must be a real number"),
+        (dict(alpha=float("nan")), ValueError, "alpha must be finite"),
+        (dict(beta=float("inf")), ValueError, "beta must be finite"),
+        (dict(implementation="fast"), ValueError, "implementation must be one of"),
+    ],
+)
 def test_bad_parameters(kw, error, match):
     with pytest.raises(error, match=match):
         local_response_normalization(tf.ones((1, 2, 2, 3)), **kw)
@@ -207,8 +236,14 @@ def test_bad_parameters(kw, error, match):
 # kernel in a py_function. Pinned here at sizes on both sides of that threshold.
 
 #: (1, 2, 2, 8) tiny; SMALL_ELEMENTS - 1, SMALL_ELEMENTS and one over; one channel; one position
-ROUTE_SHAPES = [(1, 2, 2, 8), (1, 1, 31, 33), (1, 4, 8, 32), (1, 1, 41, 25), (3, 2, 1, 1),
-                (1, 1, 1, 9)]
+ROUTE_SHAPES = [
+    (1, 2, 2, 8),
+    (1, 1, 31, 33),
+    (1, 4, 8, 32),
+    (1, 1, 41, 25),
+    (3, 2, 1, 1),
+    (1, 1, 1, 9),
+]
 
 
 def test_route_shapes_straddle_the_threshold():
@@ -253,6 +288,7 @@ def test_eager_route_numbers(shape, dtype, monkeypatch):
 def test_graph_route_numbers(shape, dtype):
     """In tf.function: TF ops (no callback) up to SMALL_ELEMENTS, the kernel above; forward and
     gradient against the float64 reference and native TF."""
+
     @tf.function
     def fwd_grad(x, dy, **kw):
         with tf.GradientTape() as tape:
@@ -278,13 +314,16 @@ def test_graph_route_numbers(shape, dtype):
             np.testing.assert_allclose(g, gn, rtol=0, atol=rtol * np.abs(gr).max())
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda x: tf.Variable(x), id="variable"),
-    pytest.param(lambda x: tf.cast(x, tf.float16), id="float16"),
-    pytest.param(lambda x: tf.cast(x, tf.bfloat16), id="bfloat16"),
-    pytest.param(lambda x: x[:0], id="empty"),
-    pytest.param(lambda x: x.numpy(), id="numpy"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda x: tf.Variable(x), id="variable"),
+        pytest.param(lambda x: tf.cast(x, tf.float16), id="float16"),
+        pytest.param(lambda x: tf.cast(x, tf.bfloat16), id="bfloat16"),
+        pytest.param(lambda x: x[:0], id="empty"),
+        pytest.param(lambda x: x.numpy(), id="numpy"),
+    ],
+)
 def test_eager_inputs_the_lean_route_leaves_to_the_checked_one(make):
     """What the lean eager route does not take gives the same numbers as before (the checked
     route, or the lean one after conversion), against the float64 reference."""
@@ -294,8 +333,11 @@ def test_eager_inputs_the_lean_route_leaves_to_the_checked_one(make):
     y = local_response_normalization(inp, 2, 1.0, 0.3, 0.75)
     yr = _reference(x64, x64, 2, 1.0, 0.3, 0.75)[0]
     assert y.shape == x64.shape and y.dtype == tf.convert_to_tensor(inp).dtype
-    rtol = {tf.float32: REFERENCE["float32"], tf.float16: REFERENCE["float16"],
-            tf.bfloat16: BF16_RTOL}[y.dtype]
+    rtol = {
+        tf.float32: REFERENCE["float32"],
+        tf.float16: REFERENCE["float16"],
+        tf.bfloat16: BF16_RTOL,
+    }[y.dtype]
     np.testing.assert_allclose(tf.cast(y, tf.float64).numpy(), yr, rtol=rtol, atol=1e-30)
 
 
@@ -310,13 +352,15 @@ def test_eager_route_is_recorded_once_on_nested_tapes_and_accumulators():
             y = local_response_normalization(x, 2, 1.0, 0.3, 0.75)
             loss = tf.reduce_sum(y)
         g = tape.gradient(loss, x)
-    np.testing.assert_allclose(g, lrn_grad_ref(np.ones(x.shape), x.numpy(), axis=-1,
-                                               **p._asdict()), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        g, lrn_grad_ref(np.ones(x.shape), x.numpy(), axis=-1, **p._asdict()), rtol=1e-12, atol=1e-15
+    )
     ref = functools.partial(lrn_ref, axis=-1, **p._asdict())
     grad_ref = functools.partial(lrn_grad_ref, np.ones(x.shape), axis=-1, **p._asdict())
     np.testing.assert_allclose(acc.jvp(y), _fd(ref, x.numpy(), v.numpy()), rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(acc.jvp(g), _fd(grad_ref, x.numpy(), v.numpy()), rtol=1e-6,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        acc.jvp(g), _fd(grad_ref, x.numpy(), v.numpy()), rtol=1e-6, atol=1e-9
+    )
 
 
 def _fd(f, x, v, eps=1e-6):
@@ -326,13 +370,15 @@ def _fd(f, x, v, eps=1e-6):
 
 # --- graphs --------------------------------------------------------------------------------------
 
+
 def test_tf_function_static_shapes_and_same_results():
     @tf.function
     def fwd_grad(x, dy):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = local_response_normalization(x, 2, 1.0, 0.3, 0.75, name="my_lrn",
-                                             implementation="core")
+            y = local_response_normalization(
+                x, 2, 1.0, 0.3, 0.75, name="my_lrn", implementation="core"
+            )
         return y, tape.gradient(y, x, output_gradients=dy)
 
     spec = tf.TensorSpec([None, 4, 5, 7], tf.float32)
@@ -343,8 +389,16 @@ def test_tf_function_static_shapes_and_same_results():
     assert any(name.startswith("my_lrn/") for name in ops)
     x, dy = _inputs((3, 4, 5, 7), "float32", 0)
     y, g = concrete(tf.constant(x), tf.constant(dy))
-    ye, ge = _forward_and_grad(local_response_normalization, x, dy, depth_radius=2, bias=1.0,
-                               alpha=0.3, beta=0.75, implementation="core")
+    ye, ge = _forward_and_grad(
+        local_response_normalization,
+        x,
+        dy,
+        depth_radius=2,
+        bias=1.0,
+        alpha=0.3,
+        beta=0.75,
+        implementation="core",
+    )
     np.testing.assert_array_equal(y, ye)
     np.testing.assert_array_equal(g, ge)
 
@@ -364,8 +418,9 @@ def test_xla_auto_uses_tf_ops():
     y, g = f(tf.constant(x))
     graph = f.get_concrete_function(tf.constant(x)).graph
     assert not any("PyFunc" in op.type for op in graph.get_operations())
-    _, gn = _forward_and_grad(tf.nn.local_response_normalization, x, dy, depth_radius=2, bias=1.0,
-                              alpha=0.3, beta=0.75)
+    _, gn = _forward_and_grad(
+        tf.nn.local_response_normalization, x, dy, depth_radius=2, bias=1.0, alpha=0.3, beta=0.75
+    )
     np.testing.assert_allclose(y, native, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g, gn, rtol=1e-5, atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="PyFunc"):
@@ -383,15 +438,17 @@ def test_second_order_inside_xla(big, dtype):
     """Native LRNGrad has no gradient; under XLA "auto" records its own (TF ops)."""
     x, v = _inputs((2, 3, 2, 9) if not big else (2, 8, 8, 300), "float64", 11)
     fn = lambda x: local_response_normalization(x, 2, 1.0, 0.5, 0.75)  # noqa: E731
-    h = tf.function(lambda x, v: _hvp(fn, x, v), jit_compile=True)(tf.constant(x.astype(dtype)),
-                                                                   tf.constant(v.astype(dtype)))
+    h = tf.function(lambda x, v: _hvp(fn, x, v), jit_compile=True)(
+        tf.constant(x.astype(dtype)), tf.constant(v.astype(dtype))
+    )
     p = conventions.from_tensorflow(2, 1.0, 0.5, 0.75)._asdict()
     fd = _fd_hvp(x.astype(dtype).astype(np.float64), v.astype(dtype).astype(np.float64), **p)
     tol = 1e-8 if dtype == "float64" else 1e-4
     np.testing.assert_allclose(h.numpy(), fd, rtol=0, atol=tol * np.abs(fd).max())
     with pytest.raises(Exception, match="LRNGrad"):  # what native does
-        tf.function(lambda x, v: _hvp(tf.nn.local_response_normalization, x, v),
-                    jit_compile=True)(tf.constant(x, tf.float32), tf.constant(v, tf.float32))
+        tf.function(lambda x, v: _hvp(tf.nn.local_response_normalization, x, v), jit_compile=True)(
+            tf.constant(x, tf.float32), tf.constant(v, tf.float32)
+        )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -408,8 +465,9 @@ def test_forward_accumulator_inside_xla(dtype):
     x64, v64 = x.astype(np.float64), v.astype(np.float64)
     p = conventions.from_tensorflow(2, 1.0, 0.3, 0.75)._asdict()
     eps = 1e-6
-    fd = (lrn_ref(x64 + eps * v64, axis=-1, **p)
-          - lrn_ref(x64 - eps * v64, axis=-1, **p)) / (2 * eps)
+    fd = (lrn_ref(x64 + eps * v64, axis=-1, **p) - lrn_ref(x64 - eps * v64, axis=-1, **p)) / (
+        2 * eps
+    )
     tol = 1e-8 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(j, fd, rtol=0, atol=tol * np.abs(fd).max())
 
@@ -421,15 +479,20 @@ def test_native_implementation(dtype):
     ours = local_response_normalization(x, 3, 1.0, 0.3, 0.75)
     assert y.dtype == dtype
     # bfloat16: native through float32 as ours, two results each within BF16_RTOL of the exact one
-    rtol = {tf.float32: NATIVE["float32"], tf.float16: NATIVE["float16"],
-            tf.bfloat16: 2 * BF16_RTOL}[dtype]
-    np.testing.assert_allclose(tf.cast(y, tf.float64), tf.cast(ours, tf.float64), rtol=rtol,
-                               atol=1e-6)
+    rtol = {
+        tf.float32: NATIVE["float32"],
+        tf.float16: NATIVE["float16"],
+        tf.bfloat16: 2 * BF16_RTOL,
+    }[dtype]
+    np.testing.assert_allclose(
+        tf.cast(y, tf.float64), tf.cast(ours, tf.float64), rtol=rtol, atol=1e-6
+    )
     with pytest.raises(TypeError, match="no float64 LRN"):
         local_response_normalization(tf.cast(x, tf.float64), implementation="native")
 
 
 # --- second and higher order ----------------------------------------------------------------------
+
 
 def _loss(y):
     return tf.reduce_sum(tf.sin(y))  # nonlinear, so the upstream gradient depends on x too
@@ -448,22 +511,32 @@ def _hvp(fn, x, v):
 
 def _fd_hvp(x, v, size, alpha, beta, k, before, eps=1e-5):
     """Central differences of the reference gradient of sum(sin(lrn(x))) along v."""
+
     def grad(x):
-        return lrn_grad_ref(np.cos(lrn_ref(x, size, alpha, beta, k, -1, before)), x, size, alpha,
-                            beta, k, -1, before)
+        return lrn_grad_ref(
+            np.cos(lrn_ref(x, size, alpha, beta, k, -1, before)),
+            x,
+            size,
+            alpha,
+            beta,
+            k,
+            -1,
+            before,
+        )
+
     return (grad(x + eps * v) - grad(x - eps * v)) / (2 * eps)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("in_function", [False, True])
-@pytest.mark.parametrize("r,bias,alpha,beta", [(2, 1.0, 0.5, 0.75), (1, 0.5, 2.0, 0.5),
-                                                (4, 2.0, 0.1, 1.3)])
+@pytest.mark.parametrize(
+    "r,bias,alpha,beta", [(2, 1.0, 0.5, 0.75), (1, 0.5, 2.0, 0.5), (4, 2.0, 0.1, 1.3)]
+)
 def test_hessian_vector_product_vs_finite_differences(in_function, r, bias, alpha, beta, impl):
     x, v = _inputs((2, 3, 2, 9), "float64", r)
 
     def fn(x):
-        return local_response_normalization(x, r, bias, alpha, beta,
-                                            implementation=IMPL_ARG[impl])
+        return local_response_normalization(x, r, bias, alpha, beta, implementation=IMPL_ARG[impl])
 
     hvp = tf.function(lambda x, v: _hvp(fn, x, v)) if in_function else lambda x, v: _hvp(fn, x, v)
     h = hvp(tf.constant(x), tf.constant(v)).numpy()
@@ -523,8 +596,9 @@ def test_third_order_vs_finite_differences():
     np.testing.assert_allclose(third, fd, rtol=1e-6, atol=1e-7 * np.abs(fd).max())
 
 
-@pytest.mark.parametrize("dtype,rtol", [(tf.float32, 1e-6), (tf.float16, 8e-4),
-                                        (tf.bfloat16, 8e-3)])
+@pytest.mark.parametrize(
+    "dtype,rtol", [(tf.float32, 1e-6), (tf.float16, 8e-4), (tf.bfloat16, 8e-3)]
+)
 def test_second_order_in_lower_precisions(dtype, rtol):
     """float16 and bfloat16 compute in float32 too: about an ulp (float16 compute: 3 ulps)."""
     x, v = _inputs((2, 2, 2, 9), "float32", 8, scale=1.0)
@@ -536,11 +610,13 @@ def test_second_order_in_lower_precisions(dtype, rtol):
     h = _hvp(fn, x, v)
     assert h.dtype == dtype
     exact = _hvp(fn, tf.cast(x, tf.float64), tf.cast(v, tf.float64)).numpy()
-    np.testing.assert_allclose(tf.cast(h, tf.float64), exact, rtol=0,
-                               atol=rtol * np.abs(exact).max())
+    np.testing.assert_allclose(
+        tf.cast(h, tf.float64), exact, rtol=0, atol=rtol * np.abs(exact).max()
+    )
 
 
 # --- forward mode (tf.autodiff.ForwardAccumulator) ------------------------------------------------
+
 
 def _jvp(fn, x, v, mode):
     """acc.jvp(fn(x)) along v: eagerly, inside a tf.function, or around a traced tf.function."""
@@ -550,11 +626,13 @@ def _jvp(fn, x, v, mode):
             y = fn(xt)
         return acc.jvp(y)
     if mode == "in_function":
+
         @tf.function
         def jvp(xt, vt):
             with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
                 y = fn(xt)
             return acc.jvp(y)
+
         return jvp(xt, vt)
     traced = tf.function(fn)
     traced(xt)  # traced before any accumulator exists: TF differentiates the graph
@@ -605,8 +683,9 @@ def test_forward_accumulator_float32_against_native_jacobian(impl, mode):
         y = tf.nn.local_response_normalization(xt, **kw)
     jac = tape.jacobian(y, xt).numpy().reshape(x.size, x.size).astype(np.float64)
     expected = jac @ v.ravel().astype(np.float64)
-    np.testing.assert_allclose(jvp.numpy().ravel(), expected, rtol=0,
-                               atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        jvp.numpy().ravel(), expected, rtol=0, atol=1e-5 * np.abs(expected).max()
+    )
     with pytest.raises(LookupError):  # what native does: loud
         _jvp(lambda x: tf.nn.local_response_normalization(x, **kw), x, v, "eager")
 
@@ -619,8 +698,9 @@ def test_forward_over_reverse_hessian_vector_product(impl):
     with tf.autodiff.ForwardAccumulator(xt, vt) as acc:
         with tf.GradientTape() as tape:
             tape.watch(xt)
-            loss = _loss(local_response_normalization(xt, 2, 1.0, 0.5, 0.75,
-                                                      implementation=IMPL_ARG[impl]))
+            loss = _loss(
+                local_response_normalization(xt, 2, 1.0, 0.5, 0.75, implementation=IMPL_ARG[impl])
+            )
         g = tape.gradient(loss, xt)
     fd = _fd_hvp(x, v, **conventions.from_tensorflow(2, 1.0, 0.5, 0.75)._asdict())
     np.testing.assert_allclose(acc.jvp(g).numpy(), fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
@@ -641,6 +721,7 @@ def test_forward_over_forward(impl):
 
     def f(a, b):
         return lrn_ref(x + a * h * u + b * h * v, axis=-1, **p)
+
     fd = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * h * h)
     np.testing.assert_allclose(outer.jvp(jvp).numpy(), fd, rtol=0, atol=1e-6 * np.abs(fd).max())
 
@@ -658,26 +739,34 @@ def test_forward_accumulator_lower_precisions(dtype, rtol, impl):
     with tf.autodiff.ForwardAccumulator(x64, v64) as acc64:
         y64 = local_response_normalization(x64, 2, 1.0, 0.3, 0.75, implementation="core")
     exact = acc64.jvp(y64).numpy()
-    np.testing.assert_allclose(tf.cast(jvp, tf.float64), exact, rtol=0,
-                               atol=rtol * np.abs(exact).max())
+    np.testing.assert_allclose(
+        tf.cast(jvp, tf.float64), exact, rtol=0, atol=rtol * np.abs(exact).max()
+    )
 
 
 # --- vectorized_map, map_fn ---------------------------------------------------------------------
 
+
 def _mapped_fwd_grad(mapper, impl, x, dy, in_function):
-    fn = functools.partial(local_response_normalization, depth_radius=2, bias=1.0, alpha=0.3,
-                           beta=0.75, implementation=IMPL_ARG[impl])
+    fn = functools.partial(
+        local_response_normalization,
+        depth_radius=2,
+        bias=1.0,
+        alpha=0.3,
+        beta=0.75,
+        implementation=IMPL_ARG[impl],
+    )
 
     def run(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = mapper(fn, x)
         return y, tape.gradient(y, x, output_gradients=dy)
+
     return (tf.function(run) if in_function else run)(tf.constant(x))
 
 
-MAPPERS = {"vectorized_map": tf.vectorized_map,
-           "map_fn": lambda fn, x: tf.map_fn(fn, x)}
+MAPPERS = {"vectorized_map": tf.vectorized_map, "map_fn": lambda fn, x: tf.map_fn(fn, x)}
 
 
 @pytest.mark.parametrize("in_function", [False, True])
@@ -695,7 +784,7 @@ def test_mapped_forward_and_gradient(mapper, shape, in_function):
 
 
 def test_vectorized_map_gradient_of_core_is_loud():
-    """"core" keeps the callback, which pfor runs in a while loop; TF then differentiates the
+    """ "core" keeps the callback, which pfor runs in a while loop; TF then differentiates the
     callback itself: an error naming the way out, never EagerPyFunc's scalar 0.0."""
     x, dy = _inputs((2, 1, 2, 3, 9), "float32", 42)
     with pytest.raises(tf.errors.UnimplementedError, match="implementation='auto'"):
@@ -703,6 +792,7 @@ def test_vectorized_map_gradient_of_core_is_loud():
 
 
 # --- Keras ----------------------------------------------------------------------------------------
+
 
 class NativeLRN(keras.layers.Layer):
     """The same model with TensorFlow's own op, for comparison."""
@@ -720,13 +810,15 @@ LAYER_KW = dict(depth_radius=2, bias=1.0, alpha=0.05, beta=0.75)
 
 def _model(lrn_layer, seed=1):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((8, 8, 3)),
-        keras.layers.Conv2D(6, 3, activation="relu"),
-        lrn_layer,
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(3),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(6, 3, activation="relu"),
+            lrn_layer,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
 
 
 def _data(n=32):
@@ -739,8 +831,9 @@ def test_keras_fit_gives_the_native_losses():
     histories, weights = [], []
     for layer in (LocalResponseNormalization(**LAYER_KW), NativeLRN(**LAYER_KW)):
         model = _model(layer)
-        model.compile(keras.optimizers.SGD(0.1),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         h = model.fit(x, labels, batch_size=8, epochs=3, shuffle=False, verbose=0)
         histories.append(h.history["loss"])
         weights.append(model.get_weights())
@@ -755,30 +848,37 @@ def test_keras_dtype_policies(policy):
     x, labels = _data(16)
     layer = LocalResponseNormalization(**LAYER_KW, dtype=policy)
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((8, 8, 3)),
-                              keras.layers.Conv2D(4, 3, dtype=policy), layer,
-                              keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(3, dtype="float32")])
-    model.compile(keras.optimizers.SGD(0.05),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, dtype=policy),
+            layer,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, dtype="float32"),
+        ]
+    )
+    model.compile(
+        keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     h = model.fit(x, labels, batch_size=8, epochs=2, verbose=0)
     assert np.all(np.isfinite(h.history["loss"]))
     assert layer.compute_dtype == keras.mixed_precision.Policy(policy).compute_dtype
     # the layer alone, in its compute dtype, against the reference
     y = layer(tf.constant(x))
     assert y.dtype == layer.compute_dtype
-    yr, _ = _reference(tf.cast(tf.cast(x, layer.compute_dtype), tf.float64).numpy(), x,
-                       **LAYER_KW)
+    yr, _ = _reference(tf.cast(tf.cast(x, layer.compute_dtype), tf.float64).numpy(), x, **LAYER_KW)
     rtol = REFERENCE[layer.compute_dtype]
     np.testing.assert_allclose(tf.cast(y, tf.float64), yr, rtol=rtol, atol=1e-6)
 
 
 def test_layer_config_round_trip():
-    layer = LocalResponseNormalization(depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75,
-                                       implementation="native", name="lrn")
+    layer = LocalResponseNormalization(
+        depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75, implementation="native", name="lrn"
+    )
     config = layer.get_config()
-    assert {k: config[k] for k in ("depth_radius", "bias", "alpha", "beta", "implementation")} == \
-        dict(depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75, implementation="native")
+    assert {
+        k: config[k] for k in ("depth_radius", "bias", "alpha", "beta", "implementation")
+    } == dict(depth_radius=3, bias=2.0, alpha=1e-4, beta=0.75, implementation="native")
     clone = LocalResponseNormalization.from_config(config)
     assert clone.get_config() == config
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
@@ -823,12 +923,15 @@ def test_keras_jit_compile_keeps_xla():
     losses = []
     for layer in (LocalResponseNormalization(**LAYER_KW), NativeLRN(**LAYER_KW)):
         model = _model(layer)
-        model.compile(keras.optimizers.SGD(0.1),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=True)
+        model.compile(
+            keras.optimizers.SGD(0.1),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=True,
+        )
         assert model.jit_compile is True
-        losses.append(model.fit(x, labels, batch_size=8, epochs=2, shuffle=False,
-                                verbose=0).history["loss"])
+        losses.append(
+            model.fit(x, labels, batch_size=8, epochs=2, shuffle=False, verbose=0).history["loss"]
+        )
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     core = _model(LocalResponseNormalization(**LAYER_KW, implementation="core"))
     with pytest.warns(UserWarning, match="jit_compile=False"):  # Keras turns XLA off, says so
@@ -837,6 +940,7 @@ def test_keras_jit_compile_keeps_xla():
 
 
 # --- export ---------------------------------------------------------------------------------------
+
 
 def _saved_ops(path):
     from tensorflow.core.protobuf import saved_model_pb2
@@ -869,9 +973,18 @@ def test_keras_export_uses_the_native_op(tmp_path):
     ops = _saved_ops(tmp_path / "sm")
     assert "LRN" in ops and not any("PyFunc" in op for op in ops)
     np.save(tmp_path / "x.npy", x)
-    subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(tmp_path / "sm"),
-                    str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], check=True,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_AND_RUN,
+            str(tmp_path / "sm"),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+        ],
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -893,9 +1006,18 @@ def test_tf_saved_model_save_uses_the_native_op(tmp_path):
 def _run_elsewhere(tmp_path, path, x):
     """Load the SavedModel in a fresh process that never imports lrn_core, and run it on x."""
     np.save(tmp_path / "x.npy", x)
-    subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(path), str(tmp_path / "x.npy"),
-                    str(tmp_path / "y.npy")], check=True,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_AND_RUN,
+            str(path),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+        ],
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     return np.load(tmp_path / "y.npy")
 
 
@@ -904,8 +1026,9 @@ SPEC = tf.TensorSpec([None, 8, 8, 6], tf.float32)  # unknown batch: "auto" trace
 
 def _pretraced_module(implementation):
     module = tf.Module()
-    module.f = tf.function(lambda x: local_response_normalization(
-        x, 2, 1.0, 0.3, 0.75, implementation=implementation))
+    module.f = tf.function(
+        lambda x: local_response_normalization(x, 2, 1.0, 0.3, 0.75, implementation=implementation)
+    )
     return module, module.f.get_concrete_function(SPEC)  # traced before saving
 
 
@@ -918,12 +1041,19 @@ def test_saving_a_pretraced_callback_raises_at_save_time(tmp_path, implementatio
     """The TF guide's pattern: signatures=f.get_concrete_function(...) traced before saving."""
     module, concrete = _pretraced_module(implementation)
     assert any(op.type == "EagerPyFunc" for op in concrete.graph.get_operations())
-    with pytest.raises(ValueError, match=r"lrn-core: a tf.function traced earlier .*"
-                                         r"implementation='native'"):
+    with pytest.raises(
+        ValueError,
+        match=r"lrn-core: a tf.function traced earlier .*"
+        r"implementation='native'",
+    ):
         tf.saved_model.save(module, str(tmp_path / "m"), signatures=concrete)
     with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
-        tf.saved_model.save(module, str(tmp_path / "m2"), signatures=concrete,  # whatever the
-                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        tf.saved_model.save(
+            module,
+            str(tmp_path / "m2"),
+            signatures=concrete,  # whatever the
+            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+        )
     # the tf.function attribute alone: the save traces it again, "auto" then takes TF's LRN
     if implementation == "core":
         with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
@@ -941,11 +1071,16 @@ def test_saving_a_pretraced_native_function_works(tmp_path):
     assert "LRN" in _saved_ops(tmp_path / "m")
     x = _input_8x8x6()
     loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_SIGNATURE, str(tmp_path / "m"), "x"], input=x.tobytes(),
-        capture_output=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        [sys.executable, "-c", LOAD_SIGNATURE, str(tmp_path / "m"), "x"],
+        input=x.tobytes(),
+        capture_output=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     y = np.frombuffer(loaded.stdout, np.float32).reshape(x.shape)
-    np.testing.assert_allclose(y, tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        y, tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75), rtol=1e-6
+    )
 
 
 LOAD_SIGNATURE = """
@@ -981,12 +1116,16 @@ def test_keras_export_archive_endpoint_traced_by_the_archive(tmp_path):
     assert "LRN" in _saved_ops(tmp_path / "m")
     assert not any("PyFunc" in op for op in _saved_ops(tmp_path / "m"))
     x = _input_8x8x6()
-    np.testing.assert_allclose(_run_elsewhere(tmp_path, tmp_path / "m", x),
-                               tf.nn.local_response_normalization(x, **LAYER_KW), rtol=1e-6)
+    np.testing.assert_allclose(
+        _run_elsewhere(tmp_path, tmp_path / "m", x),
+        tf.nn.local_response_normalization(x, **LAYER_KW),
+        rtol=1e-6,
+    )
 
 
 def test_float64_export_uses_tf_ops(tmp_path):
     """TF has no float64 LRN: the SavedModel holds the TF-ops formula and runs anywhere."""
+
     class Module(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 2, 2, 6], tf.float64)])
         def __call__(self, x):
@@ -1028,21 +1167,34 @@ def test_tflite_from_concrete_functions():
         tf.lite.TFLiteConverter.from_concrete_functions([concrete], module).convert()
     small = tf.TensorSpec((1, 8, 8, 6), tf.float32)  # <= SMALL_ELEMENTS: TF ops in a graph
     for implementation, spec in [("native", SPEC), ("auto", small)]:
-        f = tf.function(functools.partial(local_response_normalization, depth_radius=2, bias=1.0,
-                                          alpha=0.3, beta=0.75, implementation=implementation))
+        f = tf.function(
+            functools.partial(
+                local_response_normalization,
+                depth_radius=2,
+                bias=1.0,
+                alpha=0.3,
+                beta=0.75,
+                implementation=implementation,
+            )
+        )
         content = tf.lite.TFLiteConverter.from_concrete_functions(
-            [f.get_concrete_function(spec)], f).convert()
+            [f.get_concrete_function(spec)], f
+        ).convert()
         n = spec.shape[0] or len(x)
-        np.testing.assert_allclose(_tflite_run(content, x[:n]), expected[:n], rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(_tflite_run(content, x[:n]), expected[:n], rtol=1e-5, atol=1e-6)
 
 
 def _wide_model():
     """The LRN input (n, 6, 6, 64) is above SMALL_ELEMENTS: "auto" traces the kernel eagerly."""
     keras.utils.set_random_seed(1)
-    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(64, 3),
-                             LocalResponseNormalization(**LAYER_KW),
-                             keras.layers.GlobalAveragePooling2D()])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(64, 3),
+            LocalResponseNormalization(**LAYER_KW),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
 
 
 def test_tf_saved_model_save_of_a_called_keras_model(tmp_path):
@@ -1067,27 +1219,43 @@ def test_kernel_in_cond_nested_functions_and_tf_data(tmp_path):
     run (and differentiate), and saving any of them pre-traced raises."""
     x = _input_8x8x6()
     expected = tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75).numpy()
-    lrn = functools.partial(local_response_normalization, depth_radius=2, bias=1.0, alpha=0.3,
-                            beta=0.75, implementation="core")
+    lrn = functools.partial(
+        local_response_normalization,
+        depth_radius=2,
+        bias=1.0,
+        alpha=0.3,
+        beta=0.75,
+        implementation="core",
+    )
     inner = tf.function(lrn)
-    fns = {"cond": tf.function(lambda x: tf.cond(tf.reduce_sum(x) > -1e9, lambda: lrn(x),
-                                                 lambda: x)),
-           "nested": tf.function(lambda x: inner(x) * 1.0),
-           "map_fn": tf.function(lambda x: tf.map_fn(lambda xi: lrn(xi[None])[0], x))}
+    fns = {
+        "cond": tf.function(lambda x: tf.cond(tf.reduce_sum(x) > -1e9, lambda: lrn(x), lambda: x)),
+        "nested": tf.function(lambda x: inner(x) * 1.0),
+        "map_fn": tf.function(lambda x: tf.map_fn(lambda xi: lrn(xi[None])[0], x)),
+    }
     for key, fn in fns.items():
         np.testing.assert_allclose(fn(x), expected, rtol=1e-5, atol=1e-6, err_msg=key)
         xt = tf.constant(x)
         with tf.GradientTape() as tape:
             tape.watch(xt)
             y = fn(xt)
-        _, gn = _forward_and_grad(tf.nn.local_response_normalization, x, np.ones_like(x),
-                                  depth_radius=2, bias=1.0, alpha=0.3, beta=0.75)
+        _, gn = _forward_and_grad(
+            tf.nn.local_response_normalization,
+            x,
+            np.ones_like(x),
+            depth_radius=2,
+            bias=1.0,
+            alpha=0.3,
+            beta=0.75,
+        )
         np.testing.assert_allclose(tape.gradient(y, xt), gn, rtol=1e-4, atol=1e-5, err_msg=key)
         module = tf.Module()
         module.fn = fn
         with pytest.raises(ValueError, match="lrn-core: a tf.function traced earlier"):
-            tf.saved_model.save(module, str(tmp_path / key),
-                                signatures=fn.get_concrete_function(SPEC))
+            tf.saved_model.save(
+                module, str(tmp_path / key), signatures=fn.get_concrete_function(SPEC)
+            )
     ds = tf.data.Dataset.from_tensor_slices(x).batch(2).map(lrn)
-    np.testing.assert_allclose(np.concatenate([b.numpy() for b in ds]), expected, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([b.numpy() for b in ds]), expected, rtol=1e-5, atol=1e-6
+    )

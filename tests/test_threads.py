@@ -41,9 +41,13 @@ def test_threadpoolctl_and_omp_num_threads_control_the_kernels():
         pytest.skip("built without OpenMP")
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         assert kernels().max_threads() == 1
-    out = subprocess.run([sys.executable, "-c", "import lrn_core; print(lrn_core.get_config()"
-                          "['threads'])"], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "3"})
+    out = subprocess.run(
+        [sys.executable, "-c", "import lrn_core; print(lrn_core.get_config()['threads'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "3"},
+    )
     assert out.stdout.strip() == "3"
 
 
@@ -58,8 +62,10 @@ def test_many_python_threads_at_once_match_serial_calls(data):
     def work(i):
         try:
             for _ in range(20):
-                results[i] = (lrn_core.lrn(inputs[i], 5), lrn_core.lrn_backward(inputs[i],
-                                                                                 inputs[i], 4))
+                results[i] = (
+                    lrn_core.lrn(inputs[i], 5),
+                    lrn_core.lrn_backward(inputs[i], inputs[i], 4),
+                )
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -69,7 +75,7 @@ def test_many_python_threads_at_once_match_serial_calls(data):
     for t in threads:
         t.join()
     assert not errors
-    for (y, dx), (ys, dxs) in zip(results, serial):
+    for (y, dx), (ys, dxs) in zip(results, serial, strict=True):
         np.testing.assert_array_equal(y, ys)
         np.testing.assert_array_equal(dx, dxs)
 

@@ -17,18 +17,18 @@ from reference import lrn_grad_ref, lrn_ref
 
 torch = pytest.importorskip("torch")
 
-import lrn_core.adapters.torch as lt  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+
+import lrn_core  # noqa: E402
+import lrn_core.adapters.torch as lt  # noqa: E402
 from lrn_core.adapters.torch import (  # noqa: E402
     LocalResponseNorm,
     LRNFunction,
     convert_local_response_norm,
     local_response_norm,
 )
-
-import lrn_core  # noqa: E402
 from lrn_core.tolerances import NATIVE, REFERENCE  # noqa: E402
 
 #: bfloat16 is computed in float32 and rounded once, like float16 in TOL
@@ -62,8 +62,11 @@ def layout(x, kind):
 
 
 def params(rng, beta=None):
-    return {"alpha": float(rng.uniform(0.1, 3.0)), "k": float(rng.uniform(0.5, 2.0)),
-            "beta": float(rng.choice(BETAS)) if beta is None else beta}
+    return {
+        "alpha": float(rng.uniform(0.1, 3.0)),
+        "k": float(rng.uniform(0.5, 2.0)),
+        "beta": float(rng.choice(BETAS)) if beta is None else beta,
+    }
 
 
 def forward_and_grad(fn, x, dy):
@@ -85,6 +88,7 @@ def np64(t):
 
 # --- forward and input gradient against native torch and the reference ------------------------
 
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind", LAYOUTS)
 def test_float64_matches_native_and_reference(rng, shape, kind):
@@ -95,8 +99,9 @@ def test_float64_matches_native_and_reference(rng, shape, kind):
             dy = torch.from_numpy(rng.standard_normal(shape))
             y, dx = forward_and_grad(partial(local_response_norm, size=size, **p), x, dy)
             # native gets the contiguous copy: it fails on some layouts (a view() in its code)
-            yn, dxn = forward_and_grad(partial(F.local_response_norm, size=size, **p),
-                                       x.contiguous(), dy)
+            yn, dxn = forward_and_grad(
+                partial(F.local_response_norm, size=size, **p), x.contiguous(), dy
+            )
             assert y.stride() == x.stride() or kind == "sliced"
             assert y.dtype == torch.float64 and y.shape == x.shape
             assert_close(y, yn.numpy())
@@ -115,8 +120,9 @@ def test_float32_matches_reference_and_native(rng, kind):
             x = layout(torch.from_numpy(rng.standard_normal(shape, dtype=np.float32) * 3), kind)
             dy = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
             y, dx = forward_and_grad(partial(local_response_norm, size=size, **p), x, dy)
-            yn, dxn = forward_and_grad(partial(F.local_response_norm, size=size, **p),
-                                       x.contiguous(), dy)
+            yn, dxn = forward_and_grad(
+                partial(F.local_response_norm, size=size, **p), x.contiguous(), dy
+            )
             assert y.dtype == dx.dtype == torch.float32
             assert_close(y, lrn_ref(x.numpy(), size, **p))
             ref = lrn_grad_ref(dy.numpy(), x.numpy(), size, **p)
@@ -142,8 +148,9 @@ def test_half_dtypes_are_float32_rounded_once(rng, dtype, kind):
             assert y.dtype == dx.dtype == dtype
             assert y.stride() == x.stride()
             # exactly the float32 result, rounded
-            y32, dx32 = forward_and_grad(partial(local_response_norm, size=size, **p), x.float(),
-                                         dy.float())
+            y32, dx32 = forward_and_grad(
+                partial(local_response_norm, size=size, **p), x.float(), dy.float()
+            )
             assert torch.equal(y, y32.to(dtype)) and torch.equal(dx, dx32.to(dtype))
             ref = lrn_ref(np64(x), size, **p)
             np.testing.assert_allclose(np64(y), ref, rtol=rtol, atol=1e-7)
@@ -153,10 +160,15 @@ def test_half_dtypes_are_float32_rounded_once(rng, dtype, kind):
 
 
 @settings(max_examples=60, deadline=None)
-@given(shape=st.lists(st.integers(1, 6), min_size=3, max_size=5),
-       size=st.integers(1, 12),
-       alpha=st.floats(1e-4, 10.0), beta=st.floats(0.0, 3.0), k=st.floats(0.1, 3.0),
-       channels_last=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=3, max_size=5),
+    size=st.integers(1, 12),
+    alpha=st.floats(1e-4, 10.0),
+    beta=st.floats(0.0, 3.0),
+    k=st.floats(0.1, 3.0),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_property_matches_native_float64(shape, size, alpha, beta, k, channels_last, seed):
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(rng.standard_normal(shape) * 2)
@@ -190,6 +202,7 @@ def test_defaults_are_natives(rng):
 
 
 # --- layouts, memory, hand-off to the core ------------------------------------------------------
+
 
 def _spy(monkeypatch, name):
     """Record the arrays lrn_core.<name> receives from the adapter."""
@@ -284,6 +297,7 @@ def test_no_grad_and_inference_mode():
 
 # --- errors ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(), (5,), (3, 4)])
 def test_rank_error_is_natives(shape):
     x = torch.randn(shape)
@@ -296,14 +310,17 @@ def test_rank_error_is_natives(shape):
         LocalResponseNorm(3)(x)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    ({"size": 0}, ValueError, "size must be an integer >= 1, got 0"),
-    ({"size": 2.5}, TypeError, "size must be an integer"),
-    ({"size": True}, TypeError, "size must be an integer"),
-    ({"size": 3, "alpha": float("nan")}, ValueError, "alpha must be finite"),
-    ({"size": 3, "beta": "x"}, TypeError, "beta must be a real number"),
-    ({"size": 3, "k": None}, TypeError, "k must be a real number"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"size": 0}, ValueError, "size must be an integer >= 1, got 0"),
+        ({"size": 2.5}, TypeError, "size must be an integer"),
+        ({"size": True}, TypeError, "size must be an integer"),
+        ({"size": 3, "alpha": float("nan")}, ValueError, "alpha must be finite"),
+        ({"size": 3, "beta": "x"}, TypeError, "beta must be a real number"),
+        ({"size": 3, "k": None}, TypeError, "k must be a real number"),
+    ],
+)
 def test_bad_parameters(kwargs, exc, match):
     x = torch.randn(2, 4, 3)
     with pytest.raises(exc, match=match):
@@ -319,19 +336,20 @@ def test_bad_before_and_dtype():
         with pytest.raises(TypeError, match="float32, float64, float16 or bfloat16"):
             LRNFunction.apply(torch.ones(2, 3, 4, dtype=dtype), 3)
         with pytest.raises(TypeError, match="float32, float64, float16 or bfloat16"):
-            torch.ops.lrn_core.lrn_forward(torch.ones(2, 3, 4, dtype=dtype), 3, 1e-4, 0.75, 1., 1)
+            torch.ops.lrn_core.lrn_forward(torch.ones(2, 3, 4, dtype=dtype), 3, 1e-4, 0.75, 1.0, 1)
     with pytest.raises(ValueError, match="channel dimension 1"):
         LRNFunction.apply(torch.randn(5), 3)
 
 
-@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8,
-                                   torch.bool, torch.complex64])
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8, torch.bool, torch.complex64],
+)
 def test_integer_bool_complex_inputs_as_native(dtype):
     """As native: int64 gives float32 (native averages the squares in int64, truncating), the
     others raise native's NotImplementedError; the functional and the module agree."""
     x = (torch.arange(2 * 6 * 3 * 3) % 7 - 3).reshape(2, 6, 3, 3).to(dtype)
-    for ours in (partial(local_response_norm, size=3, alpha=0.1),
-                 LocalResponseNorm(3, alpha=0.1)):
+    for ours in (partial(local_response_norm, size=3, alpha=0.1), LocalResponseNorm(3, alpha=0.1)):
         try:
             want = F.local_response_norm(x, 3, alpha=0.1)
         except Exception as exc:
@@ -370,9 +388,12 @@ def test_other_devices_fall_back_to_native_or_raise(monkeypatch):
 
 # --- the module --------------------------------------------------------------------------------
 
+
 def test_module_is_a_drop_in():
-    ours, native = LocalResponseNorm(4, alpha=2e-4, beta=0.5, k=2.0), torch.nn.LocalResponseNorm(
-        4, alpha=2e-4, beta=0.5, k=2.0)
+    ours, native = (
+        LocalResponseNorm(4, alpha=2e-4, beta=0.5, k=2.0),
+        torch.nn.LocalResponseNorm(4, alpha=2e-4, beta=0.5, k=2.0),
+    )
     assert isinstance(ours, torch.nn.LocalResponseNorm)
     assert repr(ours) == repr(native) == "LocalResponseNorm(4, alpha=0.0002, beta=0.5, k=2.0)"
     assert ours.extra_repr() == native.extra_repr()
@@ -387,7 +408,8 @@ def test_module_is_a_drop_in():
 
 def test_convert_swaps_every_native_module():
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3), torch.nn.LocalResponseNorm(5),
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.LocalResponseNorm(5),
         torch.nn.Sequential(torch.nn.ReLU(), torch.nn.LocalResponseNorm(2, beta=0.5, k=2.0)),
     ).eval()
     ref = copy.deepcopy(net)
@@ -416,12 +438,15 @@ def test_torch_function_override_is_honoured():
 
 # --- autograd: gradcheck, gradgradcheck, double backward against native ------------------------
 
+
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
 def test_gradcheck_and_gradgradcheck(size):
     x = torch.randn(2, 6, 3, 2, dtype=torch.float64)
     x = layout(x, "channels_last").requires_grad_()
-    for fn in (lambda t: local_response_norm(t, size, 0.7, 0.75, 1.5),
-               lambda t: local_response_norm(t, size, 2.0, 1.3, 0.5)):
+    for fn in (
+        lambda t: local_response_norm(t, size, 0.7, 0.75, 1.5),
+        lambda t: local_response_norm(t, size, 2.0, 1.3, 0.5),
+    ):
         assert torch.autograd.gradcheck(fn, (x,))
         assert torch.autograd.gradgradcheck(fn, (x,))
 
@@ -460,8 +485,9 @@ def test_create_graph_gradient_equals_fused(rng, dtype):
         (fused,) = torch.autograd.grad(y, x, dy, retain_graph=True)
         (composed,) = torch.autograd.grad(y, x, dy, create_graph=True)
         assert composed.requires_grad and not fused.requires_grad
-        np.testing.assert_allclose(np64(composed), np64(fused), rtol=rtol,
-                                   atol=rtol * np64(dy).__abs__().max())
+        np.testing.assert_allclose(
+            np64(composed), np64(fused), rtol=rtol, atol=rtol * np64(dy).__abs__().max()
+        )
 
 
 @pytest.mark.parametrize("size", [2, 3, 4, 5])
@@ -495,6 +521,7 @@ def test_double_backward_half_dtype():
 
 # --- the custom ops and torch.compile ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 def test_opcheck(dtype, fmt):
@@ -516,6 +543,7 @@ def _capturing_backend(graphs):
         def compiler(gm, example_inputs):
             graphs[name] = gm
             return make_boxed_func(gm.forward)
+
         return compiler
 
     return aot_autograd(fw_compiler=capture("forward"), bw_compiler=capture("backward"))
@@ -527,15 +555,17 @@ def _calls(gm):
 
 def test_compile_sees_one_op_each_way_and_saves_only_the_input():
     graphs = {}
-    m = torch.compile(LocalResponseNorm(4, 0.5), backend=_capturing_backend(graphs),
-                      fullgraph=True)
+    m = torch.compile(LocalResponseNorm(4, 0.5), backend=_capturing_backend(graphs), fullgraph=True)
     x = torch.randn(2, 6, 3, 3).to(memory_format=torch.channels_last).requires_grad_()
     y = m(x)
     y.backward(torch.ones_like(y))
     assert _calls(graphs["forward"]) == ["lrn_core.lrn_forward.default"]
     assert _calls(graphs["backward"]) == ["lrn_core.lrn_backward.default"]
-    saved = [n for n in graphs["backward"].graph.nodes
-             if n.op == "placeholder" and not n.name.startswith("tangents")]
+    saved = [
+        n
+        for n in graphs["backward"].graph.nodes
+        if n.op == "placeholder" and not n.name.startswith("tangents")
+    ]
     assert len(saved) == 1  # x
     xe = x.detach().requires_grad_()
     LocalResponseNorm(4, 0.5)(xe).backward(torch.ones_like(y))
@@ -564,7 +594,8 @@ def test_compile_inductor_fullgraph_small_cnn():
 
 def test_export_keeps_the_op():
     net = convert_local_response_norm(
-        torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.LocalResponseNorm(4)))
+        torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.LocalResponseNorm(4))
+    )
     x = torch.randn(2, 3, 7, 7)
     ep = torch.export.export(net, (x,))
     assert "lrn_core.lrn_forward.default" in _calls(ep.graph_module)
@@ -573,13 +604,17 @@ def test_export_keeps_the_op():
 
 # --- training: the same losses as with the native module ---------------------------------------
 
+
 class SmallCNN(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.LocalResponseNorm(5, alpha=1e-2, beta=0.75, k=1.0), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(8, 12, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(3, 8, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.LocalResponseNorm(5, alpha=1e-2, beta=0.75, k=1.0),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(8, 12, 3, padding=1),
+            torch.nn.ReLU(),
             torch.nn.LocalResponseNorm(4, alpha=1e-1, beta=0.5, k=2.0),
         )
         self.head = torch.nn.Linear(12 * 4 * 4, 5)
@@ -600,10 +635,13 @@ def _train(model, x, target, steps=6):
     return losses
 
 
-@pytest.mark.parametrize("dtype,fmt,rtol", [
-    (torch.float64, torch.contiguous_format, 1e-10),
-    (torch.float32, torch.channels_last, 1e-4),
-])
+@pytest.mark.parametrize(
+    "dtype,fmt,rtol",
+    [
+        (torch.float64, torch.contiguous_format, 1e-10),
+        (torch.float32, torch.channels_last, 1e-4),
+    ],
+)
 def test_sgd_small_cnn_same_losses_as_native(dtype, fmt, rtol):
     native = SmallCNN().to(dtype=dtype, memory_format=fmt)
     ours = convert_local_response_norm(copy.deepcopy(native))

@@ -30,11 +30,15 @@ def make_model(lrn):
     """A small CNN in float64 with two LRN layers (an even and an odd size), fixed weights."""
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-        lrn(4, alpha=1e-1, beta=0.75, k=1.0), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 6, 3, padding=1), torch.nn.Tanh(),
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        lrn(4, alpha=1e-1, beta=0.75, k=1.0),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 6, 3, padding=1),
+        torch.nn.Tanh(),
         lrn(3, alpha=1.0, beta=0.5, k=2.0),
-        torch.nn.Flatten(), torch.nn.Linear(6 * 3 * 3, 4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6 * 3 * 3, 4),
     ).double()
 
 
@@ -60,8 +64,9 @@ def train(model, x, target):
 
 def train_ddp(rank):
     """This rank's share of the run; returns once DDP (and its process group) can be freed."""
-    from lrn_core.adapters.torch import LocalResponseNorm
     from torch.nn.parallel import DistributedDataParallel
+
+    from lrn_core.adapters.torch import LocalResponseNorm
 
     model = DistributedDataParallel(make_model(LocalResponseNorm))
     x, target = make_data()
@@ -73,8 +78,13 @@ def worker(rank, port, out):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD, timeout=timedelta(seconds=TIMEOUT // 2))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=timedelta(seconds=TIMEOUT // 2),
+    )
     try:
         grads, losses = train_ddp(rank)
         torch.save({"grads": grads, "losses": losses}, out)
@@ -105,10 +115,16 @@ def _run_workers(tmp_path):
     """Start WORLD workers, wait at most TIMEOUT seconds, kill them on time-out."""
     port = _free_port()
     outs = [tmp_path / f"rank{r}.pt" for r in range(WORLD)]
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), str(r), str(port),
-                               str(outs[r])], env=_loopback_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-             for r in range(WORLD)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), str(r), str(port), str(outs[r])],
+            env=_loopback_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(WORLD)
+    ]
     logs = []
     try:
         for p in procs:
@@ -144,8 +160,7 @@ def test_ddp_gradients_equal_single_process(tmp_path):
         for i, g in enumerate(single[step]):
             torch.testing.assert_close(g, native[step][i], rtol=1e-10, atol=1e-12)
             for r in range(WORLD):  # every rank holds the averaged gradient
-                torch.testing.assert_close(results[r]["grads"][step][i], g, rtol=1e-10,
-                                           atol=1e-12)
+                torch.testing.assert_close(results[r]["grads"][step][i], g, rtol=1e-10, atol=1e-12)
         mean_loss = sum(res["losses"][step] for res in results) / WORLD
         assert mean_loss == pytest.approx(single_losses[step], rel=1e-12)
     assert single_losses == pytest.approx(native_losses, rel=1e-12)

@@ -40,8 +40,9 @@ def routes(size):
         "module": LocalResponseNorm(size, **P),
         "converted": model,
         "LRNFunction": lambda x: LRNFunction.apply(x, size, P["alpha"], P["beta"], P["k"]),
-        "op": lambda x: torch.ops.lrn_core.lrn_forward(x, size, P["alpha"], P["beta"], P["k"],
-                                                       size // 2),
+        "op": lambda x: torch.ops.lrn_core.lrn_forward(
+            x, size, P["alpha"], P["beta"], P["k"], size // 2
+        ),
     }
 
 
@@ -68,6 +69,7 @@ def central_jvp(f, x, v, eps=1e-6):
 
 
 # --- forward mode ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("route", ROUTES)
@@ -109,6 +111,7 @@ def test_forward_ad_dual_tensors(x, route, size, requires_grad):
 
 
 # --- reverse mode and second order under torch.func --------------------------------------------
+
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("route", ROUTES)
@@ -155,14 +158,18 @@ def test_per_sample_gradients_functional_call(x, route):
     def build(lrn_module):
         return torch.nn.Sequential(conv, lrn_module)
 
-    ours = build(routes(4)[route] if route == "module" else
-                 convert_local_response_norm(torch.nn.LocalResponseNorm(4, **P)))
+    ours = build(
+        routes(4)[route]
+        if route == "module"
+        else convert_local_response_norm(torch.nn.LocalResponseNorm(4, **P))
+    )
     nat = build(torch.nn.LocalResponseNorm(4, **P))
     params = {k: v.detach() for k, v in ours.named_parameters()}
 
     def loss(model):
         def f(p, sample):
             return functional_call(model, p, (sample[None],)).tanh().sum()
+
         return f
 
     per = vmap(grad(loss(ours)), in_dims=(None, 0))(params, x)
@@ -183,6 +190,7 @@ def test_vmap_of_grad_and_jacfwd(x, route):
 
 
 # --- vmap: a real batching rule ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("in_dims", [0, 1, 3])
@@ -209,12 +217,14 @@ def test_vmap_over_backward_and_window_ops_with_unbatched_operands(x):
     ops = torch.ops.lrn_core
     dys = torch.randn(3, *x.shape, dtype=torch.float64)
     got = vmap(ops.lrn_backward, in_dims=(0, None, None, None, None, None, None))(
-        dys, x, 4, 0.9, 0.75, 1.2, 2)
+        dys, x, 4, 0.9, 0.75, 1.2, 2
+    )
     for i in range(3):
         close(got[i], ops.lrn_backward(dys[i], x, 4, 0.9, 0.75, 1.2, 2))
     xs = torch.randn(3, *x.shape, dtype=torch.float64)
     got = vmap(ops.lrn_backward, in_dims=(None, 1, None, None, None, None, None))(
-        x, xs.movedim(0, 1), 4, 0.9, 0.75, 1.2, 2)
+        x, xs.movedim(0, 1), 4, 0.9, 0.75, 1.2, 2
+    )
     close(got[2], ops.lrn_backward(x, xs[2], 4, 0.9, 0.75, 1.2, 2))
     got = vmap(ops.window_sum, in_dims=(2, None, None))(xs.movedim(0, 2), 4, 1)
     close(got[1], ops.window_sum(xs[1], 4, 1))
@@ -231,12 +241,22 @@ def test_vmap_per_sample_without_channel_dim_raises():
 # --- PyTorch's own checkers on the three ops ---------------------------------------------------
 
 OPS = {
-    "lrn_forward": (lambda x, dy: (x,), lambda t: partial(
-        torch.ops.lrn_core.lrn_forward, size=4, alpha=0.9, beta=0.75, k=1.2, before=1)),
-    "lrn_backward": (lambda x, dy: (dy, x), lambda t: partial(
-        torch.ops.lrn_core.lrn_backward, size=4, alpha=0.9, beta=0.75, k=1.2, before=2)),
-    "window_sum": (lambda x, dy: (x,), lambda t: partial(
-        torch.ops.lrn_core.window_sum, size=4, before=1)),
+    "lrn_forward": (
+        lambda x, dy: (x,),
+        lambda t: partial(
+            torch.ops.lrn_core.lrn_forward, size=4, alpha=0.9, beta=0.75, k=1.2, before=1
+        ),
+    ),
+    "lrn_backward": (
+        lambda x, dy: (dy, x),
+        lambda t: partial(
+            torch.ops.lrn_core.lrn_backward, size=4, alpha=0.9, beta=0.75, k=1.2, before=2
+        ),
+    ),
+    "window_sum": (
+        lambda x, dy: (x,),
+        lambda t: partial(torch.ops.lrn_core.window_sum, size=4, before=1),
+    ),
 }
 
 
@@ -244,15 +264,28 @@ OPS = {
 @pytest.mark.parametrize("fast_mode", [True, False])
 def test_gradcheck_all_modes_on_the_ops(x, name, fast_mode):
     args, make = OPS[name]
-    inputs = tuple(t.clone().requires_grad_() for t in args(x[:, :, :2, :1], torch.randn_like(
-        x[:, :, :2, :1])))
+    inputs = tuple(
+        t.clone().requires_grad_() for t in args(x[:, :, :2, :1], torch.randn_like(x[:, :, :2, :1]))
+    )
     fn = make(None)
     assert torch.autograd.gradcheck(
-        fn, inputs, fast_mode=fast_mode, check_forward_ad=True, check_backward_ad=True,
-        check_batched_grad=True, check_batched_forward_grad=True, check_undefined_grad=True)
+        fn,
+        inputs,
+        fast_mode=fast_mode,
+        check_forward_ad=True,
+        check_backward_ad=True,
+        check_batched_grad=True,
+        check_batched_forward_grad=True,
+        check_undefined_grad=True,
+    )
     assert torch.autograd.gradgradcheck(
-        fn, inputs, fast_mode=fast_mode, check_fwd_over_rev=True, check_rev_over_rev=True,
-        check_batched_grad=True)
+        fn,
+        inputs,
+        fast_mode=fast_mode,
+        check_fwd_over_rev=True,
+        check_rev_over_rev=True,
+        check_batched_grad=True,
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -263,9 +296,11 @@ def test_opcheck_every_test_util(x, dtype):
     x = x.to(dtype)
     dy = torch.randn_like(x)
     ops = torch.ops.lrn_core
-    cases = [(ops.lrn_forward.default, (x.requires_grad_(), 4, 0.9, 0.75, 1.2, 2)),
-             (ops.lrn_backward.default, (dy.requires_grad_(), x, 4, 0.9, 0.75, 1.2, 1)),
-             (ops.window_sum.default, (x, 5, 1))]
+    cases = [
+        (ops.lrn_forward.default, (x.requires_grad_(), 4, 0.9, 0.75, 1.2, 2)),
+        (ops.lrn_backward.default, (dy.requires_grad_(), x, 4, 0.9, 0.75, 1.2, 1)),
+        (ops.window_sum.default, (x, 5, 1)),
+    ]
     for op, args in cases:
         result = opcheck(op, args, test_utils=DEFAULT_TEST_UTILS)
         assert set(result) == set(DEFAULT_TEST_UTILS)
@@ -274,16 +309,26 @@ def test_opcheck_every_test_util(x, dtype):
 
 # --- planted errors must be caught -------------------------------------------------------------
 
+
 def _check_everything(fn, inputs):
     """What this suite runs; returns the list of checks that failed."""
     failed = []
     for label, check in [
         ("gradcheck fast", partial(torch.autograd.gradcheck, fast_mode=True)),
         ("gradcheck slow", partial(torch.autograd.gradcheck, fast_mode=False)),
-        ("gradcheck forward AD", partial(torch.autograd.gradcheck, check_forward_ad=True,
-                                         check_backward_ad=False, fast_mode=False)),
-        ("gradgradcheck", partial(torch.autograd.gradgradcheck, fast_mode=False,
-                                  check_fwd_over_rev=True)),
+        (
+            "gradcheck forward AD",
+            partial(
+                torch.autograd.gradcheck,
+                check_forward_ad=True,
+                check_backward_ad=False,
+                fast_mode=False,
+            ),
+        ),
+        (
+            "gradgradcheck",
+            partial(torch.autograd.gradgradcheck, fast_mode=False, check_fwd_over_rev=True),
+        ),
     ]:
         try:
             check(fn, inputs)
@@ -299,7 +344,7 @@ def test_a_two_percent_error_in_the_backward_kernel_is_caught(monkeypatch, x):
     def planted(dy, x, *, size, alpha, beta, k, before, axis, out):
         # dx = dy s^-b - c x W'(...): the second term scaled by 1.02
         s = k + alpha / size * lrn_core.window_sum(x * x, size, axis=axis, before=before)
-        diag = dy * s ** -beta
+        diag = dy * s**-beta
         full = real(dy, x, size, alpha, beta, k, axis=axis, before=before)
         out[...] = diag + 1.02 * (full - diag)
         return out
@@ -338,6 +383,7 @@ def test_a_two_percent_error_in_the_jvp_is_caught(monkeypatch, x):
 
 # --- dtypes ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_jvp_and_vmap_low_precision(x, dtype):
     xl = x.to(dtype)
@@ -348,12 +394,16 @@ def test_jvp_and_vmap_low_precision(x, dtype):
     tol = {torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.float16: 3e-3}[dtype]
     torch.testing.assert_close(t.double(), t64, rtol=tol, atol=tol)
     ys = vmap(lambda a: local_response_norm(a, 4, **P))(xl)  # per sample (6, 3, 2): 3 channels
-    np.testing.assert_allclose(ys.double().numpy(),
-                               lrn_ref(xl.double().numpy(), 4, before=2, axis=2, **P),
-                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        ys.double().numpy(),
+        lrn_ref(xl.double().numpy(), 4, before=2, axis=2, **P),
+        rtol=tol,
+        atol=tol,
+    )
 
 
 # --- TorchScript -------------------------------------------------------------------------------
+
 
 def test_torchscript_module_and_functional(x, tmp_path):
     """Like native, the module and the functional script; the program calls lrn_core's op."""
@@ -381,13 +431,15 @@ def test_torchscript_module_and_functional(x, tmp_path):
 
 # --- serialised programs in a fresh process ----------------------------------------------------
 
+
 def _run(code, **env):
     import os
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, **env})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -459,6 +511,7 @@ def test_aten_decompositions_match_the_kernels(x, size, before):
 
 # --- ONNX ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size", [1, 2, 4, 5])
 @pytest.mark.parametrize("dynamo", [True, False])
 def test_onnx_export_both_exporters_onnxruntime_matches(tmp_path, size, dynamo):
@@ -469,17 +522,26 @@ def test_onnx_export_both_exporters_onnxruntime_matches(tmp_path, size, dynamo):
     if dynamo:
         pytest.importorskip("onnxscript")
     torch.manual_seed(0)
-    m = convert_local_response_norm(torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3), torch.nn.LocalResponseNorm(size, alpha=0.5, k=1.3))).eval()
+    m = convert_local_response_norm(
+        torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3), torch.nn.LocalResponseNorm(size, alpha=0.5, k=1.3)
+        )
+    ).eval()
     x = torch.randn(2, 3, 9, 9)
     f = tmp_path / "m.onnx"
     if dynamo:
-        torch.onnx.export(m, (x,), f, dynamo=True,
-                          custom_translation_table=lt.onnx_translation_table(),
-                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.onnx.export(
+            m,
+            (x,),
+            f,
+            dynamo=True,
+            custom_translation_table=lt.onnx_translation_table(),
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
     else:
-        torch.onnx.export(m, (x,), f, dynamo=False, input_names=["x"],
-                          dynamic_axes={"x": {0: "batch"}})
+        torch.onnx.export(
+            m, (x,), f, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}}
+        )
     kinds = {n.op_type for n in onnx.load(f).graph.node}
     assert ("LRN" in kinds) == (size % 2 == 1)
     sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
@@ -489,8 +551,12 @@ def test_onnx_export_both_exporters_onnxruntime_matches(tmp_path, size, dynamo):
             want = m(xx).numpy()
         got = sess.run(None, {name: xx.numpy()})[0]
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
-        np.testing.assert_allclose(got, F.local_response_norm(
-            m[0](xx), size, alpha=0.5, k=1.3).detach().numpy(), rtol=2e-6, atol=2e-6)
+        np.testing.assert_allclose(
+            got,
+            F.local_response_norm(m[0](xx), size, alpha=0.5, k=1.3).detach().numpy(),
+            rtol=2e-6,
+            atol=2e-6,
+        )
 
 
 def test_onnx_dynamo_export_without_the_table_raises():
@@ -527,8 +593,10 @@ def test_autograd_functional_and_linearize(x, route):
     jn = AF.jacobian(ref, x)
     close(AF.jacobian(f, x, vectorize=True), jn)
     close(AF.jacobian(f, x, vectorize=True, strategy="forward-mode"), jn)
-    close(AF.hessian(sq(f), x, vectorize=True, outer_jacobian_strategy="forward-mode"),
-          AF.hessian(sq(ref), x))
+    close(
+        AF.hessian(sq(f), x, vectorize=True, outer_jacobian_strategy="forward-mode"),
+        AF.hessian(sq(ref), x),
+    )
     close(AF.hvp(sq(f), x, v)[1], AF.hvp(sq(ref), x, v)[1])
     close(AF.jvp(f, x, v)[1], AF.jvp(ref, x, v)[1])
     close(torch.func.linearize(f, x)[1](v), jvp(ref, (x,), (v,))[1])

@@ -26,7 +26,7 @@ def toxfile(monkeypatch, tmp_path):
         pytest.skip("toxfile.py is not beside the tests (installed tests)")
     root = _fake_pyenv(tmp_path / "pyenv", ["3.9.18", "3.10.13", "3.12.1", "3.13.0", "3.11.7"])
     (root / "versions" / "3.14-dev" / "bin").mkdir(parents=True)  # not a release: ignored
-    (root / "versions" / "3.12.0" / "bin").mkdir(parents=True)    # no interpreter in it: ignored
+    (root / "versions" / "3.12.0" / "bin").mkdir(parents=True)  # no interpreter in it: ignored
     monkeypatch.setenv("PYENV_ROOT", str(root))
     monkeypatch.setenv("PATH", "/usr/bin" + os.pathsep + str(root / "versions/3.11.7/bin"))
     spec = importlib.util.spec_from_file_location("lrn_core_toxfile", TOXFILE)
@@ -38,26 +38,31 @@ def toxfile(monkeypatch, tmp_path):
 def test_finds_the_pyenv_pythons_3_10_and_newer(toxfile):
     module, root = toxfile
     found = module.pyenv_python_dirs()
-    assert found == [str(root / "versions" / v / "bin")
-                     for v in ("3.13.0", "3.12.1", "3.11.7", "3.10.13")]
+    assert found == [
+        str(root / "versions" / v / "bin") for v in ("3.13.0", "3.12.1", "3.11.7", "3.10.13")
+    ]
 
 
 def test_appends_them_to_path_after_what_is_there(toxfile):
     _, root = toxfile
     path = os.environ["PATH"].split(os.pathsep)
-    assert path == ["/usr/bin"] + [str(root / "versions" / v / "bin")
-                                   for v in ("3.11.7", "3.13.0", "3.12.1", "3.10.13")]
+    assert path == ["/usr/bin"] + [
+        str(root / "versions" / v / "bin") for v in ("3.11.7", "3.13.0", "3.12.1", "3.10.13")
+    ]
 
 
-@pytest.mark.parametrize(("environ", "expected"), [
-    ({}, False),
-    ({"CI": "true"}, True),
-    ({"CI": "1"}, True),
-    ({"CI": ""}, False),
-    ({"CI": "true", "LRN_CORE_TOX_PRUNE": "0"}, False),
-    ({"LRN_CORE_TOX_PRUNE": "1"}, True),
-    ({"LRN_CORE_TOX_PRUNE": "yes"}, True),
-])
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, False),
+        ({"CI": "true"}, True),
+        ({"CI": "1"}, True),
+        ({"CI": ""}, False),
+        ({"CI": "true", "LRN_CORE_TOX_PRUNE": "0"}, False),
+        ({"LRN_CORE_TOX_PRUNE": "1"}, True),
+        ({"LRN_CORE_TOX_PRUNE": "yes"}, True),
+    ],
+)
 def test_prunes_envs_on_ci_or_when_asked(toxfile, environ, expected):
     module, _ = toxfile
     assert module.prune_enabled(environ) is expected

@@ -22,8 +22,15 @@ from ._config import get_config, show_config
 
 __version__ = "0.1.0"
 
-__all__ = ["lrn", "lrn_backward", "window_sum", "empty_cache", "show_config", "get_config",
-           "__version__"]
+__all__ = [
+    "lrn",
+    "lrn_backward",
+    "window_sum",
+    "empty_cache",
+    "show_config",
+    "get_config",
+    "__version__",
+]
 
 
 def _register_torch_ops():
@@ -36,8 +43,12 @@ def _register_torch_ops():
         except Exception as exc:  # the NumPy core must stay importable with any torch
             import warnings
 
-            warnings.warn(f"lrn_core: the torch ops are not registered ({exc!r}); saved torch "
-                          f"programs calling them will not load", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"lrn_core: the torch ops are not registered ({exc!r}); saved torch "
+                f"programs calling them will not load",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 _register_torch_ops()

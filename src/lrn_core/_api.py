@@ -28,12 +28,13 @@ __all__ = ["lrn", "lrn_backward", "window_sum"]
 
 # --- views -------------------------------------------------------------------------------------
 
+
 def _collapse(shape, strides):
     """(n, stride) for dims that can be walked as one strided axis without a copy, else None."""
-    dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
+    dims = [(n, s) for n, s in zip(shape, strides, strict=True) if n != 1]
     if not dims:
         return math.prod(shape), 0
-    for (_, s0), (n1, s1) in zip(dims, dims[1:]):
+    for (_, s0), (n1, s1) in zip(dims[:-1], dims[1:], strict=True):
         if s0 != s1 * n1:
             return None
     return math.prod(shape), dims[-1][1]
@@ -47,15 +48,19 @@ def _view3(a, axis):
     """
     shape = a.shape
     if a.flags.c_contiguous:  # the common case, without stride arithmetic
-        v = a.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
+        v = a.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
     else:
         outer = _collapse(shape[:axis], a.strides[:axis])
-        inner = _collapse(shape[axis + 1:], a.strides[axis + 1:])
+        inner = _collapse(shape[axis + 1 :], a.strides[axis + 1 :])
         if outer is None or inner is None:
             return None
         (no, so), (ni, si) = outer, inner
-        v = as_strided(a, shape=(no, shape[axis], ni), strides=(so, a.strides[axis], si),
-                       writeable=a.flags.writeable)
+        v = as_strided(
+            a,
+            shape=(no, shape[axis], ni),
+            strides=(so, a.strides[axis], si),
+            writeable=a.flags.writeable,
+        )
     if v.shape[2] == 1 and v.shape[0] > 1:
         v = v[:, :, 0].T[None]
     return v
@@ -111,6 +116,7 @@ def _run(kernel, arrays, axis, out, params):
 
 # --- public functions --------------------------------------------------------------------------
 
+
 def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, out=None):
     """Cross-channel Local Response Normalization.
 
@@ -155,8 +161,9 @@ def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, out=Non
     return _run(kernels().lrn_forward, [x], axis, out, (size, before, alpha, beta, k))
 
 
-def lrn_backward(dy, x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, y=None,
-                 out=None):
+def lrn_backward(
+    dy, x, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=1, before=None, y=None, out=None
+):
     """Gradient of :func:`lrn` with respect to ``x``, given the upstream gradient ``dy``.
 
     ``dx[i] = dy[i] * s[i] ** -beta

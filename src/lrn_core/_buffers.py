@@ -65,7 +65,7 @@ _IDLE = _refcounts([np.empty(0, np.uint8)])[0]
 def _aligned(raw, nbytes):
     # __array_interface__, not .ctypes: building the ctypes object costs tens of microseconds
     start = -raw.__array_interface__["data"][0] % ALIGN
-    return raw[start:start + nbytes]
+    return raw[start : start + nbytes]
 
 
 def _block(nbytes):

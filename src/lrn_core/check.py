@@ -79,20 +79,39 @@ def check_core():
             y = _api.lrn(x, **kw)
             dx = _api.lrn_backward(dy, x, **kw)
             tol = REFERENCE[dtype]
-            results.append(Result("numpy", f"{name} forward", dtype,
-                                  rel_error(y, reference.lrn(x, **kw)), tol))
-            results.append(Result("numpy", f"{name} backward", dtype,
-                                  rel_error(dx, reference.lrn_backward(dy, x, **kw)), tol))
+            results.append(
+                Result("numpy", f"{name} forward", dtype, rel_error(y, reference.lrn(x, **kw)), tol)
+            )
+            results.append(
+                Result(
+                    "numpy",
+                    f"{name} backward",
+                    dtype,
+                    rel_error(dx, reference.lrn_backward(dy, x, **kw)),
+                    tol,
+                )
+            )
     # a strided, negative-step view, in and out
     x, dy = _inputs((4, 12, 6, 8), "float32", 99)
     v = x[::-1, ::2, :, ::-2]
     out = np.empty((4, 6, 6, 8), np.float32)[:, :, :, ::2]
     _api.lrn(v, 5, 0.5, 0.75, 1.0, out=out)
-    results.append(Result("numpy", "strided view, out= strided", "float32",
-                          rel_error(out, reference.lrn(v, 5, 0.5, 0.75, 1.0)), REFERENCE["float32"]))
-    results.append(check_finite_differences("numpy", lambda x: _api.lrn(x, 4, 2.0, 0.75, 1.0),
-                                            lambda dy, x: _api.lrn_backward(dy, x, 4, 2.0, 0.75,
-                                                                            1.0)))
+    results.append(
+        Result(
+            "numpy",
+            "strided view, out= strided",
+            "float32",
+            rel_error(out, reference.lrn(v, 5, 0.5, 0.75, 1.0)),
+            REFERENCE["float32"],
+        )
+    )
+    results.append(
+        check_finite_differences(
+            "numpy",
+            lambda x: _api.lrn(x, 4, 2.0, 0.75, 1.0),
+            lambda dy, x: _api.lrn_backward(dy, x, 4, 2.0, 0.75, 1.0),
+        )
+    )
     return results
 
 
@@ -116,11 +135,17 @@ def check_finite_differences(suite, forward, backward, shape=(2, 6, 3, 2), seed=
     """Gradient of ``forward`` (float64 arrays in and out) against central differences."""
     x, dy = _inputs(shape, "float64", seed)
     num = finite_difference(forward, x, dy)
-    return Result(suite, "finite differences (size 4, even window)", "float64",
-                  rel_error(backward(dy, x), num), 1e-6)
+    return Result(
+        suite,
+        "finite differences (size 4, even window)",
+        "float64",
+        rel_error(backward(dy, x), num),
+        1e-6,
+    )
 
 
 # --- adapters -------------------------------------------------------------------------------------
+
 
 def check_torch():
     import torch
@@ -130,12 +155,17 @@ def check_torch():
 
     results = []
     for i, size in enumerate((5, 4, 9)):
-        for dtype, layout in (("float64", "contiguous"), ("float32", "contiguous"),
-                              ("float32", "channels_last")):
+        for dtype, layout in (
+            ("float64", "contiguous"),
+            ("float32", "contiguous"),
+            ("float32", "channels_last"),
+        ):
             x, dy = _inputs((2, 7, 6, 5), dtype, 10 + i)
             fwd_grad = {}
-            for impl, fn in (("lrn-core", adapter.local_response_norm),
-                             ("native", F.local_response_norm)):
+            for impl, fn in (
+                ("lrn-core", adapter.local_response_norm),
+                ("native", F.local_response_norm),
+            ):
                 xt = torch.from_numpy(x)
                 if layout == "channels_last":
                     xt = xt.contiguous(memory_format=torch.channels_last)
@@ -148,14 +178,26 @@ def check_torch():
             tol, ntol = REFERENCE[dtype], NATIVE[dtype]
             case = f"size {size} {layout}"
             results += [
-                Result("torch", f"{case} forward vs reference", dtype,
-                       rel_error(ours[0], reference.lrn(x, **p)), tol),
-                Result("torch", f"{case} grad vs reference", dtype,
-                       rel_error(ours[1], reference.lrn_backward(dy, x, **p)), tol),
-                Result("torch", f"{case} forward vs native", dtype, rel_error(ours[0], native[0]),
-                       ntol),
-                Result("torch", f"{case} grad vs native", dtype, rel_error(ours[1], native[1]),
-                       ntol),
+                Result(
+                    "torch",
+                    f"{case} forward vs reference",
+                    dtype,
+                    rel_error(ours[0], reference.lrn(x, **p)),
+                    tol,
+                ),
+                Result(
+                    "torch",
+                    f"{case} grad vs reference",
+                    dtype,
+                    rel_error(ours[1], reference.lrn_backward(dy, x, **p)),
+                    tol,
+                ),
+                Result(
+                    "torch", f"{case} forward vs native", dtype, rel_error(ours[0], native[0]), ntol
+                ),
+                Result(
+                    "torch", f"{case} grad vs native", dtype, rel_error(ours[1], native[1]), ntol
+                ),
             ]
 
     def fwd(a):
@@ -179,8 +221,9 @@ def check_tensorflow():
     from .adapters import tensorflow as adapter
 
     results = []
-    for i, (r, bias, alpha, beta) in enumerate(((2, 1.0, 0.5, 0.75), (5, 1.0, 1.0, 0.5),
-                                               (0, 2.0, 0.3, 1.0), (7, 0.5, 0.1, 0.6))):
+    for i, (r, bias, alpha, beta) in enumerate(
+        ((2, 1.0, 0.5, 0.75), (5, 1.0, 1.0, 0.5), (0, 2.0, 0.3, 1.0), (7, 0.5, 0.1, 0.6))
+    ):
         for dtype in ("float32", "float16", "float64"):
             x, dy = _inputs((2, 5, 4, 12), dtype, 20 + i)
             kw = dict(depth_radius=r, bias=bias, alpha=alpha, beta=beta)
@@ -200,17 +243,37 @@ def check_tensorflow():
                 out[impl] = (y.numpy(), g.numpy())
             ours = out["lrn-core"]
             results += [
-                Result("tensorflow", f"{case} forward vs reference", dtype,
-                       rel_error(ours[0], reference.lrn(x, axis=-1, **p)), tol),
-                Result("tensorflow", f"{case} grad vs reference", dtype,
-                       rel_error(ours[1], reference.lrn_backward(dy, x, axis=-1, **p)), tol),
+                Result(
+                    "tensorflow",
+                    f"{case} forward vs reference",
+                    dtype,
+                    rel_error(ours[0], reference.lrn(x, axis=-1, **p)),
+                    tol,
+                ),
+                Result(
+                    "tensorflow",
+                    f"{case} grad vs reference",
+                    dtype,
+                    rel_error(ours[1], reference.lrn_backward(dy, x, axis=-1, **p)),
+                    tol,
+                ),
             ]
             if "native" in out:
                 results += [
-                    Result("tensorflow", f"{case} forward vs native", dtype,
-                           rel_error(ours[0], out["native"][0]), ntol),
-                    Result("tensorflow", f"{case} grad vs native", dtype,
-                           rel_error(ours[1], out["native"][1]), ntol),
+                    Result(
+                        "tensorflow",
+                        f"{case} forward vs native",
+                        dtype,
+                        rel_error(ours[0], out["native"][0]),
+                        ntol,
+                    ),
+                    Result(
+                        "tensorflow",
+                        f"{case} grad vs native",
+                        dtype,
+                        rel_error(ours[1], out["native"][1]),
+                        ntol,
+                    ),
                 ]
 
     def fwd(a):
@@ -257,19 +320,35 @@ def check_jax():
                 placed = conventions.default_before(size) if before is None else before
                 p = conventions.LRNParams(size, 0.5, 0.75, 1.0, placed)
                 case = f"size {size} before {p.before}"
-                impls = [("lrn-core", functools.partial(adapter.local_response_norm, **p._asdict(),
-                                                        implementation="core")),
-                         ("xla", functools.partial(adapter.local_response_norm, **p._asdict(),
-                                                   implementation="xla"))]
+                impls = [
+                    (
+                        "lrn-core",
+                        functools.partial(
+                            adapter.local_response_norm, **p._asdict(), implementation="core"
+                        ),
+                    ),
+                    (
+                        "xla",
+                        functools.partial(
+                            adapter.local_response_norm, **p._asdict(), implementation="xla"
+                        ),
+                    ),
+                ]
                 if before is None:  # the jnp LRN a JAX user writes: PyTorch's window
-                    impls.append(("native", functools.partial(_jnp_lrn, size=size, alpha=0.5,
-                                                              beta=0.75, k=1.0)))
+                    impls.append(
+                        (
+                            "native",
+                            functools.partial(_jnp_lrn, size=size, alpha=0.5, beta=0.75, k=1.0),
+                        )
+                    )
                 out = {}
                 for impl, fn in impls:
                     y, vjp = jax.vjp(jax.jit(fn), xj)
                     out[impl] = (np.asarray(y, np.float64), np.asarray(vjp(dyj)[0], np.float64))
-                ref = (reference.lrn(x64, **p._asdict(), axis=-1),
-                       reference.lrn_backward(dy64, x64, **p._asdict(), axis=-1))
+                ref = (
+                    reference.lrn(x64, **p._asdict(), axis=-1),
+                    reference.lrn_backward(dy64, x64, **p._asdict(), axis=-1),
+                )
                 for impl, (y, g) in out.items():
                     what = "vs reference" if impl != "native" else "(jnp) vs lrn-core"
                     exp = ref if impl != "native" else out["lrn-core"]
@@ -277,10 +356,12 @@ def check_jax():
                     tol = NATIVE[dtype] if impl == "native" else REFERENCE[dtype]
                     label = "" if impl == "lrn-core" else f" {impl}"
                     results += [
-                        Result("jax", f"{case}{label} forward {what}", dtype,
-                               rel_error(y, exp[0]), tol),
-                        Result("jax", f"{case}{label} grad {what}", dtype, rel_error(g, exp[1]),
-                               tol),
+                        Result(
+                            "jax", f"{case}{label} forward {what}", dtype, rel_error(y, exp[0]), tol
+                        ),
+                        Result(
+                            "jax", f"{case}{label} grad {what}", dtype, rel_error(g, exp[1]), tol
+                        ),
                     ]
 
         def fwd(a):
@@ -294,13 +375,20 @@ def check_jax():
     return results
 
 
-SUITES = {"numpy": (None, check_core), "torch": ("torch", check_torch),
-          "tensorflow": ("tensorflow", check_tensorflow), "jax": ("jax", check_jax)}
+SUITES = {
+    "numpy": (None, check_core),
+    "torch": ("torch", check_torch),
+    "tensorflow": ("tensorflow", check_tensorflow),
+    "jax": ("jax", check_jax),
+}
 
 
 def available_suites():
-    return [name for name, (module, _) in SUITES.items()
-            if module is None or importlib.util.find_spec(module) is not None]
+    return [
+        name
+        for name, (module, _) in SUITES.items()
+        if module is None or importlib.util.find_spec(module) is not None
+    ]
 
 
 def run(suites=None, stream=None):
@@ -318,15 +406,22 @@ def run(suites=None, stream=None):
             print(f"{name}: {module} is not installed, skipped", file=stream)
             continue
         results += fn()
-    widths = [max([len(h)] + [len(getattr(r, a)) for r in results])
-              for h, a in (("adapter", "suite"), ("case", "case"), ("dtype", "dtype"))]
-    head = (f"{'adapter':<{widths[0]}}  {'case':<{widths[1]}}  {'dtype':<{widths[2]}}  "
-            f"{'max rel error':>13}  {'tolerance':>9}  result")
+    widths = [
+        max([len(h)] + [len(getattr(r, a)) for r in results])
+        for h, a in (("adapter", "suite"), ("case", "case"), ("dtype", "dtype"))
+    ]
+    head = (
+        f"{'adapter':<{widths[0]}}  {'case':<{widths[1]}}  {'dtype':<{widths[2]}}  "
+        f"{'max rel error':>13}  {'tolerance':>9}  result"
+    )
     print(head, file=stream)
     print("-" * len(head), file=stream)
     for r in results:
-        print(f"{r.suite:<{widths[0]}}  {r.case:<{widths[1]}}  {r.dtype:<{widths[2]}}  "
-              f"{r.error:13.2e}  {r.tol:9.1e}  {'pass' if r.ok else 'FAIL'}", file=stream)
+        print(
+            f"{r.suite:<{widths[0]}}  {r.case:<{widths[1]}}  {r.dtype:<{widths[2]}}  "
+            f"{r.error:13.2e}  {r.tol:9.1e}  {'pass' if r.ok else 'FAIL'}",
+            file=stream,
+        )
     failed = sum(not r.ok for r in results)
     print(f"\n{len(results) - failed} passed, {failed} failed", file=stream)
     return results

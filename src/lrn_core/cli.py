@@ -1,10 +1,10 @@
 """The ``lrn-core`` command (also ``python -m lrn_core``).
 
-    lrn-core info               version, kernels, SIMD, OpenMP, threads, build flags, frameworks
-    lrn-core check [SUITE ...]  every implementation installed against the float64 reference and
-                                the native LRNs; exits 1 on any mismatch
-    lrn-core bench [...]        side-by-side timings against the native LRNs and the copy floor
-                                (``lrn-core bench --help``)
+lrn-core info               version, kernels, SIMD, OpenMP, threads, build flags, frameworks
+lrn-core check [SUITE ...]  every implementation installed against the float64 reference and
+                            the native LRNs; exits 1 on any mismatch
+lrn-core bench [...]        side-by-side timings against the native LRNs and the copy floor
+                            (``lrn-core bench --help``)
 """
 
 from __future__ import annotations
@@ -40,14 +40,22 @@ def main(argv=None):
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the build and run-time configuration").set_defaults(
-        func=_info)
-    p = sub.add_parser("check", help="check every installed implementation against the "
-                                     "reference and the native LRNs")
-    p.add_argument("suites", nargs="*", metavar="SUITE",
-                   help="numpy, torch, tensorflow, jax (default: all installed)")
+        func=_info
+    )
+    p = sub.add_parser(
+        "check",
+        help="check every installed implementation against the reference and the native LRNs",
+    )
+    p.add_argument(
+        "suites",
+        nargs="*",
+        metavar="SUITE",
+        help="numpy, torch, tensorflow, jax (default: all installed)",
+    )
     p.set_defaults(func=_check)
-    p = sub.add_parser("bench", help="time lrn-core against the native LRNs (see bench --help)",
-                       add_help=False)
+    p = sub.add_parser(
+        "bench", help="time lrn-core against the native LRNs (see bench --help)", add_help=False
+    )
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
     argv = sys.argv[1:] if argv is None else list(argv)

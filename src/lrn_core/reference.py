@@ -19,7 +19,7 @@ def _window_sum(v, size, before):
     for c in range(C):
         lo, hi = max(0, c - before), min(C - 1, c + after)
         if lo <= hi:
-            out[..., c] = v[..., lo:hi + 1].sum(axis=-1)
+            out[..., c] = v[..., lo : hi + 1].sum(axis=-1)
     return out
 
 
@@ -29,7 +29,7 @@ def lrn(x, size, alpha, beta, k, axis=1, before=None):
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
     s = k + alpha / size * _window_sum(x * x, size, before)
     with np.errstate(all="ignore"):
-        y = x * s ** -beta
+        y = x * s**-beta
     return np.moveaxis(y, -1, axis)
 
 
@@ -40,7 +40,7 @@ def lrn_backward(dy, x, size, alpha, beta, k, axis=1, before=None):
     dy = np.moveaxis(np.asarray(dy, dtype=np.float64), axis, -1)
     s = k + alpha / size * _window_sum(x * x, size, before)
     with np.errstate(all="ignore"):
-        t = s ** -beta
+        t = s**-beta
         r = dy * x * t / s
         dx = dy * t - 2 * alpha * beta / size * x * _window_sum(r, size, size - 1 - before)
     return np.moveaxis(dx, -1, axis)
