@@ -39,18 +39,8 @@ import types
 
 import numpy as np
 
-__all__ = [
-    "main",
-    "run",
-    "BenchResult",
-    "Row",
-    "Case",
-    "SHAPES",
-    "VARIANTS",
-    "format_table",
-    "to_markdown",
-    "plot",
-]
+__all__ = ["main", "run", "BenchResult", "Row", "Case", "SHAPES", "VARIANTS"]
+__all__ += ["format_table", "to_markdown", "plot"]
 
 # --- the cases -----------------------------------------------------------------------------------
 
@@ -71,25 +61,22 @@ VARIANTS = {
     "ladder": "sizes from 1x1x1x1 (the per-call overhead) and 1x16x8x8 up to the AlexNet shape",
     "tiny": "a tiny input (1, 8, 2, 2) at 1 thread (fixed cost per call)",
 }
-SMALL_SHAPE, TINY_SHAPE = (1, 16, 8, 8), (1, 8, 2, 2)
-LADDER = [
-    ("per-call overhead 1x1x1x1", (1, 1, 1, 1)),
-    ("ladder 1x16x8x8", SMALL_SHAPE),
-    ("ladder 1x96x27x27", (1, 96, 27, 27)),
-    ("ladder 1x96x55x55", (1, 96, 55, 55)),
-    ("ladder 8x96x55x55", (8, 96, 55, 55)),
-    ("ladder 32x96x55x55", (32, 96, 55, 55)),
-]
-FRAMEWORK_ALIASES = {
-    "numpy": "numpy",
-    "np": "numpy",
-    "torch": "torch",
-    "pytorch": "torch",
-    "tf": "tensorflow",
-    "tensorflow": "tensorflow",
-    "jax": "jax",
+#: variants on the first shape: name -> (suffix of the case name, Case fields)
+FIRST_SHAPE_VARIANTS = {
+    "size25": (" size=25", {"size": 25}),
+    "float64": (" float64", {"dtype": "float64"}),
+    "beta0.6": (" beta=0.6", {"beta": 0.6}),
 }
+#: variants of their own shape: name -> (shape, thread counts)
+OWN_SHAPE_VARIANTS = {"small": ((1, 16, 8, 8), (1, 2)), "tiny": ((1, 8, 2, 2), (1,))}
+LADDER = [("per-call overhead 1x1x1x1", (1, 1, 1, 1))] + [
+    (f"ladder {'x'.join(map(str, s))}", s)
+    for s in ((1, 16, 8, 8), (1, 96, 27, 27), (1, 96, 55, 55), (8, 96, 55, 55), (32, 96, 55, 55))
+]
+FRAMEWORKS = ("torch", "tensorflow", "jax")  # numpy always runs
+FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "pytorch": "torch", "tf": "tensorflow"}
 PASS_ORDER = {"copy": 0, "fwd": 1, "bwd": 2, "fwd+bwd": 3}
+FB, ALL_PASSES = ("fwd", "fwd+bwd"), ("fwd", "bwd", "fwd+bwd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +123,10 @@ class Row:
     def ok(self):
         return self.status == "ok" and self.median_ms is not None
 
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{**d, "shape": tuple(d["shape"])})
+
 
 @dataclasses.dataclass
 class BenchResult:
@@ -153,14 +144,9 @@ class BenchResult:
         return sorted(rows, key=lambda r: (PASS_ORDER[r.pass_], IMPL_ORDER.get(r.impl, 99)))
 
     def get(self, case, impl, pass_, threads=None):
-        return next(
-            (
-                r
-                for r in self.rows
-                if (r.case, r.impl, r.pass_) == (case, impl, pass_) and threads in (None, r.threads)
-            ),
-            None,
-        )
+        want = (case, impl, pass_)
+        rows = (r for r in self.rows if (r.case, r.impl, r.pass_) == want)
+        return next((r for r in rows if threads in (None, r.threads)), None)
 
     def table(self):
         return format_table(self)
@@ -173,24 +159,21 @@ class BenchResult:
 
     @classmethod
     def from_dict(cls, d):
-        return cls([Row(**{**r, "shape": tuple(r["shape"])}) for r in d["rows"]], d["meta"])
+        return cls([Row.from_dict(r) for r in d["rows"]], d["meta"])
 
 
 # --- the timed callables: build(p, x, dy) -> {pass: fn}, p = (size, alpha, beta, k) -----------
 
 
-def _fn(path):
-    """``make(params)``: the function at ``"module:attribute"`` with the LRN's parameters bound
-    (a tuple in torch's order, or a dict of TensorFlow's keywords)."""
-
-    def make(params):
-        module, attr = path.split(":")
+def _bind(f, params):
+    """``f(t)`` with the LRN's parameters bound (a tuple in torch's order, or a dict of
+    TensorFlow's keywords); ``f`` is a function or its ``"module:attribute"`` path."""
+    if isinstance(f, str):
+        module, attr = f.split(":")
         f = operator.attrgetter(attr)(importlib.import_module(module))
-        if isinstance(params, dict):
-            return lambda t: f(t, **params)
-        return lambda t: f(t, *params)
-
-    return make
+    if isinstance(params, dict):
+        return lambda t: f(t, **params)
+    return lambda t: f(t, *params)
 
 
 def _copy(p, x, dy):
@@ -220,21 +203,21 @@ def _numpy(axis):
     return build
 
 
-def _torch(make):
-    """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``make(p)``."""
+def _torch(f):
+    """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``f`` (see :func:`_bind`)."""
 
     def build(p, x, dy):
         import torch
 
-        f = make(p)
+        fp = f(p) if callable(f) else _bind(f, p)
         xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
         xg = xt.clone().requires_grad_(True)
 
         def fwd_bwd():
-            f(xg).backward(dyt)
+            fp(xg).backward(dyt)
             xg.grad = None
 
-        return {"fwd": lambda: f(xt), "fwd+bwd": fwd_bwd}
+        return {"fwd": lambda: fp(xt), "fwd+bwd": fwd_bwd}
 
     return build
 
@@ -243,28 +226,27 @@ def _torch_compiled(p):
     import torch
 
     torch._dynamo.reset()  # one compiled graph per case, no recompile limit
-    return torch.compile(_fn("torch.nn.functional:local_response_norm")(p), dynamic=False)
+    return torch.compile(_bind(TORCH_NATIVE, p), dynamic=False)
 
 
-def _tf(make, graph):
+def _tf(f, graph):
     """``f(x)`` and a ``GradientTape`` over it, in ``tf.function`` (as ``model.fit`` runs a
-    step) or eagerly; ``make(params)`` gets TensorFlow's parameters of the same LRN."""
+    step) or eagerly; ``f`` gets TensorFlow's parameters of the same LRN."""
 
     def build(p, x, dy):
         import tensorflow as tf
 
         from lrn_core import conventions
 
-        f = make(conventions.to_tensorflow(conventions.from_torch(*p)))
+        fp = _bind(f, conventions.to_tensorflow(conventions.from_torch(*p)))
 
         def fwd_bwd(x, dy):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                y = f(x)
+                y = fp(x)
             return tape.gradient(y, x, output_gradients=dy)
 
-        fwd = tf.function(f) if graph else f
-        fwd_bwd = tf.function(fwd_bwd) if graph else fwd_bwd
+        fwd, fwd_bwd = (tf.function(g) if graph else g for g in (fp, fwd_bwd))
         with tf.device("/CPU:0"):
             xt, dyt = tf.constant(x), tf.constant(dy)
         return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
@@ -282,18 +264,18 @@ def jnp_lrn(x, size, alpha, beta, k):
     return x / (k + alpha / size * s) ** beta
 
 
-def _jax(make):
+def _jax(f):
     """The forward, and forward with the input gradient (``jax.vjp``), each under ``jax.jit``."""
 
     def build(p, x, dy):
         import jax
 
-        f = make(p)
-        fwd = jax.jit(f)
+        fp = _bind(f, p)
+        fwd = jax.jit(fp)
 
         @jax.jit
         def fwd_bwd(x, dy):
-            y, vjp = jax.vjp(f, x)
+            y, vjp = jax.vjp(fp, x)
             return y, vjp(dy)[0]
 
         xj, dyj = jax.device_put(x), jax.device_put(dy)
@@ -305,66 +287,35 @@ def _jax(make):
     return build
 
 
-FB, ALL_PASSES = ("fwd", "fwd+bwd"), ("fwd", "bwd", "fwd+bwd")
+TORCH_NATIVE = "torch.nn.functional:local_response_norm"
 TORCH_ADAPTER = "lrn_core.adapters.torch:local_response_norm"
+JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
 TF_ADAPTER = "lrn_core.adapters.tensorflow:local_response_normalization"
 TF_NATIVE = "tensorflow:nn.local_response_normalization"
-#: every implementation, in table order: (label, framework, kind, layout, passes, build)
+#: every implementation, in table order: (label, framework, kind, layout, build)
 IMPLS = [
-    ("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", ("copy",), _copy),
-    ("lrn-core numpy", "numpy", "core", "NCHW", ALL_PASSES, _numpy(1)),
-    ("lrn-core numpy NHWC", "numpy", "core", "NHWC", ALL_PASSES, _numpy(-1)),
-    ("lrn-core torch adapter", "torch", "adapter", "NCHW", FB, _torch(_fn(TORCH_ADAPTER))),
-    (
-        "torch eager (native)",
-        "torch",
-        "native",
-        "NCHW",
-        FB,
-        _torch(_fn("torch.nn.functional:local_response_norm")),
-    ),
-    ("torch.compile (native)", "torch", "native", "NCHW", FB, _torch(_torch_compiled)),
-    ("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", FB, _tf(_fn(TF_ADAPTER), True)),
-    ("tf native", "tensorflow", "native", "NHWC", FB, _tf(_fn(TF_NATIVE), True)),
-    (
-        "lrn-core tf adapter, eager",
-        "tensorflow",
-        "adapter",
-        "NHWC",
-        FB,
-        _tf(_fn(TF_ADAPTER), False),
-    ),
-    ("tf native, eager", "tensorflow", "native", "NHWC", FB, _tf(_fn(TF_NATIVE), False)),
-    (
-        "lrn-core jax adapter",
-        "jax",
-        "adapter",
-        "NHWC",
-        FB,
-        _jax(_fn("lrn_core.adapters.jax:local_response_norm")),
-    ),
-    (
-        "jax.jit jnp (native)",
-        "jax",
-        "native",
-        "NHWC",
-        FB,
-        _jax(_fn("lrn_core.benchmarks.harness:jnp_lrn")),
-    ),
+    ("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy),
+    ("lrn-core numpy", "numpy", "core", "NCHW", _numpy(1)),
+    ("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy(-1)),
+    ("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch(TORCH_ADAPTER)),
+    ("torch eager (native)", "torch", "native", "NCHW", _torch(TORCH_NATIVE)),
+    ("torch.compile (native)", "torch", "native", "NCHW", _torch(_torch_compiled)),
+    ("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", _tf(TF_ADAPTER, True)),
+    ("tf native", "tensorflow", "native", "NHWC", _tf(TF_NATIVE, True)),
+    ("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf(TF_ADAPTER, False)),
+    ("tf native, eager", "tensorflow", "native", "NHWC", _tf(TF_NATIVE, False)),
+    ("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax(JAX_ADAPTER)),
+    ("jax.jit jnp (native)", "jax", "native", "NHWC", _jax("lrn_core.benchmarks.harness:jnp_lrn")),
 ]
 IMPL_KIND = {i[0]: i[2] for i in IMPLS}
 IMPL_ORDER = {i[0]: n for n, i in enumerate(IMPLS)}
+PASSES = {"copy": ("copy",), "core": ALL_PASSES, "adapter": FB, "native": FB}
 
 
 def _impls(case, frameworks, compile_):
     """The implementations a case runs."""
-    return [
-        i
-        for i in IMPLS
-        if i[1] in frameworks
-        and (i[0] != "lrn-core numpy NHWC" or case.nhwc_core)
-        and (i[0] != "torch.compile (native)" or compile_)
-    ]
+    skip = {"lrn-core numpy NHWC": not case.nhwc_core, "torch.compile (native)": not compile_}
+    return [i for i in IMPLS if i[1] in frameworks and not skip.get(i[0])]
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -384,9 +335,8 @@ def _short(exc):
 
 
 def _status_of(exc):
-    if isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc):
-        return f"n/a: {_short(exc)}"
-    return f"error: {_short(exc)}"
+    na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
+    return f"{'n/a' if na else 'error'}: {_short(exc)}"
 
 
 def _proc_status(key):
@@ -433,28 +383,16 @@ def _prepare(case, frameworks, settings, status):
     if any(i[3] == "NHWC" for i in impls):
         arrays["NHWC"] = tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
     p = (case.size, case.alpha, case.beta, case.k)
+    head = (case.name, tuple(case.shape), case.dtype, case.size, case.beta, case.threads)
     tasks = []
-    for impl, framework, kind, layout, passes, build in impls:
+    for impl, framework, kind, layout, build in impls:
         status(f"{case.name} t={case.threads}: preparing {impl}", refresh=False)
         try:
             fns, err = build(p, *arrays[layout]), None
         except Exception as exc:
             fns, err = {}, exc
-        for pass_ in passes:
-            row = Row(
-                case.name,
-                tuple(case.shape),
-                case.dtype,
-                case.size,
-                case.beta,
-                case.threads,
-                impl,
-                kind,
-                framework,
-                layout,
-                pass_,
-            )
-            fn = fns.get(pass_)
+        for pass_ in PASSES[kind]:
+            row, fn = Row(*head, impl, kind, framework, layout, pass_), fns.get(pass_)
             try:
                 if err is not None:
                     raise err
@@ -472,9 +410,7 @@ def _time_case(tasks, settings, bar, label):
     for r, n in enumerate(_split(settings["repeat"], settings["rounds"])):
         for row, fn in tasks:
             if fn is not None and row.status == "ok":
-                bar.set_postfix_str(
-                    f"{label}: {row.impl} {row.pass_} (round {r + 1})", refresh=False
-                )
+                bar.set_postfix_str(f"{label}: {row.impl} {row.pass_} (round {r + 1})", False)
                 timer = timeit.Timer(fn)  # time.perf_counter, gc off while timing
                 try:
                     timer.timeit(settings["warmup"])
@@ -514,70 +450,73 @@ def _summarise(rows):
 # --- one thread count in one process ------------------------------------------------------------
 
 
-def _nothing(*args, **kwargs):
-    return None
+def _set_framework_threads(frameworks, threads, report, notes):
+    """Set torch's and TensorFlow's intra-op threads; returns torch's count before."""
+    torch_before = None
+    if "torch" in frameworks:
+        with contextlib.suppress(Exception):  # a broken torch shows in its rows
+            import torch
+
+            torch_before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            report["torch (intra-op)"] = torch.get_num_threads()
+    if "tensorflow" in frameworks:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with contextlib.suppress(ImportError):  # a broken TF shows in its rows
+            import tensorflow as tf
+
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                report["tensorflow (intra-op)"] = threads
+            except RuntimeError:
+                report["tensorflow (intra-op)"] = "default (already initialised)"
+                notes.append(
+                    "TensorFlow was initialised before the bench: its intra-op thread count "
+                    "could not be set"
+                )
+    return torch_before
 
 
 def _run_group(cases, settings, threads, prefix="bench"):
     """Run cases (all at ``threads``) in this process: (rows, meta)."""
-    frameworks = settings["frameworks"]
-    total = sum(len(i[4]) for c in cases for i in _impls(c, frameworks, settings["compile"]))
-    total *= settings["repeat"] + settings["warmup"] * len(
-        _split(settings["repeat"], settings["rounds"])
+    from lrn_core._dispatch import kernels
+
+    frameworks, s = settings["frameworks"], settings
+    calls = s["repeat"] + s["warmup"] * len(_split(s["repeat"], s["rounds"]))
+    total = calls * sum(
+        len(PASSES[i[2]]) for c in cases for i in _impls(c, frameworks, s["compile"])
     )
-    lines = settings["progress"] and not _installed("tqdm")
-    bar = types.SimpleNamespace(set_postfix_str=_nothing, update=_nothing, close=_nothing)
-    if settings["progress"] and not lines:
+    lines = s["progress"] and not _installed("tqdm")
+    nothing = lambda *a, **k: None  # noqa: E731
+    bar = types.SimpleNamespace(set_postfix_str=nothing, update=nothing, close=nothing)
+    if s["progress"] and not lines:
         from tqdm.auto import tqdm
 
+        interval = 0.2 if sys.stderr.isatty() else 30
         bar = tqdm(
             total=total,
             desc=prefix,
             unit="call",
             leave=False,
             dynamic_ncols=True,
-            mininterval=0.2 if sys.stderr.isatty() else 30,
+            mininterval=interval,
         )
-    report, notes = {}, []
-    from lrn_core._dispatch import kernels
-
     k = kernels()  # the OpenMP runtime must be loaded before threadpoolctl looks for it
     limits = contextlib.nullcontext()
     if _installed("threadpoolctl"):
         from threadpoolctl import threadpool_limits
 
         limits = threadpool_limits(limits=threads)
-    torch_before = None
+    report, notes, rows, torch_before = {}, [], [], None
     try:
         with limits:
-            report["lrn-core (OpenMP)"] = int(k.max_threads())
-            if report["lrn-core (OpenMP)"] != threads:
+            report["lrn-core (OpenMP)"] = omp = int(k.max_threads())
+            if omp != threads:
                 notes.append(
-                    f"lrn-core runs {report['lrn-core (OpenMP)']} threads, not "
-                    f"{threads}: install threadpoolctl, or set OMP_NUM_THREADS"
+                    f"lrn-core runs {omp} threads, not {threads}: install threadpoolctl, "
+                    "or set OMP_NUM_THREADS"
                 )
-            if "torch" in frameworks:
-                with contextlib.suppress(Exception):  # a broken torch shows in its rows
-                    import torch
-
-                    torch_before = torch.get_num_threads()
-                    torch.set_num_threads(threads)
-                    report["torch (intra-op)"] = torch.get_num_threads()
-            if "tensorflow" in frameworks:
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-                with contextlib.suppress(ImportError):  # a broken TF shows in its rows
-                    import tensorflow as tf
-
-                    try:
-                        tf.config.threading.set_intra_op_parallelism_threads(threads)
-                        report["tensorflow (intra-op)"] = threads
-                    except RuntimeError:
-                        report["tensorflow (intra-op)"] = "default (already initialised)"
-                        notes.append(
-                            "TensorFlow was initialised before the bench: its intra-op "
-                            "thread count could not be set"
-                        )
-            rows = []
+            torch_before = _set_framework_threads(frameworks, threads, report, notes)
             for i, case in enumerate(cases):
                 if lines:
                     print(
@@ -602,10 +541,9 @@ def _child_main(spec_path, out_path):
     with open(spec_path) as f:
         spec = json.load(f)
     cases = [Case(**{**c, "shape": tuple(c["shape"])}) for c in spec["cases"]]
+    t = spec["threads"]
     try:
-        rows, meta = _run_group(
-            cases, spec["settings"], spec["threads"], prefix=f"bench threads={spec['threads']}"
-        )
+        rows, meta = _run_group(cases, spec["settings"], t, prefix=f"bench threads={t}")
         payload = {"rows": [dataclasses.asdict(r) for r in rows], "meta": meta}
     except BaseException as exc:  # report it; the parent goes on with the other thread counts
         payload = {"error": _short(exc)}
@@ -618,14 +556,8 @@ def _run_child(cases, settings, threads):
     with tempfile.TemporaryDirectory(prefix="lrn_core_bench_") as tmp:
         spec, out = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
         with open(spec, "w") as f:
-            json.dump(
-                {
-                    "cases": [dataclasses.asdict(c) for c in cases],
-                    "settings": settings,
-                    "threads": threads,
-                },
-                f,
-            )
+            cases = [dataclasses.asdict(c) for c in cases]
+            json.dump({"cases": cases, "settings": settings, "threads": threads}, f)
         # ``-c`` puts the working directory first on sys.path: drop it, so that a script there
         # named like a module the child imports cannot shadow it
         code = (
@@ -633,17 +565,15 @@ def _run_child(cases, settings, threads):
             "from lrn_core.benchmarks.harness import _child_main; "
             "sys.exit(_child_main(*sys.argv[1:]))"
         )
-        proc = subprocess.run(
-            [sys.executable, "-c", code, spec, out],
-            env=dict(os.environ, OMP_NUM_THREADS=str(threads)),
-        )
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        proc = subprocess.run([sys.executable, "-c", code, spec, out], env=env)
         payload = {"error": f"child exited with code {proc.returncode}"}
         if os.path.exists(out):
             with open(out) as f:
                 payload = json.load(f)
     if "error" in payload:
         return None, payload["error"]
-    return [Row(**{**r, "shape": tuple(r["shape"])}) for r in payload["rows"]], payload["meta"]
+    return [Row.from_dict(r) for r in payload["rows"]], payload["meta"]
 
 
 # --- planning and the entry point ---------------------------------------------------------------
@@ -668,27 +598,22 @@ def _parse_shape(spec, batch):
 def _plan(shapes, batch, variants, threads_list):
     """The cases to run, in order."""
     named = [_parse_shape(s, batch) for s in shapes]
-    nhwc = "nhwc" in variants
-    first = dict(zip(("name", "shape"), named[0], strict=True)) if named else None
-    extra = [
-        ("size25", " size=25", {"size": 25}),
-        ("float64", " float64", {"dtype": "float64"}),
-        ("beta0.6", " beta=0.6", {"beta": 0.6}),
-    ]
+    first = named[:1]
+    nhwc = {"nhwc_core": "nhwc" in variants}
     cases = []
     for t in threads_list:
-        cases += [Case(name, shape, threads=t, nhwc_core=nhwc) for name, shape in named]
+        cases += [Case(name, shape, threads=t, **nhwc) for name, shape in named]
         cases += [
-            Case(first["name"] + suffix, first["shape"], threads=t, nhwc_core=nhwc, **kw)
-            for v, suffix, kw in extra
-            if first and v in variants
+            Case(name + suffix, shape, threads=t, **nhwc, **kw)
+            for v, (suffix, kw) in FIRST_SHAPE_VARIANTS.items()
+            for name, shape in first
+            if v in variants
         ]
     if "ladder" in variants:
-        cases += [Case(n, s, threads=t, nhwc_core=nhwc) for t in threads_list for n, s in LADDER]
-    small = [("small", SMALL_SHAPE, (1, 2)), ("tiny", TINY_SHAPE, (1,))]
+        cases += [Case(n, s, threads=t, **nhwc) for t in threads_list for n, s in LADDER]
     cases += [
-        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, nhwc_core=nhwc)
-        for v, shape, ts in small
+        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, **nhwc)
+        for v, (shape, ts) in OWN_SHAPE_VARIANTS.items()
         if v in variants
         for t in ts
     ]
@@ -700,18 +625,15 @@ def _frameworks(requested):
     if isinstance(requested, str):
         requested = requested.split(",")
     wanted = []
-    for name in requested or ("torch", "tensorflow", "jax"):
+    for name in requested or FRAMEWORKS:
         name = name.strip().lower()
-        if name and name not in FRAMEWORK_ALIASES:
+        name = FRAMEWORK_ALIASES.get(name, name)
+        if name and name not in ("numpy",) + FRAMEWORKS:
             raise ValueError(f"unknown framework {name!r}: use numpy, torch, tf, jax")
-        wanted.append(FRAMEWORK_ALIASES.get(name))
-    run = ["numpy"] + [f for f in ("torch", "tensorflow", "jax") if f in wanted and _installed(f)]
-    notes = [
-        f"{f} is not installed: its rows are skipped"
-        for f in ("torch", "tensorflow", "jax")
-        if f in wanted and f not in run
-    ]
-    return run, notes
+        wanted.append(name)
+    run = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
+    skipped = [f for f in FRAMEWORKS if f in wanted and f not in run]
+    return run, [f"{f} is not installed: its rows are skipped" for f in skipped]
 
 
 def _environment(frameworks):
@@ -727,9 +649,7 @@ def _environment(frameworks):
         "kernels": f"{k.__name__} (simd {k.simd}, openmp {k.openmp_enabled})",
         "python": platform.python_version(),
         "numpy": np.__version__,
-        **{
-            fw: found.get(fw) if fw in frameworks else None for fw in ("torch", "tensorflow", "jax")
-        },
+        **{fw: found.get(fw) if fw in frameworks else None for fw in FRAMEWORKS},
         "platform": platform.platform(),
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
@@ -768,6 +688,8 @@ def run(
     ``OMP_NUM_THREADS`` (default: when several counts are asked for, or one that differs from the
     process default).
     """
+    from lrn_core._dispatch import kernels
+
     t_start = time.perf_counter()
     if isinstance(variants, str):
         variants = variants.split(",")
@@ -785,8 +707,6 @@ def run(
             f">= 1, warmup ({warmup}) >= 0"
         )
     fws, notes = _frameworks(frameworks)
-    from lrn_core._dispatch import kernels
-
     default = int(kernels().max_threads())
     threads_list = [threads] if isinstance(threads, int) else list(threads or [default])
     if any(int(t) < 1 for t in threads_list):
@@ -808,12 +728,8 @@ def run(
         "environment": _environment(fws),
         "settings": {
             **settings,
-            "batch": batch,
-            "shapes": list(shapes or SHAPES),
-            "variants": variants,
-            "threads": groups,
-            "isolated": bool(isolate),
-            "quick": bool(quick),
+            **{"batch": batch, "shapes": list(shapes or SHAPES), "variants": variants},
+            **{"threads": groups, "isolated": bool(isolate), "quick": bool(quick)},
         },
         "threads_reported": {},
         "notes": notes,
@@ -822,8 +738,9 @@ def run(
     }
     rows = []
     for t in groups:
-        group = [c for c in cases if c.threads == t]
-        got, sub = (_run_child if isolate else _run_group)(group, settings, t)
+        got, sub = (_run_child if isolate else _run_group)(
+            [c for c in cases if c.threads == t], settings, t
+        )
         if got is None:
             meta["notes"].append(f"threads={t}: the child process failed: {sub}")
             continue
@@ -847,17 +764,8 @@ def run(
 
 # --- reports -------------------------------------------------------------------------------------
 
-COLUMNS = [
-    "implementation",
-    "layout",
-    "pass",
-    "median ms",
-    "min ms",
-    "IQR %",
-    "x copy",
-    "speedup vs best native",
-    "peak extra MiB",
-]
+COLUMNS = ["implementation", "layout", "pass", "median ms", "min ms", "IQR %", "x copy"]
+COLUMNS += ["speedup vs best native", "peak extra MiB"]
 ADAPTERS = {
     "numpy": ("lrn-core numpy", "lrn-core numpy ms"),
     "torch": ("lrn-core torch adapter", "torch adapter ms"),
@@ -879,17 +787,17 @@ def _fmt_ratio(v, suffix=""):
     return "" if v is None else f"{v:.{0 if v >= 100 else 1 if v >= 10 else 2}f}{suffix}"
 
 
+def _fmt(v, spec):
+    return "" if v is None else f"{v:{spec}}"
+
+
 def _table(header, rows, md):
     """A Markdown table, or an aligned text one; columns from the fourth on are numbers."""
     if md:
-        rows = [[str(c).replace("|", "\\|") for c in row] for row in rows]
-        return "\n".join(
-            [
-                "| " + " | ".join(header) + " |",
-                "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
-            ]
-            + ["| " + " | ".join(row) + " |" for row in rows]
-        )
+        rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"
+        rows = [header] + [[str(c).replace("|", "\\|") for c in row] for row in rows]
+        lines = ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines[:1] + [rule] + lines[1:])
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     return "\n".join(
         "  ".join(
@@ -916,58 +824,38 @@ def _case_section(result, key):
     ]
     cells, notes = [], []
     for r in rows:
-        if not r.ok:
+        if r.ok:
+            numbers = [_fmt_ms(r.median_ms), _fmt_ms(r.min_ms), _fmt(r.iqr_pct, ".0f")]
+            numbers += [_fmt_ratio(r.x_copy), _fmt_ratio(r.speedup, "x")]
+            numbers += [_fmt(r.peak_extra_mib, ".1f")]
+        else:
             short, _, why = r.status.partition(": ")
             note = f"{r.impl}: {why or short}"
             notes += [note] if note not in notes else []
-            cells.append(
-                [r.impl, r.layout, r.pass_, f"{short} [{notes.index(note) + 1}]"] + [""] * 5
-            )
-            continue
-        cells.append(
-            [
-                r.impl,
-                r.layout,
-                r.pass_,
-                _fmt_ms(r.median_ms),
-                _fmt_ms(r.min_ms),
-                "" if r.iqr_pct is None else f"{r.iqr_pct:.0f}",
-                _fmt_ratio(r.x_copy),
-                _fmt_ratio(r.speedup, "x"),
-                "" if r.peak_extra_mib is None else f"{r.peak_extra_mib:.1f}",
-            ]
-        )
+            numbers = [f"{short} [{notes.index(note) + 1}]"] + [""] * 5
+        cells.append([r.impl, r.layout, r.pass_] + numbers)
     return head, "; ".join(extra), cells, [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
 
 
 def _summary(result):
     """Header and rows: per case and pass, lrn-core's rows against the fastest native."""
     adapters = [ADAPTERS[f] for f in result.meta["settings"]["frameworks"] if f in ADAPTERS]
-    header = (
-        ["case", "threads", "pass"]
-        + [col for _, col in adapters]
-        + ["fastest native ms", "numpy speedup"]
-    )
+    header = ["case", "threads", "pass"] + [col for _, col in adapters]
     out = []
     for key in result.cases():
-        rows = [r for r in result.case_rows(key) if r.ok]
         for p in FB:
+            rows = {r.impl: r for r in result.case_rows(key) if r.ok and r.pass_ == p}
             cells = [key[0], str(key[1]), p]
-            for impl, _ in adapters:
-                r = next((r for r in rows if r.impl == impl and r.pass_ == p), None)
-                cells.append(_fmt_ms(r.median_ms) if r else "")
-            best = next((r for r in rows if r.pass_ == p and r.best_native == r.impl), None)
-            core = next((r for r in rows if r.impl == "lrn-core numpy" and r.pass_ == p), None)
-            cells += (
-                [
-                    f"{best.impl} {_fmt_ms(best.median_ms)}",
-                    _fmt_ratio(core.speedup, "x") if core else "",
-                ]
-                if best
-                else ["(no native)", ""]
-            )
+            cells += [_fmt_ms(rows[impl].median_ms) if impl in rows else "" for impl, _ in adapters]
+            best = next((r for r in rows.values() if r.best_native == r.impl), None)
+            core = rows.get("lrn-core numpy")
+            if best:
+                cells += [f"{best.impl} {_fmt_ms(best.median_ms)}"]
+                cells += [_fmt_ratio(core.speedup, "x") if core else ""]
+            else:
+                cells += ["(no native)", ""]
             out.append(cells)
-    return header, out
+    return header + ["fastest native ms", "numpy speedup"], out
 
 
 def _report(result, md):
@@ -1002,22 +890,18 @@ def _report(result, md):
         f"date: {meta.get('date', '')}; wall time {meta.get('wall_seconds', '?')} s; {load}",
         *(f"note: {n}" for n in meta["notes"]),
     ]
-    out = (
-        ["# lrn-core bench", ""] + [f"- {ln}" for ln in lines]
-        if md
-        else ["lrn-core bench"] + [ln.replace("*", "").replace("`", "") for ln in lines]
-    )
+    h2 = "## " if md else ""
+    if md:
+        out = ["# lrn-core bench", ""] + [f"- {ln}" for ln in lines]
+    else:
+        out = ["lrn-core bench"] + [ln.replace("*", "").replace("`", "") for ln in lines]
     header, rows = _summary(result)
     if rows:
-        out += [
-            "",
-            "## Summary (medians, ms)" if md else "summary (medians, ms)",
-            "",
-            _table(header, rows, md),
-        ]
+        title = "Summary (medians, ms)" if md else "summary (medians, ms)"
+        out += ["", h2 + title, "", _table(header, rows, md)]
     for key in result.cases():
         head, extra, cells, foot = _case_section(result, key)
-        out += ["", f"## {head}" if md else head, ""] + ([extra, ""] if extra else [])
+        out += ["", h2 + head, ""] + ([extra, ""] if extra else [])
         out += [_table(COLUMNS, cells, md)] + ([""] + [f"{f}  " for f in foot] if foot else [])
     return "\n".join(out) + "\n"
 
@@ -1053,41 +937,26 @@ def plot(result, path):
         gridspec_kw={"height_ratios": [len(p[1]) for p in panels]},
     )
     for ax, (key, impls, rows) in zip(axes[:, 0], panels, strict=True):
+        y = np.arange(len(impls))
         for j, (p, color) in enumerate((("fwd", "#4c72b0"), ("fwd+bwd", "#dd8452"))):
             ms = {r.impl: r.median_ms for r in rows if r.pass_ == p}
-            bars = ax.barh(
-                np.arange(len(impls)) + (j - 0.5) * 0.38,
-                [ms.get(i, 0.0) for i in impls],
-                height=0.38,
-                color=color,
-                label=p,
-            )
+            widths = [ms.get(i, 0.0) for i in impls]
+            bars = ax.barh(y + (j - 0.5) * 0.38, widths, height=0.38, color=color, label=p)
             ax.bar_label(bars, [f" {_fmt_ms(ms[i])}" if i in ms else "" for i in impls], fontsize=7)
         for r in rows:
             if r.kind == "copy":
                 ax.axvline(r.median_ms, color="k", ls="--", lw=1)
                 ax.text(r.median_ms, -0.75, f" copy floor {_fmt_ms(r.median_ms)} ms", fontsize=7)
         ms = [r.median_ms for r in rows] or [1.0]
-        ax.set(
-            xscale="log",
-            xlim=(min(ms) / 1.6, max(ms) * 3),
-            ylim=(len(impls) - 0.4, -0.9),
-            yticks=np.arange(len(impls)),
-        )
-        ax.set_yticklabels(impls, fontsize=8)
-        shape = "x".join(map(str, result.case_rows(key)[0].shape))
-        ax.set_title(
-            f"{key[0]}  {shape} {result.case_rows(key)[0].dtype}, threads {key[1]}", fontsize=9
-        )
+        ax.set(xscale="log", xlim=(min(ms) / 1.6, max(ms) * 3), ylim=(len(impls) - 0.4, -0.9))
+        ax.set_yticks(y, impls, fontsize=8)
+        r0 = result.case_rows(key)[0]
+        shape = "x".join(map(str, r0.shape))
+        ax.set_title(f"{key[0]}  {shape} {r0.dtype}, threads {key[1]}", fontsize=9)
         ax.grid(axis="x", which="both", alpha=0.3)
     axes[-1, 0].set_xlabel("median time per call, ms (log scale; lower is better)")
-    fig.legend(
-        *axes[0, 0].get_legend_handles_labels(),
-        loc="upper right",
-        ncol=2,
-        fontsize=8,
-        frameon=False,
-    )
+    handles = axes[0, 0].get_legend_handles_labels()
+    fig.legend(*handles, loc="upper right", ncol=2, fontsize=8, frameon=False)
     fig.suptitle("lrn-core bench", x=0.02, ha="left", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=120)
@@ -1114,6 +983,77 @@ def _csv(text):
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _int(text):
+    return _ints(text, one=True)
+
+
+LIST = {"metavar": "LIST"}
+#: the options of ``lrn-core bench``: (flag, argparse keywords, help)
+OPTIONS = [
+    (
+        "--shapes",
+        {"type": _csv, **LIST},
+        f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW (default: the four names)",
+    ),
+    (
+        "--batch",
+        {"type": _int},
+        f"batch of the shapes (default {DEFAULT_BATCH}; {QUICK_BATCH} with --quick)",
+    ),
+    ("--repeat", {"type": _int}, "timed calls per row (default 15; 3 with --quick)"),
+    (
+        "--rounds",
+        {"type": _int},
+        "rounds the timed calls are split into, every row once per "
+        "round (default 3; 1 with --quick)",
+    ),
+    (
+        "--warmup",
+        {"type": lambda t: _ints(t, 0, one=True), "default": 1},
+        "untimed calls per row before each round (default 1)",
+    ),
+    (
+        "--threads",
+        {"type": _ints, **LIST},
+        "thread counts, e.g. 1,2 (default: the process default)",
+    ),
+    (
+        "--frameworks",
+        {"type": _csv, **LIST},
+        "numpy,torch,tf,jax (default: every one installed; numpy always runs)",
+    ),
+    (
+        "--variants",
+        {"type": _csv, "default": [], **LIST},
+        f"extra cases: {', '.join(VARIANTS)} or all",
+    ),
+    (
+        "--compile",
+        {"action": argparse.BooleanOptionalAction},
+        "time torch.compile (default: "
+        "yes, except with --quick; compiling takes tens of seconds per case)",
+    ),
+    (
+        "--quick",
+        {"action": "store_true"},
+        "smoke run: batch 2, 3 repeats in 1 round, no torch.compile",
+    ),
+    ("--markdown", {"metavar": "FILE"}, "also write the report as Markdown"),
+    ("--plot", {"metavar": "FILE"}, "also write a PNG bar chart (needs matplotlib)"),
+    ("--json", {"metavar": "FILE"}, "also write every timing as JSON"),
+    (
+        "--no-progress",
+        {"dest": "progress", "action": "store_false"},
+        "no progress bar (tqdm) on stderr",
+    ),
+    (
+        "--no-memory",
+        {"dest": "memory", "action": "store_false"},
+        "do not measure each row's peak extra memory (one untimed call)",
+    ),
+]
+
+
 def build_parser(prog="lrn-core bench"):
     p = argparse.ArgumentParser(
         prog=prog,
@@ -1129,81 +1069,8 @@ def build_parser(prog="lrn-core bench"):
         "given) run in a child process with OMP_NUM_THREADS set; torch and TensorFlow "
         "(intra-op) follow it.",
     )
-    add = p.add_argument
-    add(
-        "--shapes",
-        type=_csv,
-        metavar="LIST",
-        help=f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW (default: the four "
-        "names)",
-    )
-    add(
-        "--batch",
-        type=lambda t: _ints(t, one=True),
-        help=f"batch of the shapes (default {DEFAULT_BATCH}; {QUICK_BATCH} with --quick)",
-    )
-    add(
-        "--repeat",
-        type=lambda t: _ints(t, one=True),
-        help="timed calls per row (default 15; 3 with --quick)",
-    )
-    add(
-        "--rounds",
-        type=lambda t: _ints(t, one=True),
-        help="rounds the timed calls are split into, every row once per round (default 3; 1 "
-        "with --quick)",
-    )
-    add(
-        "--warmup",
-        type=lambda t: _ints(t, 0, one=True),
-        default=1,
-        help="untimed calls per row before each round (default 1)",
-    )
-    add(
-        "--threads",
-        type=_ints,
-        metavar="LIST",
-        help="thread counts, e.g. 1,2 (default: the process default)",
-    )
-    add(
-        "--frameworks",
-        type=_csv,
-        metavar="LIST",
-        help="numpy,torch,tf,jax (default: every one installed; numpy always runs)",
-    )
-    add(
-        "--variants",
-        type=_csv,
-        default=[],
-        metavar="LIST",
-        help=f"extra cases: {', '.join(VARIANTS)} or all",
-    )
-    add(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        help="time torch.compile (default: yes, except with --quick; compiling takes tens of "
-        "seconds per case)",
-    )
-    add(
-        "--quick",
-        action="store_true",
-        help="smoke run: batch 2, 3 repeats in 1 round, no torch.compile",
-    )
-    add("--markdown", metavar="FILE", help="also write the report as Markdown")
-    add("--plot", metavar="FILE", help="also write a PNG bar chart (needs matplotlib)")
-    add("--json", metavar="FILE", help="also write every timing as JSON")
-    add(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="no progress bar (tqdm) on stderr",
-    )
-    add(
-        "--no-memory",
-        dest="memory",
-        action="store_false",
-        help="do not measure each row's peak extra memory (one untimed call)",
-    )
+    for flag, kw, help_ in OPTIONS:
+        p.add_argument(flag, **kw, help=help_)
     return p
 
 
@@ -1213,8 +1080,9 @@ def main(argv=None):
     Returns 0, or 2 for a usage error (argparse raises SystemExit(2) for its own).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.plot and not _installed("matplotlib"):
+    args = vars(parser.parse_args(argv))
+    markdown, json_path, png = args.pop("markdown"), args.pop("json"), args.pop("plot")
+    if png and not _installed("matplotlib"):
         print(
             "lrn-core bench: --plot needs matplotlib, which is not installed.\n"
             "Install it with `pip install 'lrn-core[bench]'` (or `pip install matplotlib`), "
@@ -1223,33 +1091,20 @@ def main(argv=None):
         )
         return 2
     try:
-        result = run(
-            args.shapes,
-            batch=args.batch,
-            repeat=args.repeat,
-            rounds=args.rounds,
-            warmup=args.warmup,
-            frameworks=args.frameworks,
-            compile=args.compile,
-            variants=args.variants,
-            threads=args.threads,
-            quick=args.quick,
-            progress=args.progress,
-            memory=args.memory,
-        )
+        result = run(args.pop("shapes"), **args)
     except ValueError as exc:
         parser.error(str(exc))
     print(result.table(), end="")
     for path, write in (
-        (args.markdown, lambda f: f.write(result.markdown())),
-        (args.json, lambda f: json.dump(result.to_dict(), f, indent=1)),
+        (markdown, lambda f: f.write(result.markdown())),
+        (json_path, lambda f: json.dump(result.to_dict(), f, indent=1)),
     ):
         if path:
             with open(path, "w") as f:
                 write(f)
             print(f"wrote {path}")
-    if args.plot:
-        print(f"wrote {plot(result, args.plot)}")
+    if png:
+        print(f"wrote {plot(result, png)}")
     return 0
 
 
