@@ -450,14 +450,27 @@ def _summarise(rows):
 # --- one thread count in one process ------------------------------------------------------------
 
 
-def _set_framework_threads(frameworks, threads, report, notes):
-    """Set torch's and TensorFlow's intra-op threads; returns torch's count before."""
-    torch_before = None
+def _set_threads(frameworks, threads, stack):
+    """Limit lrn-core's OpenMP pool (and BLAS) with threadpoolctl, and torch's and TensorFlow's
+    intra-op pools, until ``stack`` closes: (threads each one reports, notes)."""
+    from lrn_core._dispatch import kernels
+
+    k = kernels()  # the OpenMP runtime must be loaded before threadpoolctl looks for it
+    if _installed("threadpoolctl"):
+        from threadpoolctl import threadpool_limits
+
+        stack.enter_context(threadpool_limits(limits=threads))
+    report, notes = {"lrn-core (OpenMP)": int(k.max_threads())}, []
+    if report["lrn-core (OpenMP)"] != threads:
+        notes.append(
+            f"lrn-core runs {report['lrn-core (OpenMP)']} threads, not {threads}: install "
+            "threadpoolctl, or set OMP_NUM_THREADS"
+        )
     if "torch" in frameworks:
         with contextlib.suppress(Exception):  # a broken torch shows in its rows
             import torch
 
-            torch_before = torch.get_num_threads()
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
             torch.set_num_threads(threads)
             report["torch (intra-op)"] = torch.get_num_threads()
     if "tensorflow" in frameworks:
@@ -474,65 +487,36 @@ def _set_framework_threads(frameworks, threads, report, notes):
                     "TensorFlow was initialised before the bench: its intra-op thread count "
                     "could not be set"
                 )
-    return torch_before
+    return report, notes
 
 
 def _run_group(cases, settings, threads, prefix="bench"):
     """Run cases (all at ``threads``) in this process: (rows, meta)."""
-    from lrn_core._dispatch import kernels
-
-    frameworks, s = settings["frameworks"], settings
+    fws, s = settings["frameworks"], settings
     calls = s["repeat"] + s["warmup"] * len(_split(s["repeat"], s["rounds"]))
-    total = calls * sum(
-        len(PASSES[i[2]]) for c in cases for i in _impls(c, frameworks, s["compile"])
-    )
+    total = calls * sum(len(PASSES[i[2]]) for c in cases for i in _impls(c, fws, s["compile"]))
     lines = s["progress"] and not _installed("tqdm")
     nothing = lambda *a, **k: None  # noqa: E731
     bar = types.SimpleNamespace(set_postfix_str=nothing, update=nothing, close=nothing)
     if s["progress"] and not lines:
         from tqdm.auto import tqdm
 
-        interval = 0.2 if sys.stderr.isatty() else 30
+        dt = 0.2 if sys.stderr.isatty() else 30
         bar = tqdm(
-            total=total,
-            desc=prefix,
-            unit="call",
-            leave=False,
-            dynamic_ncols=True,
-            mininterval=interval,
+            total=total, desc=prefix, unit="call", leave=False, dynamic_ncols=True, mininterval=dt
         )
-    k = kernels()  # the OpenMP runtime must be loaded before threadpoolctl looks for it
-    limits = contextlib.nullcontext()
-    if _installed("threadpoolctl"):
-        from threadpoolctl import threadpool_limits
-
-        limits = threadpool_limits(limits=threads)
-    report, notes, rows, torch_before = {}, [], [], None
-    try:
-        with limits:
-            report["lrn-core (OpenMP)"] = omp = int(k.max_threads())
-            if omp != threads:
-                notes.append(
-                    f"lrn-core runs {omp} threads, not {threads}: install threadpoolctl, "
-                    "or set OMP_NUM_THREADS"
-                )
-            torch_before = _set_framework_threads(frameworks, threads, report, notes)
-            for i, case in enumerate(cases):
-                if lines:
-                    print(
-                        f"{prefix}: case {i + 1}/{len(cases)} {case.name} (pip install tqdm "
-                        "for a progress bar)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                tasks = _prepare(case, frameworks, settings, bar.set_postfix_str)
-                _time_case(tasks, settings, bar, f"{case.name} t={case.threads}")
-                rows += [row for row, _ in tasks]
-                del tasks
-    finally:
-        bar.close()
-        if torch_before is not None:
-            sys.modules["torch"].set_num_threads(torch_before)
+    rows = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        report, notes = _set_threads(fws, threads, stack)
+        for i, case in enumerate(cases):
+            if lines:
+                msg = f"{prefix}: case {i + 1}/{len(cases)} {case.name}"
+                print(msg + " (pip install tqdm for a progress bar)", file=sys.stderr, flush=True)
+            tasks = _prepare(case, fws, settings, bar.set_postfix_str)
+            _time_case(tasks, settings, bar, f"{case.name} t={case.threads}")
+            rows += [row for row, _ in tasks]
+            del tasks
     return rows, {"threads_reported": {str(threads): report}, "notes": notes}
 
 
@@ -987,71 +971,45 @@ def _int(text):
     return _ints(text, one=True)
 
 
-LIST = {"metavar": "LIST"}
-#: the options of ``lrn-core bench``: (flag, argparse keywords, help)
-OPTIONS = [
-    (
-        "--shapes",
-        {"type": _csv, **LIST},
-        f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW (default: the four names)",
-    ),
-    (
-        "--batch",
-        {"type": _int},
-        f"batch of the shapes (default {DEFAULT_BATCH}; {QUICK_BATCH} with --quick)",
-    ),
-    ("--repeat", {"type": _int}, "timed calls per row (default 15; 3 with --quick)"),
-    (
-        "--rounds",
-        {"type": _int},
-        "rounds the timed calls are split into, every row once per "
-        "round (default 3; 1 with --quick)",
-    ),
-    (
-        "--warmup",
-        {"type": lambda t: _ints(t, 0, one=True), "default": 1},
-        "untimed calls per row before each round (default 1)",
-    ),
-    (
-        "--threads",
-        {"type": _ints, **LIST},
-        "thread counts, e.g. 1,2 (default: the process default)",
-    ),
-    (
-        "--frameworks",
-        {"type": _csv, **LIST},
-        "numpy,torch,tf,jax (default: every one installed; numpy always runs)",
-    ),
-    (
-        "--variants",
-        {"type": _csv, "default": [], **LIST},
-        f"extra cases: {', '.join(VARIANTS)} or all",
-    ),
-    (
-        "--compile",
-        {"action": argparse.BooleanOptionalAction},
-        "time torch.compile (default: "
-        "yes, except with --quick; compiling takes tens of seconds per case)",
-    ),
-    (
-        "--quick",
-        {"action": "store_true"},
-        "smoke run: batch 2, 3 repeats in 1 round, no torch.compile",
-    ),
-    ("--markdown", {"metavar": "FILE"}, "also write the report as Markdown"),
-    ("--plot", {"metavar": "FILE"}, "also write a PNG bar chart (needs matplotlib)"),
-    ("--json", {"metavar": "FILE"}, "also write every timing as JSON"),
-    (
-        "--no-progress",
-        {"dest": "progress", "action": "store_false"},
-        "no progress bar (tqdm) on stderr",
-    ),
-    (
-        "--no-memory",
-        {"dest": "memory", "action": "store_false"},
-        "do not measure each row's peak extra memory (one untimed call)",
-    ),
-]
+#: ``lrn-core bench``'s options: flag, then its help (``{...}`` filled in by :func:`build_parser`)
+HELP = """
+--shapes       comma-separated names ({shapes}) or CxHxW / NxCxHxW (default: the four names)
+--batch        batch of the shapes (default {batch}; {quick_batch} with --quick)
+--repeat       timed calls per row (default 15; 3 with --quick)
+--rounds       rounds the timed calls are split into, every row once per round (default 3; 1 \
+with --quick)
+--warmup       untimed calls per row before each round (default 1)
+--threads      thread counts, e.g. 1,2 (default: the process default)
+--frameworks   numpy,torch,tf,jax (default: every one installed; numpy always runs)
+--variants     extra cases: {variants} or all
+--compile      time torch.compile (default: yes, except with --quick; compiling takes tens of \
+seconds per case)
+--quick        smoke run: batch 2, 3 repeats in 1 round, no torch.compile
+--markdown     also write the report as Markdown
+--plot         also write a PNG bar chart (needs matplotlib)
+--json         also write every timing as JSON
+--no-progress  no progress bar (tqdm) on stderr
+--no-memory    do not measure each row's peak extra memory (one untimed call)
+"""
+LIST, ONE = {"type": _csv, "metavar": "LIST"}, {"type": _int}
+#: argparse keywords of each option
+OPTIONS = {
+    "--shapes": LIST,
+    "--batch": ONE,
+    "--repeat": ONE,
+    "--rounds": ONE,
+    "--warmup": {"type": lambda t: _ints(t, 0, one=True), "default": 1},
+    "--threads": {"type": _ints, "metavar": "LIST"},
+    "--frameworks": LIST,
+    "--variants": {**LIST, "default": []},
+    "--compile": {"action": argparse.BooleanOptionalAction},
+    "--quick": {"action": "store_true"},
+    "--markdown": {"metavar": "FILE"},
+    "--plot": {"metavar": "FILE"},
+    "--json": {"metavar": "FILE"},
+    "--no-progress": {"dest": "progress", "action": "store_false"},
+    "--no-memory": {"dest": "memory", "action": "store_false"},
+}
 
 
 def build_parser(prog="lrn-core bench"):
@@ -1069,8 +1027,11 @@ def build_parser(prog="lrn-core bench"):
         "given) run in a child process with OMP_NUM_THREADS set; torch and TensorFlow "
         "(intra-op) follow it.",
     )
-    for flag, kw, help_ in OPTIONS:
-        p.add_argument(flag, **kw, help=help_)
+    fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS)}
+    fill.update(batch=DEFAULT_BATCH, quick_batch=QUICK_BATCH)
+    helps = dict(ln.split(None, 1) for ln in HELP.strip().splitlines())
+    for flag, kw in OPTIONS.items():
+        p.add_argument(flag, **kw, help=helps[flag].format(**fill))
     return p
 
 
