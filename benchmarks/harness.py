@@ -696,15 +696,10 @@ def run(
     if any(int(t) < 1 for t in threads_list):
         raise ValueError(f"thread counts must be >= 1, got {threads_list}")
     cases = _plan(list(shapes or SHAPES), batch, variants, dict.fromkeys(map(int, threads_list)))
-    settings = {
-        "frameworks": fws,
-        "compile": (not quick if compile is None else bool(compile)) and "torch" in fws,
-        "repeat": int(repeat),
-        "rounds": int(rounds),
-        "warmup": int(warmup),
-        "progress": bool(progress),
-        "memory": bool(memory),
-    }
+    compile = (not quick if compile is None else bool(compile)) and "torch" in fws
+    settings = {"frameworks": fws, "compile": compile, "repeat": int(repeat)}
+    settings.update(rounds=int(rounds), warmup=int(warmup))
+    settings.update(progress=bool(progress), memory=bool(memory))
     groups = list(dict.fromkeys(c.threads for c in cases))
     if isolate is None:
         isolate = len(groups) > 1 or groups != [default]
@@ -913,13 +908,10 @@ def plot(result, path):
         rows = [r for r in result.case_rows(key) if r.ok]
         impls = list(dict.fromkeys(r.impl for r in rows if r.pass_ in FB)) or ["(none)"]
         panels.append((key, impls, rows))
-    fig, axes = plt.subplots(
-        len(panels),
-        1,
-        squeeze=False,
-        figsize=(9, max(3.0, 0.8 + sum(0.5 + 0.32 * len(p[1]) for p in panels))),
-        gridspec_kw={"height_ratios": [len(p[1]) for p in panels]},
-    )
+    heights = [len(p[1]) for p in panels]
+    size = (9, max(3.0, 0.8 + sum(0.5 + 0.32 * h for h in heights)))
+    grid = {"height_ratios": heights}
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=size, gridspec_kw=grid)
     for ax, (key, impls, rows) in zip(axes[:, 0], panels, strict=True):
         y = np.arange(len(impls))
         for j, (p, color) in enumerate((("fwd", "#4c72b0"), ("fwd+bwd", "#dd8452"))):
@@ -933,7 +925,8 @@ def plot(result, path):
                 ax.text(r.median_ms, -0.75, f" copy floor {_fmt_ms(r.median_ms)} ms", fontsize=7)
         ms = [r.median_ms for r in rows] or [1.0]
         ax.set(xscale="log", xlim=(min(ms) / 1.6, max(ms) * 3), ylim=(len(impls) - 0.4, -0.9))
-        ax.set_yticks(y, impls, fontsize=8)
+        ax.set(yticks=y)
+        ax.set_yticklabels(impls, fontsize=8)
         r0 = result.case_rows(key)[0]
         shape = "x".join(map(str, r0.shape))
         ax.set_title(f"{key[0]}  {shape} {r0.dtype}, threads {key[1]}", fontsize=9)
