@@ -26,6 +26,20 @@ from .jax import IMPLEMENTATIONS, local_response_norm
 __all__ = ["LocalResponseNorm", "NNXLocalResponseNorm"]
 
 
+def _apply(m, x):
+    """The function with a module's attributes as its arguments (both modules call this)."""
+    return local_response_norm(
+        x,
+        m.size,
+        m.alpha,
+        m.beta,
+        m.k,
+        axis=m.axis,
+        before=m.before,
+        implementation=m.implementation,
+    )
+
+
 class LocalResponseNorm(linen.Module):
     """``flax.linen`` module: :func:`~lrn_core.adapters.jax.local_response_norm` with its
     arguments as attributes (``size``, ``alpha``, ``beta``, ``k``, ``axis``, ``before``,
@@ -45,16 +59,7 @@ class LocalResponseNorm(linen.Module):
         super().__post_init__()
 
     def __call__(self, x):
-        return local_response_norm(
-            x,
-            self.size,
-            self.alpha,
-            self.beta,
-            self.k,
-            axis=self.axis,
-            before=self.before,
-            implementation=self.implementation,
-        )
+        return _apply(self, x)
 
 
 class NNXLocalResponseNorm(nnx.Module):
@@ -69,13 +74,4 @@ class NNXLocalResponseNorm(nnx.Module):
         self.axis, self.before, self.implementation = axis, before, implementation
 
     def __call__(self, x):
-        return local_response_norm(
-            x,
-            self.size,
-            self.alpha,
-            self.beta,
-            self.k,
-            axis=self.axis,
-            before=self.before,
-            implementation=self.implementation,
-        )
+        return _apply(self, x)
