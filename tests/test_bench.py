@@ -98,7 +98,7 @@ def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
         "speedup vs best native",
         "copy floor (numpy.copyto)",
         "lrn-core numpy",
-        "summary (medians, ms)",
+        "Summary (medians, ms)",
         "median of 2 timed calls",
     ):
         assert text in out
