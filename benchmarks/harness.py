@@ -169,11 +169,6 @@ class BenchResult:
         rows = [r for r in self.rows if (r.case, r.threads) == key]
         return sorted(rows, key=lambda r: (PASS_ORDER[r.pass_], IMPL_ORDER.get(r.impl, 99)))
 
-    def get(self, case, impl, pass_, threads=None):
-        want = (case, impl, pass_)
-        rows = (r for r in self.rows if (r.case, r.impl, r.pass_) == want)
-        return next((r for r in rows if threads in (None, r.threads)), None)
-
     def markdown(self):
         """The report as GitHub Markdown: method, environment, summary, one table per case."""
         return _markdown(self)
@@ -190,7 +185,7 @@ class BenchResult:
         return cls([Row.from_dict(r) for r in d["rows"]], d["meta"])
 
 
-# --- the timed callables: build(p, x, dy) -> {pass: fn}, p = (size, alpha, beta, k) -----------
+# --- the timed callables: build(f, p, x, dy) -> {pass: callable}, p = (size, alpha, beta, k) ---
 
 
 def _bind(f, params):
@@ -204,76 +199,63 @@ def _bind(f, params):
     return lambda t: f(t, *params)
 
 
-def _copy(p, x, dy):
+def _copy(axis, p, x, dy):
     return {"copy": functools.partial(np.copyto, np.empty_like(x), x)}
 
 
-def _numpy(axis):
-    def build(p, x, dy):
-        import lrn_core
+def _numpy(axis, p, x, dy):
+    """``lrn`` and ``lrn_backward`` of lrn-core over ``axis``, into preallocated outputs."""
+    import lrn_core
 
-        kw = dict(zip(("size", "alpha", "beta", "k"), p, strict=True), axis=axis)
-        fwd = functools.partial(lrn_core.lrn, x, **kw, out=np.empty_like(x))
-        bwd = functools.partial(lrn_core.lrn_backward, dy, x, **kw, out=np.empty_like(x))
+    kw = dict(zip(("size", "alpha", "beta", "k"), p, strict=True), axis=axis)
+    fwd = functools.partial(lrn_core.lrn, x, **kw, out=np.empty_like(x))
+    bwd = functools.partial(lrn_core.lrn_backward, dy, x, **kw, out=np.empty_like(x))
 
-        def fwd_bwd():
-            fwd()
-            bwd()
+    def fwd_bwd():
+        fwd()
+        bwd()
 
-        return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
-
-    return build
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
 
 
-def _torch(f):
-    """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``f`` (see :func:`_bind`)."""
-
-    def build(p, x, dy):
-        import torch
-
-        fp = f(p) if callable(f) else _bind(f, p)
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-        xg = xt.clone().requires_grad_(True)
-
-        def fwd_bwd():
-            fp(xg).backward(dyt)
-            xg.grad = None
-
-        return {"fwd": lambda: fp(xt), "fwd+bwd": fwd_bwd}
-
-    return build
-
-
-def _torch_compiled(p):
+def _torch(f, p, x, dy, compiled=False):
+    """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``f`` (see :func:`_bind`), or
+    of ``torch.compile(f)``."""
     import torch
 
-    torch._dynamo.reset()  # one compiled graph per case, no recompile limit
-    return torch.compile(_bind(TORCH_NATIVE, p), dynamic=False)
+    fp = _bind(f, p)
+    if compiled:
+        torch._dynamo.reset()  # one compiled graph per case, no recompile limit
+        fp = torch.compile(fp, dynamic=False)
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    xg = xt.clone().requires_grad_(True)
+
+    def fwd_bwd():
+        fp(xg).backward(dyt)
+        xg.grad = None
+
+    return {"fwd": lambda: fp(xt), "fwd+bwd": fwd_bwd}
 
 
-def _tf(f, graph):
+def _tf(f, p, x, dy, graph=True):
     """``f(x)`` and a ``GradientTape`` over it, in ``tf.function`` (as ``model.fit`` runs a
     step) or eagerly; ``f`` gets TensorFlow's parameters of the same LRN."""
+    import tensorflow as tf
 
-    def build(p, x, dy):
-        import tensorflow as tf
+    from lrn_core import conventions
 
-        from lrn_core import conventions
+    fp = _bind(f, conventions.to_tensorflow(conventions.from_torch(*p)))
 
-        fp = _bind(f, conventions.to_tensorflow(conventions.from_torch(*p)))
+    def fwd_bwd(x, dy):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fp(x)
+        return tape.gradient(y, x, output_gradients=dy)
 
-        def fwd_bwd(x, dy):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = fp(x)
-            return tape.gradient(y, x, output_gradients=dy)
-
-        fwd, fwd_bwd = (tf.function(g) if graph else g for g in (fp, fwd_bwd))
-        with tf.device("/CPU:0"):
-            xt, dyt = tf.constant(x), tf.constant(dy)
-        return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
-
-    return build
+    fwd, fwd_bwd = (tf.function(g) if graph else g for g in (fp, fwd_bwd))
+    with tf.device("/CPU:0"):
+        xt, dyt = tf.constant(x), tf.constant(dy)
+    return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
 
 
 def jnp_lrn(x, size, alpha, beta, k):
@@ -286,49 +268,46 @@ def jnp_lrn(x, size, alpha, beta, k):
     return x / (k + alpha / size * s) ** beta
 
 
-def _jax(f):
+def _jax(f, p, x, dy):
     """The forward, and forward with the input gradient (``jax.vjp``), each under ``jax.jit``."""
+    import jax
 
-    def build(p, x, dy):
-        import jax
+    fp = _bind(f, p)
+    fwd = jax.jit(fp)
 
-        fp = _bind(f, p)
-        fwd = jax.jit(fp)
+    @jax.jit
+    def fwd_bwd(x, dy):
+        y, vjp = jax.vjp(fp, x)
+        return y, vjp(dy)[0]
 
-        @jax.jit
-        def fwd_bwd(x, dy):
-            y, vjp = jax.vjp(fp, x)
-            return y, vjp(dy)[0]
-
-        xj, dyj = jax.device_put(x), jax.device_put(dy)
-        return {
-            "fwd": lambda: jax.block_until_ready(fwd(xj)),
-            "fwd+bwd": lambda: jax.block_until_ready(fwd_bwd(xj, dyj)),
-        }
-
-    return build
+    xj, dyj = jax.device_put(x), jax.device_put(dy)
+    return {
+        "fwd": lambda: jax.block_until_ready(fwd(xj)),
+        "fwd+bwd": lambda: jax.block_until_ready(fwd_bwd(xj, dyj)),
+    }
 
 
 TORCH_NATIVE = "torch.nn.functional:local_response_norm"
 TORCH_ADAPTER = "lrn_core.adapters.torch:local_response_norm"
-JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
 TF_ADAPTER = "lrn_core.adapters.tensorflow:local_response_normalization"
 TF_NATIVE = "tensorflow:nn.local_response_normalization"
-Impl = collections.namedtuple("Impl", "label framework kind layout build")
-#: every implementation, in table order
+JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
+COMPILED, EAGER = {"compiled": True}, {"graph": False}
+Impl = collections.namedtuple("Impl", "label framework kind layout build f kw", defaults=[{}])
+#: every implementation, in table order; its rows come from ``build(f, p, x, dy, **kw)``
 IMPLS = [
-    Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy),
-    Impl("lrn-core numpy", "numpy", "core", "NCHW", _numpy(1)),
-    Impl("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy(-1)),
-    Impl("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch(TORCH_ADAPTER)),
-    Impl("torch eager (native)", "torch", "native", "NCHW", _torch(TORCH_NATIVE)),
-    Impl("torch.compile (native)", "torch", "native", "NCHW", _torch(_torch_compiled)),
-    Impl("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", _tf(TF_ADAPTER, True)),
-    Impl("tf native", "tensorflow", "native", "NHWC", _tf(TF_NATIVE, True)),
-    Impl("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf(TF_ADAPTER, False)),
-    Impl("tf native, eager", "tensorflow", "native", "NHWC", _tf(TF_NATIVE, False)),
-    Impl("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax(JAX_ADAPTER)),
-    Impl("jax.jit jnp (native)", "jax", "native", "NHWC", _jax(jnp_lrn)),
+    Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy, 1),
+    Impl("lrn-core numpy", "numpy", "core", "NCHW", _numpy, 1),
+    Impl("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy, -1),
+    Impl("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch, TORCH_ADAPTER),
+    Impl("torch eager (native)", "torch", "native", "NCHW", _torch, TORCH_NATIVE),
+    Impl("torch.compile (native)", "torch", "native", "NCHW", _torch, TORCH_NATIVE, COMPILED),
+    Impl("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", _tf, TF_ADAPTER),
+    Impl("tf native", "tensorflow", "native", "NHWC", _tf, TF_NATIVE),
+    Impl("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf, TF_ADAPTER, EAGER),
+    Impl("tf native, eager", "tensorflow", "native", "NHWC", _tf, TF_NATIVE, EAGER),
+    Impl("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax, JAX_ADAPTER),
+    Impl("jax.jit jnp (native)", "jax", "native", "NHWC", _jax, jnp_lrn),
 ]
 IMPL_KIND = {i.label: i.kind for i in IMPLS}
 IMPL_ORDER = {i.label: n for n, i in enumerate(IMPLS)}
@@ -394,9 +373,11 @@ def _split(repeat, rounds):
     return [repeat // rounds + (i < repeat % rounds) for i in range(rounds)]
 
 
-def _prepare(case, settings, status):
-    """(row, callable) of every row of a case; the callable was called once (imports, tracing,
-    compilation) and is None when that failed, with the reason in ``row.status``."""
+def _time_case(case, settings, bar):
+    """The rows of a case, timed. Every callable is called once first (imports, tracing,
+    compilation; a failure becomes the row's status), then rounds of (warm-up, then back-to-back
+    timed calls) go over every row; with ``memory``, one more untimed call per row in the first
+    round measures its peak extra memory."""
     rng = np.random.default_rng(20240605)
     x, dy = (rng.standard_normal(case.shape).astype(case.dtype) for _ in range(2))
     impls = _impls(case, settings)
@@ -405,11 +386,11 @@ def _prepare(case, settings, status):
         arrays["NHWC"] = tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
     p = (case.size, case.alpha, case.beta, case.k)
     head = (case.name, tuple(case.shape), case.dtype, case.size, case.beta, case.threads)
-    tasks = []
+    label, tasks = f"{case.name} t={case.threads}", []
     for impl in impls:
-        status(f"{case.name} t={case.threads}: preparing {impl.label}", refresh=False)
+        bar.set_postfix_str(f"{label}: preparing {impl.label}", refresh=False)
         try:
-            fns, err = impl.build(p, *arrays[impl.layout]), None
+            fns, err = impl.build(impl.f, p, *arrays[impl.layout], **impl.kw), None
         except Exception as exc:
             fns, err = {}, exc
         for pass_ in PASSES[impl.kind]:
@@ -423,12 +404,6 @@ def _prepare(case, settings, status):
                 na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
                 row.status, fn = f"{'n/a' if na else 'error'}: {_short(exc)}", None
             tasks.append((row, fn))
-    return tasks
-
-
-def _time_case(tasks, settings, bar, label):
-    """Rounds of (warm-up, then back-to-back timed calls) over every row; with ``memory``, one
-    more untimed call per row in the first round measures its peak extra memory."""
     gc.collect()  # once per case: with torch and TF loaded a collection takes ~0.3 s
     for r, n in enumerate(_split(settings.repeat, settings.rounds)):
         for row, fn in tasks:
@@ -443,6 +418,7 @@ def _time_case(tasks, settings, bar, label):
                 except Exception as exc:
                     row.status = f"error: {_short(exc)}"
             bar.update(settings.warmup + n)
+    return [row for row, _ in tasks]
 
 
 def _summarise(rows):
@@ -466,10 +442,7 @@ def _summarise(rows):
             if copy is not None and copy.median_ms > 0:
                 r.x_copy = r.median_ms / copy.median_ms
             if r.pass_ in best and r.median_ms > 0:
-                r.speedup, r.best_native = (
-                    best[r.pass_].median_ms / r.median_ms,
-                    best[r.pass_].impl,
-                )
+                r.speedup, r.best_native = best[r.pass_].median_ms / r.median_ms, best[r.pass_].impl
     return rows
 
 
@@ -521,7 +494,7 @@ def _run_group(cases, settings, threads, prefix="bench"):
     s = settings
     calls = s.repeat + s.warmup * len(_split(s.repeat, s.rounds))
     total = calls * sum(len(PASSES[i.kind]) for c in cases for i in _impls(c, s))
-    lines = s.progress and not _installed("tqdm")
+    lines = s.progress and not _installed("tqdm")  # then one line per case
     nothing = lambda *a, **k: None  # noqa: E731
     bar = types.SimpleNamespace(set_postfix_str=nothing, update=nothing, close=nothing)
     if s.progress and not lines:
@@ -539,10 +512,7 @@ def _run_group(cases, settings, threads, prefix="bench"):
             if lines:
                 msg = f"{prefix}: case {i + 1}/{len(cases)} {case.name}"
                 print(msg + " (pip install tqdm for a progress bar)", file=sys.stderr, flush=True)
-            tasks = _prepare(case, s, bar.set_postfix_str)
-            _time_case(tasks, s, bar, f"{case.name} t={case.threads}")
-            rows += [row for row, _ in tasks]
-            del tasks
+            rows += _time_case(case, s, bar)
     return rows, {"threads_reported": {str(threads): report}, "notes": notes}
 
 
@@ -640,7 +610,7 @@ def _environment(frameworks):
     from lrn_core._config import frameworks_found
     from lrn_core._dispatch import kernels
 
-    k, found, cpu = (kernels(), frameworks_found(), platform.processor() or platform.machine())
+    k, found, cpu = kernels(), frameworks_found(), platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
         cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     return {
@@ -688,7 +658,7 @@ def run(shapes=None, *, isolate=None, **options):
     s.frameworks = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
     missing = [f for f in FRAMEWORKS if f in wanted and f not in s.frameworks]
     s.batch = s.batch or (QUICK_BATCH if s.quick else DEFAULT_BATCH)
-    s.repeat, s.rounds = (s.repeat or (3 if s.quick else 15), s.rounds or (1 if s.quick else 3))
+    s.repeat, s.rounds = s.repeat or (3 if s.quick else 15), s.rounds or (1 if s.quick else 3)
     s.warmup = 1 if s.warmup is None else s.warmup
     if min(s.repeat, s.rounds, s.batch) < 1 or s.warmup < 0:
         raise ValueError(
