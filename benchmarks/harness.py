@@ -32,7 +32,6 @@ import json
 import operator
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -830,7 +829,8 @@ def _markdown(result):
 
 
 def _plain(markdown):
-    """The Markdown report as text for a terminal: no markup, tables aligned in columns."""
+    """The Markdown report as text for a terminal: no markup, tables aligned in columns (the
+    ones whose rule is ``---:`` to the right)."""
     out, table = [], []
     for ln in markdown.splitlines() + [""]:
         if ln.startswith("|"):
@@ -848,7 +848,7 @@ def _plain(markdown):
             table = []
         if ln.startswith("- "):
             ln = ln[2:].replace("*", "").replace("`", "")
-        out.append(re.sub(r"^#+ ", "", ln))
+        out.append(ln.lstrip("#").lstrip())
     return "\n".join(out[:-1]) + "\n"
 
 
