@@ -575,22 +575,18 @@ def _parse_shape(spec, batch):
 
 def _plan(shapes, batch, variants, threads_list):
     """The cases to run, in order."""
-    named = [_parse_shape(s, batch) for s in shapes]
-    first = named[:1]
-    nhwc = {"nhwc_core": "nhwc" in variants}
-    cases = []
-    for t in threads_list:
-        cases += [Case(name, shape, threads=t, **nhwc) for name, shape in named]
-        cases += [
-            Case(name + suffix, shape, threads=t, **nhwc, **kw)
-            for v, (suffix, kw) in FIRST_SHAPE_VARIANTS.items()
-            for name, shape in first
-            if v in variants
-        ]
-    if "ladder" in variants:
-        cases += [Case(n, s, threads=t, **nhwc) for t in threads_list for n, s in LADDER]
+    nhwc = "nhwc" in variants
+    named = [Case(*_parse_shape(s, batch), nhwc_core=nhwc) for s in shapes]
+    named += [
+        dataclasses.replace(named[0], name=named[0].name + suffix, **kw)
+        for v, (suffix, kw) in FIRST_SHAPE_VARIANTS.items()
+        if v in variants
+    ]
+    cases = [dataclasses.replace(c, threads=t) for t in threads_list for c in named]
+    ladder = LADDER if "ladder" in variants else []
+    cases += [Case(n, s, threads=t, nhwc_core=nhwc) for t in threads_list for n, s in ladder]
     cases += [
-        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, **nhwc)
+        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, nhwc_core=nhwc)
         for v, (shape, ts) in OWN_SHAPE_VARIANTS.items()
         if v in variants
         for t in ts
@@ -671,7 +667,8 @@ def run(shapes=None, *, isolate=None, **options):
     cases = _plan(s.shapes, s.batch, s.variants, dict.fromkeys(map(int, threads)))
     s.compile = (not s.quick if s.compile is None else bool(s.compile)) and "torch" in s.frameworks
     s.threads = list(dict.fromkeys(c.threads for c in cases))
-    s.isolated = bool(len(s.threads) > 1 or s.threads != [default] if isolate is None else isolate)
+    if s.isolated is None:
+        s.isolated = len(s.threads) > 1 or s.threads != [default]
     meta = {
         "environment": _environment(s.frameworks),
         "settings": dataclasses.asdict(s),
