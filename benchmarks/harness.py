@@ -53,7 +53,8 @@ SHAPES = {
     "googlenet-lrn1": ((64, 56, 56), "GoogLeNet LRN after conv1/pool1"),
     "googlenet-lrn2": ((192, 56, 56), "GoogLeNet LRN after conv2"),
 }
-DEFAULT_BATCH, QUICK_BATCH = 32, 2
+#: defaults of the counting options: (normal, with --quick)
+DEFAULTS = {"batch": (32, 2), "repeat": (15, 3), "rounds": (3, 1), "warmup": (1, 1)}
 VARIANTS = {
     "size25": "size 25 (a wide window) on the first selected shape",
     "float64": "float64 on the first selected shape (TensorFlow has no float64 LRN)",
@@ -652,9 +653,9 @@ def run(shapes=None, *, isolate=None, **options):
     wanted = wanted or FRAMEWORKS
     s.frameworks = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
     missing = [f for f in FRAMEWORKS if f in wanted and f not in s.frameworks]
-    s.batch = s.batch or (QUICK_BATCH if s.quick else DEFAULT_BATCH)
-    s.repeat, s.rounds = s.repeat or (3 if s.quick else 15), s.rounds or (1 if s.quick else 3)
-    s.warmup = 1 if s.warmup is None else s.warmup
+    for name, (normal, quick) in DEFAULTS.items():
+        if getattr(s, name) is None:
+            setattr(s, name, quick if s.quick else normal)
     if min(s.repeat, s.rounds, s.batch) < 1 or s.warmup < 0:
         raise ValueError(
             f"repeat ({s.repeat}), rounds ({s.rounds}) and batch ({s.batch}) must be "
@@ -917,17 +918,18 @@ def _ints(low=1, many=False):
 #: ``lrn-core bench``'s options: flag, then its help (``{...}`` filled in by :func:`build_parser`)
 HELP = """
 --shapes       comma-separated names ({shapes}) or CxHxW / NxCxHxW (default: the four names)
---batch        batch of the shapes (default {batch}; {quick_batch} with --quick)
---repeat       timed calls per row (default 15; 3 with --quick)
---rounds       rounds the timed calls are split into, every row once per round (default 3; 1 \
-with --quick)
---warmup       untimed calls per row before each round (default 1)
+--batch        batch of the shapes (default {batch[0]}; {batch[1]} with --quick)
+--repeat       timed calls per row (default {repeat[0]}; {repeat[1]} with --quick)
+--rounds       rounds the timed calls are split into, every row once per round (default \
+{rounds[0]}; {rounds[1]} with --quick)
+--warmup       untimed calls per row before each round (default {warmup[0]})
 --threads      thread counts, e.g. 1,2 (default: the process default)
 --frameworks   numpy,torch,tf,jax (default: every one installed; numpy always runs)
 --variants     extra cases: {variants} or all
 --compile      time torch.compile (default: yes, except with --quick; compiling takes tens of \
 seconds per case)
---quick        smoke run: batch 2, 3 repeats in 1 round, no torch.compile
+--quick        smoke run: batch {batch[1]}, {repeat[1]} repeats in {rounds[1]} round, no \
+torch.compile
 --markdown     also write the report as Markdown
 --plot         also write a PNG bar chart (needs matplotlib)
 --json         also write every timing as JSON
@@ -970,8 +972,7 @@ def build_parser(prog="lrn-core bench"):
         "given) run in a child process with OMP_NUM_THREADS set; torch and TensorFlow "
         "(intra-op) follow it.",
     )
-    fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS)}
-    fill.update(batch=DEFAULT_BATCH, quick_batch=QUICK_BATCH)
+    fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS), **DEFAULTS}
     helps = dict(ln.split(None, 1) for ln in HELP.strip().splitlines())
     for flag, kw in OPTIONS.items():
         p.add_argument(flag, **kw, help=helps[flag].format(**fill))
