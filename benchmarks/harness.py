@@ -21,9 +21,12 @@ Importing this module imports no framework; :func:`run` returns a :class:`BenchR
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
+import functools
 import gc
+import importlib
 import importlib.util
 import json
 import operator
@@ -39,8 +42,7 @@ import types
 
 import numpy as np
 
-__all__ = ["main", "run", "BenchResult", "Row", "Case", "SHAPES", "VARIANTS"]
-__all__ += ["format_table", "to_markdown", "plot"]
+__all__ = ["main", "run", "plot", "BenchResult", "Row", "Case", "Settings", "SHAPES", "VARIANTS"]
 
 # --- the cases -----------------------------------------------------------------------------------
 
@@ -51,7 +53,8 @@ SHAPES = {
     "googlenet-lrn1": ((64, 56, 56), "GoogLeNet LRN after conv1/pool1"),
     "googlenet-lrn2": ((192, 56, 56), "GoogLeNet LRN after conv2"),
 }
-DEFAULT_BATCH, QUICK_BATCH = 32, 2
+#: defaults of the counting options: (normal, with --quick)
+DEFAULTS = {"batch": (32, 2), "repeat": (15, 3), "rounds": (3, 1), "warmup": (1, 1)}
 VARIANTS = {
     "size25": "size 25 (a wide window) on the first selected shape",
     "float64": "float64 on the first selected shape (TensorFlow has no float64 LRN)",
@@ -74,9 +77,9 @@ LADDER = [("per-call overhead 1x1x1x1", (1, 1, 1, 1))] + [
     for s in ((1, 16, 8, 8), (1, 96, 27, 27), (1, 96, 55, 55), (8, 96, 55, 55), (32, 96, 55, 55))
 ]
 FRAMEWORKS = ("torch", "tensorflow", "jax")  # numpy always runs
-FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "pytorch": "torch", "tf": "tensorflow"}
+FRAMEWORK_ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow"}
 PASS_ORDER = {"copy": 0, "fwd": 1, "bwd": 2, "fwd+bwd": 3}
-FB, ALL_PASSES = ("fwd", "fwd+bwd"), ("fwd", "bwd", "fwd+bwd")
+FB = ("fwd", "fwd+bwd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +95,29 @@ class Case:
     dtype: str = "float32"
     threads: int = 1
     nhwc_core: bool = False
+
+
+@dataclasses.dataclass
+class Settings:
+    """How to run: the options of ``lrn-core bench --help``, kept as ``meta["settings"]``.
+
+    None means the default, which ``quick`` changes as ``--quick`` does; :func:`run` fills in
+    every default (``isolated`` included) before anything runs, and a child process gets the
+    filled-in settings."""
+
+    shapes: list | str | None = None  # names of SHAPES, or CxHxW / NxCxHxW
+    batch: int | None = None
+    repeat: int | None = None
+    rounds: int | None = None
+    warmup: int | None = None
+    threads: list | int | None = None
+    frameworks: list | str | None = None
+    variants: list | str | None = None
+    compile: bool | None = None
+    quick: bool = False
+    progress: bool = True
+    memory: bool = True
+    isolated: bool | None = None
 
 
 @dataclasses.dataclass
@@ -143,16 +169,13 @@ class BenchResult:
         rows = [r for r in self.rows if (r.case, r.threads) == key]
         return sorted(rows, key=lambda r: (PASS_ORDER[r.pass_], IMPL_ORDER.get(r.impl, 99)))
 
-    def get(self, case, impl, pass_, threads=None):
-        want = (case, impl, pass_)
-        rows = (r for r in self.rows if (r.case, r.impl, r.pass_) == want)
-        return next((r for r in rows if threads in (None, r.threads)), None)
+    def markdown(self):
+        """The report as GitHub Markdown: method, environment, summary, one table per case."""
+        return _markdown(self)
 
     def table(self):
-        return format_table(self)
-
-    def markdown(self):
-        return to_markdown(self)
+        """The same report as plain text, tables aligned (what ``lrn-core bench`` prints)."""
+        return _plain(self.markdown())
 
     def to_dict(self):
         return {"meta": self.meta, "rows": [dataclasses.asdict(r) for r in self.rows]}
@@ -162,7 +185,7 @@ class BenchResult:
         return cls([Row.from_dict(r) for r in d["rows"]], d["meta"])
 
 
-# --- the timed callables: build(p, x, dy) -> {pass: fn}, p = (size, alpha, beta, k) -----------
+# --- the timed callables: build(f, p, x, dy) -> {pass: callable}, p = (size, alpha, beta, k) ---
 
 
 def _bind(f, params):
@@ -176,82 +199,63 @@ def _bind(f, params):
     return lambda t: f(t, *params)
 
 
-def _copy(p, x, dy):
-    dst = np.empty_like(x)
-    return {"copy": lambda: np.copyto(dst, x)}
+def _copy(axis, p, x, dy):
+    return {"copy": functools.partial(np.copyto, np.empty_like(x), x)}
 
 
-def _numpy(axis):
-    def build(p, x, dy):
-        import lrn_core
+def _numpy(axis, p, x, dy):
+    """``lrn`` and ``lrn_backward`` of lrn-core over ``axis``, into preallocated outputs."""
+    import lrn_core
 
-        kw = dict(zip(("size", "alpha", "beta", "k"), p, strict=True), axis=axis)
-        y, dx = np.empty_like(x), np.empty_like(x)
+    kw = dict(zip(("size", "alpha", "beta", "k"), p, strict=True), axis=axis)
+    fwd = functools.partial(lrn_core.lrn, x, **kw, out=np.empty_like(x))
+    bwd = functools.partial(lrn_core.lrn_backward, dy, x, **kw, out=np.empty_like(x))
 
-        def fwd():
-            lrn_core.lrn(x, **kw, out=y)
+    def fwd_bwd():
+        fwd()
+        bwd()
 
-        def bwd():
-            lrn_core.lrn_backward(dy, x, **kw, out=dx)
-
-        def fwd_bwd():
-            lrn_core.lrn(x, **kw, out=y)
-            lrn_core.lrn_backward(dy, x, **kw, out=dx)
-
-        return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
-
-    return build
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
 
 
-def _torch(f):
-    """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``f`` (see :func:`_bind`)."""
-
-    def build(p, x, dy):
-        import torch
-
-        fp = f(p) if callable(f) else _bind(f, p)
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-        xg = xt.clone().requires_grad_(True)
-
-        def fwd_bwd():
-            fp(xg).backward(dyt)
-            xg.grad = None
-
-        return {"fwd": lambda: fp(xt), "fwd+bwd": fwd_bwd}
-
-    return build
-
-
-def _torch_compiled(p):
+def _torch(f, p, x, dy, compiled=False):
+    """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``f`` (see :func:`_bind`), or
+    of ``torch.compile(f)``."""
     import torch
 
-    torch._dynamo.reset()  # one compiled graph per case, no recompile limit
-    return torch.compile(_bind(TORCH_NATIVE, p), dynamic=False)
+    fp = _bind(f, p)
+    if compiled:
+        torch._dynamo.reset()  # one compiled graph per case, no recompile limit
+        fp = torch.compile(fp, dynamic=False)
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    xg = xt.clone().requires_grad_(True)
+
+    def fwd_bwd():
+        fp(xg).backward(dyt)
+        xg.grad = None
+
+    return {"fwd": lambda: fp(xt), "fwd+bwd": fwd_bwd}
 
 
-def _tf(f, graph):
+def _tf(f, p, x, dy, graph=True):
     """``f(x)`` and a ``GradientTape`` over it, in ``tf.function`` (as ``model.fit`` runs a
     step) or eagerly; ``f`` gets TensorFlow's parameters of the same LRN."""
+    import tensorflow as tf
 
-    def build(p, x, dy):
-        import tensorflow as tf
+    from lrn_core import conventions
 
-        from lrn_core import conventions
+    fp = _bind(f, conventions.to_tensorflow(conventions.from_torch(*p)))
 
-        fp = _bind(f, conventions.to_tensorflow(conventions.from_torch(*p)))
+    def fwd_bwd(x, dy):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fp(x)
+        return tape.gradient(y, x, output_gradients=dy)
 
-        def fwd_bwd(x, dy):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = fp(x)
-            return tape.gradient(y, x, output_gradients=dy)
-
-        fwd, fwd_bwd = (tf.function(g) if graph else g for g in (fp, fwd_bwd))
-        with tf.device("/CPU:0"):
-            xt, dyt = tf.constant(x), tf.constant(dy)
-        return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
-
-    return build
+    fwd, fwd_bwd = (tf.function(g) if graph else g for g in (fp, fwd_bwd))
+    with tf.device("/CPU:0"):
+        xt, dyt = tf.constant(x), tf.constant(dy)
+    return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
 
 
 def jnp_lrn(x, size, alpha, beta, k):
@@ -264,58 +268,59 @@ def jnp_lrn(x, size, alpha, beta, k):
     return x / (k + alpha / size * s) ** beta
 
 
-def _jax(f):
+def _jax(f, p, x, dy):
     """The forward, and forward with the input gradient (``jax.vjp``), each under ``jax.jit``."""
+    import jax
 
-    def build(p, x, dy):
-        import jax
+    fp = _bind(f, p)
+    fwd = jax.jit(fp)
 
-        fp = _bind(f, p)
-        fwd = jax.jit(fp)
+    @jax.jit
+    def fwd_bwd(x, dy):
+        y, vjp = jax.vjp(fp, x)
+        return y, vjp(dy)[0]
 
-        @jax.jit
-        def fwd_bwd(x, dy):
-            y, vjp = jax.vjp(fp, x)
-            return y, vjp(dy)[0]
-
-        xj, dyj = jax.device_put(x), jax.device_put(dy)
-        return {
-            "fwd": lambda: jax.block_until_ready(fwd(xj)),
-            "fwd+bwd": lambda: jax.block_until_ready(fwd_bwd(xj, dyj)),
-        }
-
-    return build
+    xj, dyj = jax.device_put(x), jax.device_put(dy)
+    return {
+        "fwd": lambda: jax.block_until_ready(fwd(xj)),
+        "fwd+bwd": lambda: jax.block_until_ready(fwd_bwd(xj, dyj)),
+    }
 
 
 TORCH_NATIVE = "torch.nn.functional:local_response_norm"
 TORCH_ADAPTER = "lrn_core.adapters.torch:local_response_norm"
-JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
 TF_ADAPTER = "lrn_core.adapters.tensorflow:local_response_normalization"
 TF_NATIVE = "tensorflow:nn.local_response_normalization"
-#: every implementation, in table order: (label, framework, kind, layout, build)
+JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
+COMPILED, EAGER = {"compiled": True}, {"graph": False}
+Impl = collections.namedtuple("Impl", "label framework kind layout build f kw", defaults=[{}])
+#: every implementation, in table order; its rows come from ``build(f, p, x, dy, **kw)``
 IMPLS = [
-    ("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy),
-    ("lrn-core numpy", "numpy", "core", "NCHW", _numpy(1)),
-    ("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy(-1)),
-    ("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch(TORCH_ADAPTER)),
-    ("torch eager (native)", "torch", "native", "NCHW", _torch(TORCH_NATIVE)),
-    ("torch.compile (native)", "torch", "native", "NCHW", _torch(_torch_compiled)),
-    ("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", _tf(TF_ADAPTER, True)),
-    ("tf native", "tensorflow", "native", "NHWC", _tf(TF_NATIVE, True)),
-    ("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf(TF_ADAPTER, False)),
-    ("tf native, eager", "tensorflow", "native", "NHWC", _tf(TF_NATIVE, False)),
-    ("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax(JAX_ADAPTER)),
-    ("jax.jit jnp (native)", "jax", "native", "NHWC", _jax("lrn_core.benchmarks.harness:jnp_lrn")),
+    Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy, 1),
+    Impl("lrn-core numpy", "numpy", "core", "NCHW", _numpy, 1),
+    Impl("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy, -1),
+    Impl("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch, TORCH_ADAPTER),
+    Impl("torch eager (native)", "torch", "native", "NCHW", _torch, TORCH_NATIVE),
+    Impl("torch.compile (native)", "torch", "native", "NCHW", _torch, TORCH_NATIVE, COMPILED),
+    Impl("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", _tf, TF_ADAPTER),
+    Impl("tf native", "tensorflow", "native", "NHWC", _tf, TF_NATIVE),
+    Impl("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf, TF_ADAPTER, EAGER),
+    Impl("tf native, eager", "tensorflow", "native", "NHWC", _tf, TF_NATIVE, EAGER),
+    Impl("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax, JAX_ADAPTER),
+    Impl("jax.jit jnp (native)", "jax", "native", "NHWC", _jax, jnp_lrn),
 ]
-IMPL_KIND = {i[0]: i[2] for i in IMPLS}
-IMPL_ORDER = {i[0]: n for n, i in enumerate(IMPLS)}
-PASSES = {"copy": ("copy",), "core": ALL_PASSES, "adapter": FB, "native": FB}
+IMPL_KIND = {i.label: i.kind for i in IMPLS}
+IMPL_ORDER = {i.label: n for n, i in enumerate(IMPLS)}
+PASSES = {"copy": ("copy",), "core": ("fwd", "bwd", "fwd+bwd"), "adapter": FB, "native": FB}
 
 
-def _impls(case, frameworks, compile_):
+def _impls(case, settings):
     """The implementations a case runs."""
-    skip = {"lrn-core numpy NHWC": not case.nhwc_core, "torch.compile (native)": not compile_}
-    return [i for i in IMPLS if i[1] in frameworks and not skip.get(i[0])]
+    skip = {
+        "lrn-core numpy NHWC": not case.nhwc_core,
+        "torch.compile (native)": not settings.compile,
+    }
+    return [i for i in IMPLS if i.framework in settings.frameworks and not skip.get(i.label)]
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -332,11 +337,6 @@ def _short(exc):
     lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
     msg = lines[0] if lines else type(exc).__name__
     return msg if len(msg) <= 110 else msg[:107] + "..."
-
-
-def _status_of(exc):
-    na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
-    return f"{'n/a' if na else 'error'}: {_short(exc)}"
 
 
 def _proc_status(key):
@@ -373,53 +373,52 @@ def _split(repeat, rounds):
     return [repeat // rounds + (i < repeat % rounds) for i in range(rounds)]
 
 
-def _prepare(case, frameworks, settings, status):
-    """(row, callable) of every row of a case; the callable was called once (imports, tracing,
-    compilation) and is None when that failed, with the reason in ``row.status``."""
+def _time_case(case, settings, bar):
+    """The rows of a case, timed. Every callable is called once first (imports, tracing,
+    compilation; a failure becomes the row's status), then rounds of (warm-up, then back-to-back
+    timed calls) go over every row; with ``memory``, one more untimed call per row in the first
+    round measures its peak extra memory."""
     rng = np.random.default_rng(20240605)
     x, dy = (rng.standard_normal(case.shape).astype(case.dtype) for _ in range(2))
-    impls = _impls(case, frameworks, settings["compile"])
+    impls = _impls(case, settings)
     arrays = {"NCHW": (x, dy)}
-    if any(i[3] == "NHWC" for i in impls):
+    if any(i.layout == "NHWC" for i in impls):
         arrays["NHWC"] = tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
     p = (case.size, case.alpha, case.beta, case.k)
     head = (case.name, tuple(case.shape), case.dtype, case.size, case.beta, case.threads)
-    tasks = []
-    for impl, framework, kind, layout, build in impls:
-        status(f"{case.name} t={case.threads}: preparing {impl}", refresh=False)
+    label, tasks = f"{case.name} t={case.threads}", []
+    for impl in impls:
+        bar.set_postfix_str(f"{label}: preparing {impl.label}", refresh=False)
         try:
-            fns, err = build(p, *arrays[layout]), None
+            fns, err = impl.build(impl.f, p, *arrays[impl.layout], **impl.kw), None
         except Exception as exc:
             fns, err = {}, exc
-        for pass_ in PASSES[kind]:
-            row, fn = Row(*head, impl, kind, framework, layout, pass_), fns.get(pass_)
+        for pass_ in PASSES[impl.kind]:
+            row = Row(*head, impl.label, impl.kind, impl.framework, impl.layout, pass_)
+            fn = fns.get(pass_)
             try:
                 if err is not None:
                     raise err
                 fn()
             except Exception as exc:
-                row.status, fn = _status_of(exc), None
+                na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
+                row.status, fn = f"{'n/a' if na else 'error'}: {_short(exc)}", None
             tasks.append((row, fn))
-    return tasks
-
-
-def _time_case(tasks, settings, bar, label):
-    """Rounds of (warm-up, then back-to-back timed calls) over every row; with ``memory``, one
-    more untimed call per row in the first round measures its peak extra memory."""
     gc.collect()  # once per case: with torch and TF loaded a collection takes ~0.3 s
-    for r, n in enumerate(_split(settings["repeat"], settings["rounds"])):
+    for r, n in enumerate(_split(settings.repeat, settings.rounds)):
         for row, fn in tasks:
             if fn is not None and row.status == "ok":
                 bar.set_postfix_str(f"{label}: {row.impl} {row.pass_} (round {r + 1})", False)
                 timer = timeit.Timer(fn)  # time.perf_counter, gc off while timing
                 try:
-                    timer.timeit(settings["warmup"])
-                    if r == 0 and settings["memory"]:
+                    timer.timeit(settings.warmup)
+                    if r == 0 and settings.memory:
                         row.peak_extra_mib = _peak_extra_mib(fn)
                     row.times_ms += [t * 1e3 for t in timer.repeat(n, 1)]
                 except Exception as exc:
                     row.status = f"error: {_short(exc)}"
-            bar.update(settings["warmup"] + n)
+            bar.update(settings.warmup + n)
+    return [row for row, _ in tasks]
 
 
 def _summarise(rows):
@@ -492,13 +491,13 @@ def _set_threads(frameworks, threads, stack):
 
 def _run_group(cases, settings, threads, prefix="bench"):
     """Run cases (all at ``threads``) in this process: (rows, meta)."""
-    fws, s = settings["frameworks"], settings
-    calls = s["repeat"] + s["warmup"] * len(_split(s["repeat"], s["rounds"]))
-    total = calls * sum(len(PASSES[i[2]]) for c in cases for i in _impls(c, fws, s["compile"]))
-    lines = s["progress"] and not _installed("tqdm")
+    s = settings
+    calls = s.repeat + s.warmup * len(_split(s.repeat, s.rounds))
+    total = calls * sum(len(PASSES[i.kind]) for c in cases for i in _impls(c, s))
+    lines = s.progress and not _installed("tqdm")  # then one line per case
     nothing = lambda *a, **k: None  # noqa: E731
     bar = types.SimpleNamespace(set_postfix_str=nothing, update=nothing, close=nothing)
-    if s["progress"] and not lines:
+    if s.progress and not lines:
         from tqdm.auto import tqdm
 
         dt = 0.2 if sys.stderr.isatty() else 30
@@ -508,26 +507,23 @@ def _run_group(cases, settings, threads, prefix="bench"):
     rows = []
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
-        report, notes = _set_threads(fws, threads, stack)
+        report, notes = _set_threads(s.frameworks, threads, stack)
         for i, case in enumerate(cases):
             if lines:
                 msg = f"{prefix}: case {i + 1}/{len(cases)} {case.name}"
                 print(msg + " (pip install tqdm for a progress bar)", file=sys.stderr, flush=True)
-            tasks = _prepare(case, fws, settings, bar.set_postfix_str)
-            _time_case(tasks, settings, bar, f"{case.name} t={case.threads}")
-            rows += [row for row, _ in tasks]
-            del tasks
+            rows += _time_case(case, s, bar)
     return rows, {"threads_reported": {str(threads): report}, "notes": notes}
 
 
-def _child_main(spec_path, out_path):
-    """A child process (one thread count): reads the cases, writes rows and meta as JSON."""
-    with open(spec_path) as f:
-        spec = json.load(f)
+def _child_main(spec, out_path):
+    """A child process (one thread count): runs the cases of ``spec`` (JSON), writes rows and
+    meta (or the error) as JSON to ``out_path``."""
+    spec = json.loads(spec)
     cases = [Case(**{**c, "shape": tuple(c["shape"])}) for c in spec["cases"]]
     t = spec["threads"]
     try:
-        rows, meta = _run_group(cases, spec["settings"], t, prefix=f"bench threads={t}")
+        rows, meta = _run_group(cases, Settings(**spec["settings"]), t, f"bench threads={t}")
         payload = {"rows": [dataclasses.asdict(r) for r in rows], "meta": meta}
     except BaseException as exc:  # report it; the parent goes on with the other thread counts
         payload = {"error": _short(exc)}
@@ -537,19 +533,19 @@ def _child_main(spec_path, out_path):
 
 
 def _run_child(cases, settings, threads):
+    cases = [dataclasses.asdict(c) for c in cases]
+    spec = json.dumps(
+        {"cases": cases, "settings": dataclasses.asdict(settings), "threads": threads}
+    )
+    # ``-c`` puts the working directory first on sys.path: drop it, so that a script there
+    # named like a module the child imports cannot shadow it
+    code = (
+        "import sys; sys.path = [p for p in sys.path if p != '']; "
+        "from lrn_core.benchmarks.harness import _child_main; sys.exit(_child_main(*sys.argv[1:]))"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory(prefix="lrn_core_bench_") as tmp:
-        spec, out = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
-        with open(spec, "w") as f:
-            cases = [dataclasses.asdict(c) for c in cases]
-            json.dump({"cases": cases, "settings": settings, "threads": threads}, f)
-        # ``-c`` puts the working directory first on sys.path: drop it, so that a script there
-        # named like a module the child imports cannot shadow it
-        code = (
-            "import sys; sys.path = [p for p in sys.path if p != '']; "
-            "from lrn_core.benchmarks.harness import _child_main; "
-            "sys.exit(_child_main(*sys.argv[1:]))"
-        )
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        out = os.path.join(tmp, "out.json")
         proc = subprocess.run([sys.executable, "-c", code, spec, out], env=env)
         payload = {"error": f"child exited with code {proc.returncode}"}
         if os.path.exists(out):
@@ -564,7 +560,6 @@ def _run_child(cases, settings, threads):
 
 
 def _parse_shape(spec, batch):
-    spec = spec.strip()
     if spec in SHAPES:
         return spec, (batch,) + SHAPES[spec][0]
     try:
@@ -581,22 +576,18 @@ def _parse_shape(spec, batch):
 
 def _plan(shapes, batch, variants, threads_list):
     """The cases to run, in order."""
-    named = [_parse_shape(s, batch) for s in shapes]
-    first = named[:1]
-    nhwc = {"nhwc_core": "nhwc" in variants}
-    cases = []
-    for t in threads_list:
-        cases += [Case(name, shape, threads=t, **nhwc) for name, shape in named]
-        cases += [
-            Case(name + suffix, shape, threads=t, **nhwc, **kw)
-            for v, (suffix, kw) in FIRST_SHAPE_VARIANTS.items()
-            for name, shape in first
-            if v in variants
-        ]
-    if "ladder" in variants:
-        cases += [Case(n, s, threads=t, **nhwc) for t in threads_list for n, s in LADDER]
+    nhwc = "nhwc" in variants
+    named = [Case(*_parse_shape(s, batch), nhwc_core=nhwc) for s in shapes]
+    named += [
+        dataclasses.replace(named[0], name=named[0].name + suffix, **kw)
+        for v, (suffix, kw) in FIRST_SHAPE_VARIANTS.items()
+        if v in variants
+    ]
+    cases = [dataclasses.replace(c, threads=t) for t in threads_list for c in named]
+    ladder = LADDER if "ladder" in variants else []
+    cases += [Case(n, s, threads=t, nhwc_core=nhwc) for t in threads_list for n, s in ladder]
     cases += [
-        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, **nhwc)
+        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, nhwc_core=nhwc)
         for v, (shape, ts) in OWN_SHAPE_VARIANTS.items()
         if v in variants
         for t in ts
@@ -604,20 +595,10 @@ def _plan(shapes, batch, variants, threads_list):
     return cases
 
 
-def _frameworks(requested):
-    """(frameworks to run, notes): numpy always; the others when installed."""
-    if isinstance(requested, str):
-        requested = requested.split(",")
-    wanted = []
-    for name in requested or FRAMEWORKS:
-        name = name.strip().lower()
-        name = FRAMEWORK_ALIASES.get(name, name)
-        if name and name not in ("numpy",) + FRAMEWORKS:
-            raise ValueError(f"unknown framework {name!r}: use numpy, torch, tf, jax")
-        wanted.append(name)
-    run = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
-    skipped = [f for f in FRAMEWORKS if f in wanted and f not in run]
-    return run, [f"{f} is not installed: its rows are skipped" for f in skipped]
+def _names(value):
+    """A list of names from a list or a comma-separated string, blanks dropped."""
+    names = value.split(",") if isinstance(value, str) else value or []
+    return [n.strip() for n in names if n.strip()]
 
 
 def _environment(frameworks):
@@ -647,79 +628,60 @@ def _loadavg():
     return None
 
 
-def run(
-    shapes=None,
-    *,
-    batch=None,
-    repeat=None,
-    rounds=None,
-    warmup=None,
-    frameworks=None,
-    compile=None,
-    variants=(),
-    threads=None,
-    quick=False,
-    progress=True,
-    memory=True,
-    isolate=None,
-):
+def run(shapes=None, *, isolate=None, **options):
     """Run the benchmark and return a :class:`BenchResult`.
 
-    The keywords are the options of ``lrn-core bench --help``: ``shapes`` (names of :data:`SHAPES`
-    or ``CxHxW`` / ``NxCxHxW``), ``frameworks`` and ``variants`` (lists or comma-separated
-    strings), ``threads`` (an int or a list); None means the default, which ``quick`` changes as
-    ``--quick`` does. ``isolate`` runs each thread count in a child process started with
+    ``options`` are the fields of :class:`Settings`, the options of ``lrn-core bench --help``:
+    ``shapes``, ``frameworks`` and ``variants`` are lists or comma-separated strings, ``threads``
+    an int or a list. ``isolate`` runs each thread count in a child process started with
     ``OMP_NUM_THREADS`` (default: when several counts are asked for, or one that differs from the
     process default).
     """
     from lrn_core._dispatch import kernels
 
     t_start = time.perf_counter()
-    if isinstance(variants, str):
-        variants = variants.split(",")
-    variants = [v.strip().lower() for v in variants if v.strip()]
-    variants = list(VARIANTS) if "all" in variants else variants
-    for v in variants:
+    s = Settings(shapes=_names(shapes) or list(SHAPES), isolated=isolate, **options)
+    s.variants = [v.lower() for v in _names(s.variants)]
+    s.variants = list(VARIANTS) if "all" in s.variants else s.variants
+    for v in s.variants:
         if v not in VARIANTS:
             raise ValueError(f"unknown variant {v!r}: use {', '.join(VARIANTS)} or all")
-    batch = batch or (QUICK_BATCH if quick else DEFAULT_BATCH)
-    repeat, rounds = repeat or (3 if quick else 15), rounds or (1 if quick else 3)
-    warmup = 1 if warmup is None else warmup
-    if repeat < 1 or rounds < 1 or warmup < 0 or batch < 1:
+    wanted = [FRAMEWORK_ALIASES.get(f.lower(), f.lower()) for f in _names(s.frameworks)]
+    for f in wanted:
+        if f not in ("numpy",) + FRAMEWORKS:
+            raise ValueError(f"unknown framework {f!r}: use numpy, torch, tf, jax")
+    wanted = wanted or FRAMEWORKS
+    s.frameworks = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
+    missing = [f for f in FRAMEWORKS if f in wanted and f not in s.frameworks]
+    for name, (normal, quick) in DEFAULTS.items():
+        if getattr(s, name) is None:
+            setattr(s, name, quick if s.quick else normal)
+    if min(s.repeat, s.rounds, s.batch) < 1 or s.warmup < 0:
         raise ValueError(
-            f"repeat ({repeat}), rounds ({rounds}) and batch ({batch}) must be "
-            f">= 1, warmup ({warmup}) >= 0"
+            f"repeat ({s.repeat}), rounds ({s.rounds}) and batch ({s.batch}) must be "
+            f">= 1, warmup ({s.warmup}) >= 0"
         )
-    fws, notes = _frameworks(frameworks)
     default = int(kernels().max_threads())
-    threads_list = [threads] if isinstance(threads, int) else list(threads or [default])
-    if any(int(t) < 1 for t in threads_list):
-        raise ValueError(f"thread counts must be >= 1, got {threads_list}")
-    cases = _plan(list(shapes or SHAPES), batch, variants, dict.fromkeys(map(int, threads_list)))
-    compile = (not quick if compile is None else bool(compile)) and "torch" in fws
-    settings = {"frameworks": fws, "compile": compile, "repeat": int(repeat)}
-    settings.update(rounds=int(rounds), warmup=int(warmup))
-    settings.update(progress=bool(progress), memory=bool(memory))
-    groups = list(dict.fromkeys(c.threads for c in cases))
-    if isolate is None:
-        isolate = len(groups) > 1 or groups != [default]
+    threads = [s.threads] if isinstance(s.threads, int) else list(s.threads or [default])
+    if any(int(t) < 1 for t in threads):
+        raise ValueError(f"thread counts must be >= 1, got {threads}")
+    cases = _plan(s.shapes, s.batch, s.variants, dict.fromkeys(map(int, threads)))
+    s.compile = (not s.quick if s.compile is None else bool(s.compile)) and "torch" in s.frameworks
+    s.threads = list(dict.fromkeys(c.threads for c in cases))
+    if s.isolated is None:
+        s.isolated = len(s.threads) > 1 or s.threads != [default]
     meta = {
-        "environment": _environment(fws),
-        "settings": {
-            **settings,
-            **{"batch": batch, "shapes": list(shapes or SHAPES), "variants": variants},
-            **{"threads": groups, "isolated": bool(isolate), "quick": bool(quick)},
-        },
+        "environment": _environment(s.frameworks),
+        "settings": dataclasses.asdict(s),
         "threads_reported": {},
-        "notes": notes,
+        "notes": [f"{f} is not installed: its rows are skipped" for f in missing],
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "loadavg_start": _loadavg(),
     }
     rows = []
-    for t in groups:
-        got, sub = (_run_child if isolate else _run_group)(
-            [c for c in cases if c.threads == t], settings, t
-        )
+    for t in s.threads:
+        group = [c for c in cases if c.threads == t]
+        got, sub = (_run_child if s.isolated else _run_group)(group, s, t)
         if got is None:
             meta["notes"].append(f"threads={t}: the child process failed: {sub}")
             continue
@@ -751,11 +713,6 @@ ADAPTERS = {
     "tensorflow": ("lrn-core tf adapter", "tf adapter ms"),
     "jax": ("lrn-core jax adapter", "jax adapter ms"),
 }
-MEMORY_TEXT = (
-    "peak extra MiB = rise of the process's peak resident memory during one call, "
-    "inputs and preallocated outputs excluded, lrn-core's output cache emptied first "
-    "(Linux only; memory a framework's allocator caches between calls is not seen)"
-)
 
 
 def _fmt_ms(v):
@@ -770,33 +727,23 @@ def _fmt(v, spec):
     return "" if v is None else f"{v:{spec}}"
 
 
-def _table(header, rows, md):
-    """A Markdown table, or an aligned text one; columns from the fourth on are numbers."""
-    if md:
-        rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"
-        rows = [header] + [[str(c).replace("|", "\\|") for c in row] for row in rows]
-        lines = ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines[:1] + [rule] + lines[1:])
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    return "\n".join(
-        "  ".join(
-            str(c).rjust(w) if i >= 3 else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in [header, ["-" * w for w in widths], *rows]
-    )
+def _md_table(header, rows):
+    """A Markdown table; the columns from the fourth on are numbers, aligned right."""
+    lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
+    rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"
+    return lines[:1] + [rule] + lines[1:]
 
 
 def _case_section(result, key):
-    """Heading, line of floors, table cells and footnotes of one case."""
+    """Markdown of one case: heading, the floors, the table and its footnotes."""
     rows = result.case_rows(key)
     r0 = rows[0]
     head = (
-        f"{key[0]}: x {'x'.join(map(str, r0.shape))} {r0.dtype}, size {r0.size}, "
+        f"## {key[0]}: x {'x'.join(map(str, r0.shape))} {r0.dtype}, size {r0.size}, "
         f"beta {r0.beta:g}, threads {key[1]}"
     )
-    extra = [f"copy floor {_fmt_ms(r.median_ms)} ms" for r in rows if r.kind == "copy" and r.ok]
-    extra += [
+    floors = [f"copy floor {_fmt_ms(r.median_ms)} ms" for r in rows if r.kind == "copy" and r.ok]
+    floors += [
         f"fastest native {r.pass_}: {r.impl} {_fmt_ms(r.median_ms)} ms"
         for r in rows
         if r.ok and r.best_native == r.impl and r.pass_ in FB
@@ -813,11 +760,12 @@ def _case_section(result, key):
             notes += [note] if note not in notes else []
             numbers = [f"{short} [{notes.index(note) + 1}]"] + [""] * 5
         cells.append([r.impl, r.layout, r.pass_] + numbers)
-    return head, "; ".join(extra), cells, [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
+    out = ["", head, ""] + (["; ".join(floors), ""] if floors else []) + _md_table(COLUMNS, cells)
+    return out + ([""] + [f"[{i}] {n}  " for i, n in enumerate(notes, 1)] if notes else [])
 
 
 def _summary(result):
-    """Header and rows: per case and pass, lrn-core's rows against the fastest native."""
+    """Markdown of the summary: per case and pass, lrn-core's rows against the fastest native."""
     adapters = [ADAPTERS[f] for f in result.meta["settings"]["frameworks"] if f in ADAPTERS]
     header = ["case", "threads", "pass"] + [col for _, col in adapters]
     out = []
@@ -834,10 +782,11 @@ def _summary(result):
             else:
                 cells += ["(no native)", ""]
             out.append(cells)
-    return header + ["fastest native ms", "numpy speedup"], out
+    header += ["fastest native ms", "numpy speedup"]
+    return ["", "## Summary (medians, ms)", ""] + _md_table(header, out) if out else []
 
 
-def _report(result, md):
+def _markdown(result):
     meta, env = result.meta, result.meta["environment"]
     s = meta["settings"]
     per = _split(s["repeat"], s["rounds"])
@@ -865,34 +814,40 @@ def _report(result, md):
         "implementation moves 1 copy for fwd, 1.5 for bwd, 2.5 for fwd+bwd.",
         "*speedup*: fastest native median of the same pass / this median (> 1: faster than "
         "every native).",
-        "*{}*: {}.".format(*MEMORY_TEXT.split(" = ", 1)),
+        "*peak extra MiB*: rise of the process's peak resident memory during one call, inputs "
+        "and preallocated outputs excluded, lrn-core's output cache emptied first (Linux only; "
+        "memory a framework's allocator caches between calls is not seen).",
         f"date: {meta.get('date', '')}; wall time {meta.get('wall_seconds', '?')} s; {load}",
         *(f"note: {n}" for n in meta["notes"]),
     ]
-    h2 = "## " if md else ""
-    if md:
-        out = ["# lrn-core bench", ""] + [f"- {ln}" for ln in lines]
-    else:
-        out = ["lrn-core bench"] + [ln.replace("*", "").replace("`", "") for ln in lines]
-    header, rows = _summary(result)
-    if rows:
-        title = "Summary (medians, ms)" if md else "summary (medians, ms)"
-        out += ["", h2 + title, "", _table(header, rows, md)]
+    out = ["# lrn-core bench", ""] + [f"- {ln}" for ln in lines] + _summary(result)
     for key in result.cases():
-        head, extra, cells, foot = _case_section(result, key)
-        out += ["", h2 + head, ""] + ([extra, ""] if extra else [])
-        out += [_table(COLUMNS, cells, md)] + ([""] + [f"{f}  " for f in foot] if foot else [])
+        out += _case_section(result, key)
     return "\n".join(out) + "\n"
 
 
-def format_table(result):
-    """The plain-text report: method, environment, summary and one table per case."""
-    return _report(result, md=False)
-
-
-def to_markdown(result):
-    """The same report as GitHub Markdown."""
-    return _report(result, md=True)
+def _plain(markdown):
+    """The Markdown report as text for a terminal: no markup, tables aligned in columns (the
+    ones whose rule is ``---:`` to the right)."""
+    out, table = [], []
+    for ln in markdown.splitlines() + [""]:
+        if ln.startswith("|"):
+            table.append([c.strip() for c in ln[1:-1].split("|")])
+            continue
+        if table:
+            header, rule, *rows = table
+            widths = [max(map(len, col)) for col in zip(header, *rows, strict=True)]
+            for row in [header, ["-" * w for w in widths], *rows]:
+                cells = zip(row, widths, rule, strict=True)
+                out.append(
+                    "  ".join(c.rjust(w) if r == "---:" else c.ljust(w) for c, w, r in cells)
+                )
+                out[-1] = out[-1].rstrip()
+            table = []
+        if ln.startswith("- "):
+            ln = ln[2:].replace("*", "").replace("`", "")
+        out.append(ln.lstrip("#").lstrip())
+    return "\n".join(out[:-1]) + "\n"
 
 
 def plot(result, path):
@@ -944,57 +899,54 @@ def plot(result, path):
 # --- command line --------------------------------------------------------------------------------
 
 
-def _ints(text, low=1, one=False):
-    """argparse type: comma-separated integers >= ``low`` (a single one with ``one``)."""
-    try:
-        vals = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        vals = []
-    if not vals or min(vals) < low or (one and len(vals) > 1):
-        what = "an integer" if one else "comma-separated integers"
-        raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text!r}")
-    return vals[0] if one else vals
+def _ints(low=1, many=False):
+    """argparse type: an integer >= ``low`` (comma-separated integers with ``many``)."""
 
+    def parse(text):
+        try:
+            vals = [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            vals = []
+        if not vals or min(vals) < low or (len(vals) > 1 and not many):
+            what = "comma-separated integers" if many else "an integer"
+            raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text!r}")
+        return vals if many else vals[0]
 
-def _csv(text):
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _int(text):
-    return _ints(text, one=True)
+    return parse
 
 
 #: ``lrn-core bench``'s options: flag, then its help (``{...}`` filled in by :func:`build_parser`)
 HELP = """
 --shapes       comma-separated names ({shapes}) or CxHxW / NxCxHxW (default: the four names)
---batch        batch of the shapes (default {batch}; {quick_batch} with --quick)
---repeat       timed calls per row (default 15; 3 with --quick)
---rounds       rounds the timed calls are split into, every row once per round (default 3; 1 \
-with --quick)
---warmup       untimed calls per row before each round (default 1)
+--batch        batch of the shapes (default {batch[0]}; {batch[1]} with --quick)
+--repeat       timed calls per row (default {repeat[0]}; {repeat[1]} with --quick)
+--rounds       rounds the timed calls are split into, every row once per round (default \
+{rounds[0]}; {rounds[1]} with --quick)
+--warmup       untimed calls per row before each round (default {warmup[0]})
 --threads      thread counts, e.g. 1,2 (default: the process default)
 --frameworks   numpy,torch,tf,jax (default: every one installed; numpy always runs)
 --variants     extra cases: {variants} or all
 --compile      time torch.compile (default: yes, except with --quick; compiling takes tens of \
 seconds per case)
---quick        smoke run: batch 2, 3 repeats in 1 round, no torch.compile
+--quick        smoke run: batch {batch[1]}, {repeat[1]} repeats in {rounds[1]} round, no \
+torch.compile
 --markdown     also write the report as Markdown
 --plot         also write a PNG bar chart (needs matplotlib)
 --json         also write every timing as JSON
 --no-progress  no progress bar (tqdm) on stderr
 --no-memory    do not measure each row's peak extra memory (one untimed call)
 """
-LIST, ONE = {"type": _csv, "metavar": "LIST"}, {"type": _int}
+LIST = {"metavar": "LIST"}  # a comma-separated string: run() splits it
 #: argparse keywords of each option
 OPTIONS = {
     "--shapes": LIST,
-    "--batch": ONE,
-    "--repeat": ONE,
-    "--rounds": ONE,
-    "--warmup": {"type": lambda t: _ints(t, 0, one=True), "default": 1},
-    "--threads": {"type": _ints, "metavar": "LIST"},
+    "--batch": {"type": _ints()},
+    "--repeat": {"type": _ints()},
+    "--rounds": {"type": _ints()},
+    "--warmup": {"type": _ints(0)},
+    "--threads": {"type": _ints(many=True), **LIST},
     "--frameworks": LIST,
-    "--variants": {**LIST, "default": []},
+    "--variants": LIST,
     "--compile": {"action": argparse.BooleanOptionalAction},
     "--quick": {"action": "store_true"},
     "--markdown": {"metavar": "FILE"},
@@ -1020,8 +972,7 @@ def build_parser(prog="lrn-core bench"):
         "given) run in a child process with OMP_NUM_THREADS set; torch and TensorFlow "
         "(intra-op) follow it.",
     )
-    fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS)}
-    fill.update(batch=DEFAULT_BATCH, quick_batch=QUICK_BATCH)
+    fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS), **DEFAULTS}
     helps = dict(ln.split(None, 1) for ln in HELP.strip().splitlines())
     for flag, kw in OPTIONS.items():
         p.add_argument(flag, **kw, help=helps[flag].format(**fill))
@@ -1034,8 +985,8 @@ def main(argv=None):
     Returns 0, or 2 for a usage error (argparse raises SystemExit(2) for its own).
     """
     parser = build_parser()
-    args = vars(parser.parse_args(argv))
-    markdown, json_path, png = args.pop("markdown"), args.pop("json"), args.pop("plot")
+    options = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    markdown, json_path, png = (options.pop(k, None) for k in ("markdown", "json", "plot"))
     if png and not _installed("matplotlib"):
         print(
             "lrn-core bench: --plot needs matplotlib, which is not installed.\n"
@@ -1045,17 +996,17 @@ def main(argv=None):
         )
         return 2
     try:
-        result = run(args.pop("shapes"), **args)
+        result = run(**options)
     except ValueError as exc:
         parser.error(str(exc))
     print(result.table(), end="")
-    for path, write in (
-        (markdown, lambda f: f.write(result.markdown())),
-        (json_path, lambda f: json.dump(result.to_dict(), f, indent=1)),
+    for path, text in (
+        (markdown, result.markdown),
+        (json_path, lambda: json.dumps(result.to_dict(), indent=1)),
     ):
         if path:
             with open(path, "w") as f:
-                write(f)
+                f.write(text())
             print(f"wrote {path}")
     if png:
         print(f"wrote {plot(result, png)}")
