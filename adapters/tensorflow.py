@@ -39,10 +39,11 @@ Hence ``implementation``:
     ``tf.function``, ``model.export``), TF's native LRN (float64, which TF lacks: the TF-ops
     formula below); while tracing for XLA (``jit_compile=True``), TF's LRN and LRNGrad kernels
     (float32, bfloat16 through float32) recorded with higher derivatives and JVPs in TF ops; under
-    XLA in float16/float64, inside ``tf.vectorized_map``, and for inputs of at most
-    ``SMALL_ELEMENTS`` elements in graphs (where a callback costs more than the LRN), the same LRN
-    written with TF ops (a window sum by average pooling: no running sum, nothing subtracted),
-    which XLA compiles, TF differentiates to any order and ``vectorized_map`` vectorises.
+    XLA in float16/float64 and inside ``tf.vectorized_map``, the same LRN written with TF ops (a
+    window sum by average pooling: no running sum, nothing subtracted), which XLA compiles, TF
+    differentiates to any order and ``vectorized_map`` vectorises; for small inputs in graphs
+    (see ``SMALL_ELEMENTS``), where a callback costs more than the LRN, TF ops again: the forward
+    and its gradient written out, window sums as products with a band of ones (:func:`_lrn_small`).
     A function traced *earlier* with the kernel and then handed to a SavedModel (signatures from
     ``get_concrete_function``, Keras ``ExportArchive`` endpoints already called) is refused at
     save time with an error that says what to do.
@@ -167,8 +168,11 @@ def local_response_normalization(
                 return _native(x, *params) if x.dtype != tf.float64 else _lrn_composite(x, core)
             if _in_xla() and x.dtype in (tf.float32, tf.bfloat16):  # TF's kernels, bf16 via f32
                 return tf.cast(_lrn_native(tf.cast(x, tf.float32), params, core), x.dtype)
-            if _in_xla() or _in_pfor() or _small(x):
+            if _in_xla() or _in_pfor():
                 return _lrn_composite(x, core)
+            if _small(x):  # TF ops, as fast as TF's LRN here; float16, bfloat16 through float32
+                xc = x if x.dtype in (tf.float32, tf.float64) else tf.cast(x, tf.float32)
+                return tf.cast(_lrn_small(xc, core), x.dtype)
         if x.dtype == tf.bfloat16:  # the core has no bfloat16: compute in float32, round once
             return tf.cast(_lrn(tf.cast(x, tf.float32), core), tf.bfloat16)
         return _lrn(x, core)
@@ -248,16 +252,28 @@ def _in_pfor():
     return False
 
 
-#: in a graph, inputs of at most this many elements take the TF-ops formula in "auto": below it
-#: the two Python callbacks of forward and backward cost more than the whole LRN (measured in
-#: tf.function, fwd+bwd: 32 elements 0.52 ms against 0.58 ms, 2048 elements 0.72 against 0.68)
-SMALL_ELEMENTS = 1024
+#: in a graph, "auto" computes inputs of at most this many elements (with static shapes, at most
+#: BAND_CHANNELS channels and BAND_MACS multiply-adds per window sum) with TF ops, the window sums
+#: as products with a band: there that takes native LRN's time or less, and the kernel's Python
+#: callbacks cost more (tf.function, 2 threads, BENCHMARKS.md "Small inputs in tf.function": at
+#: 65536 elements and 32 channels, forward 0.51 ms against native's 0.60 and the callback's 0.71,
+#: forward+backward 0.73 against 1.40 and 1.04; at 131072 the callback is the faster of the two)
+SMALL_ELEMENTS = 65536
+#: the band is channels x channels, and a window sum costs elements x channels multiply-adds
+BAND_CHANNELS = 1024
+BAND_MACS = 2**23
 
 
 def _small(x):
-    """Graphs only: eagerly the kernel is called directly, cheaper than the TF-ops formula."""
-    n = x.shape.num_elements()
-    return not tf.executing_eagerly() and n is not None and n <= SMALL_ELEMENTS
+    """Graphs only (eagerly the kernel is called directly, cheaper than any TF op)."""
+    n, c = x.shape.num_elements(), x.shape[-1]
+    return (
+        not tf.executing_eagerly()
+        and n is not None
+        and n <= SMALL_ELEMENTS
+        and c <= BAND_CHANNELS
+        and n * c <= BAND_MACS
+    )
 
 
 class _CallbackInSavedModelError(ValueError):
@@ -595,23 +611,23 @@ def _window_sum(v, size, before):
     )
 
 
-# --- TF's own LRN kernels with derivatives of every order (under XLA) ---------------------------
-# XLA compiles TF's LRN and LRNGrad well (a fused reduce-window), but LRNGrad has no gradient and
-# LRN no JVP. Here both are recorded like the ops above, their derivatives written with the
-# TF-ops window sum: native speed under jit_compile, and Hessians and JVPs inside it.
+# --- LRNs made of TF ops, with derivatives of every order (XLA, small inputs in graphs) ----------
+# Two forward/gradient pairs of TF ops: TF's own LRN and LRNGrad kernels, which XLA compiles well
+# (a fused reduce-window) but which have no derivatives beyond the first; and, for small inputs
+# in graphs, the formula written with window sums as matrix products (below). Each pair is
+# recorded like the ops above, its higher derivatives written with the TF-ops window sum. As one
+# op each, first derivatives cost two ops' dispatch, not the two dozen of TF differentiating the
+# formula, which is what makes them as fast as TF's LRN in a graph.
 
 
-def _lrn_native(x, tfp, p):
-    """TF's LRN (float32) with TF's LRNGrad as gradient and TF-ops higher derivatives."""
-
-    def forward(x):
-        return tf.nn.local_response_normalization(x, *tfp)
+def _lrn_tf_ops(name, x, p, forward, backward):
+    """``forward(x)`` with the gradient ``backward(dy, x)``, TF ops, as one differentiable op."""
 
     def grad(xs, dy):
-        return [_lrn_grad_native(dy, xs[0], forward(xs[0]), tfp, p)]
+        return [_lrn_tf_ops_grad(name + "_grad", dy, xs[0], p, backward)]
 
     return _op(
-        "lrn_core_native_lrn",
+        name,
         None,
         [x],
         grad,
@@ -620,8 +636,8 @@ def _lrn_native(x, tfp, p):
     )
 
 
-def _lrn_grad_native(dy, x, y, tfp, p):
-    """TF's LRNGrad as an op of (dy, x) (``y = lrn(x)`` is recomputed where needed)."""
+def _lrn_tf_ops_grad(name, dy, x, p, backward):
+    """``backward(dy, x)`` as an op of (dy, x), with derivatives of every order in TF ops."""
 
     def grad(inputs, ddx):
         dy, x = inputs
@@ -636,14 +652,91 @@ def _lrn_grad_native(dy, x, y, tfp, p):
             dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p, ws=_window_sum_tf
         )
 
-    return _op(
-        "lrn_core_native_lrn_grad",
-        None,
-        [dy, x],
-        grad,
-        jvp,
-        tf_fn=lambda dy, x: gen_nn_ops.lrn_grad(dy, x, y, *tfp),
-    )
+    return _op(name, None, [dy, x], grad, jvp, tf_fn=backward)
+
+
+def _lrn_native(x, tfp, p):
+    """TF's LRN (float32) with TF's LRNGrad as gradient (``y = lrn(x)`` recomputed for it)."""
+
+    def forward(x):
+        return tf.nn.local_response_normalization(x, *tfp)
+
+    def backward(dy, x):
+        return gen_nn_ops.lrn_grad(dy, x, forward(x), *tfp)
+
+    return _lrn_tf_ops("lrn_core_native_lrn", x, p, forward, backward)
+
+
+def _lrn_small(x, p):
+    """LRN of a small float32/float64 input in a graph, as fast as TF's own op (no callback).
+
+    ``y = x / d``, ``d = s**beta``, ``s = k + alpha / size * W(x**2)``, and the gradient
+    ``dy / d - 2 beta * x * alpha / size * W'(dy * y / s)``, written directly (TF
+    differentiating the formula builds two dozen ops), with the window sums ``alpha / size * W``
+    as products with a band (:func:`_window_sum_band`); the gradient reuses the forward's ``s``,
+    ``d`` and ``y`` when it is built in the same graph. Inputs whose channels are unknown or wider
+    than ``BAND_CHANNELS`` (only when a test forces this route) take the TF-ops formula.
+    """
+    size, alpha, beta, k, before = p
+    if x.shape[-1] is None or x.shape[-1] > BAND_CHANNELS:
+        return _lrn_composite(x, p)
+    forwards = {}  # x.ref() -> (s, d, y) of the forward
+
+    def forward(x):
+        s = k + _window_sum_band(x * x, alpha / size, size, before)
+        d = _power(s, beta)
+        forwards[x.ref()] = s, d, x / d
+        return forwards[x.ref()][2]
+
+    def backward(dy, x):
+        if x.ref() not in forwards:  # built in another graph: computed again there
+            forward(x)
+        s, d, y = forwards[x.ref()]
+        w = _window_sum_band(dy * y / s, alpha / size, size, size - 1 - before)
+        return dy / d - (2 * beta) * x * w
+
+    return _lrn_tf_ops("lrn_core_small_lrn", x, p, forward, backward)
+
+
+def _power(s, beta):
+    """``s**beta``; for beta 1, 0.5 and 0.75 with square roots, each rounded correctly (about
+    1.5 ulp at most in all): TF's float32 ``Pow`` is a scalar loop, on 32768 elements it alone
+    takes longer than TF's whole LRN op."""
+    if beta == 1:
+        return s
+    if beta == 0.5:
+        return tf.sqrt(s)
+    if beta == 0.75:
+        r = tf.sqrt(s)
+        return r * tf.sqrt(r)
+    return tf.pow(s, beta)
+
+
+def _window_sum_band(v, scale, size, before):
+    """``scale * sum(v[..., c - before : c - before + size])`` as the product with a band.
+
+    One MatMul, the quickest TF op on a small input (an average pool and its gradient take about
+    twice native LRN's time), and nothing subtracted. But ``0 * inf`` is nan: a non-finite value
+    would reach every channel of its row. So when ``v``'s sum is not finite, the average pool
+    (whose windows keep it local) computes the sums instead (one ``tf.cond``).
+    """
+    c = v.shape[-1]
+    band = tf.constant(scale * _band(c, size, before), v.dtype)
+    shape = v.shape if v.shape.is_fully_defined() else tf.shape(v)
+
+    def product():
+        return tf.reshape(tf.matmul(tf.reshape(v, (-1, c)), band), shape)
+
+    def pool():
+        return scale * _window_sum_tf(v, size, before)
+
+    return tf.cond(tf.math.is_finite(tf.reduce_sum(v)), product, pool)
+
+
+def _band(c, size, before):
+    """``band[j, i] = 1`` where channel ``j`` is in the window of channel ``i``, else 0."""
+    d = np.arange(c)[:, None] - np.arange(c)
+    return ((d >= -before) & (d < size - before)).astype(np.float64)
 
 
 def _window_sum_tf(v, size, before):

@@ -232,24 +232,47 @@ def test_bad_parameters(kw, error, match):
 
 # --- small and eager inputs: the routes without a Python callback ------------------------------
 # Eagerly, float32/float64 calls go straight to the kernels (lrn_tf._eager_route, _eager_kernel);
-# in graphs, inputs of at most SMALL_ELEMENTS elements take the TF-ops formula, larger ones the
-# kernel in a py_function. Pinned here at sizes on both sides of that threshold.
+# in graphs, small inputs (at most SMALL_ELEMENTS elements, BAND_CHANNELS channels and BAND_MACS
+# multiply-adds per window sum) take TF ops with window sums as band products, larger ones the
+# kernel in a py_function. Pinned here at sizes on both sides of each of those limits.
 
-#: (1, 2, 2, 8) tiny; SMALL_ELEMENTS - 1, SMALL_ELEMENTS and one over; one channel; one position
+#: tiny; one channel; one position; SMALL_ELEMENTS - 1, SMALL_ELEMENTS and one over; at
+#: BAND_MACS and over it; BAND_CHANNELS and one over
 ROUTE_SHAPES = [
     (1, 2, 2, 8),
-    (1, 1, 31, 33),
-    (1, 4, 8, 32),
-    (1, 1, 41, 25),
     (3, 2, 1, 1),
     (1, 1, 1, 9),
+    (1, 1, 3855, 17),
+    (1, 32, 32, 64),
+    (1, 1, 65537, 1),
+    (2, 16, 16, 128),
+    (1, 16, 16, 256),
+    (1, 1, 1, 1024),
+    (1, 1, 1, 1025),
 ]
 
 
-def test_route_shapes_straddle_the_threshold():
+def _band_route(shape):
+    n, c = int(np.prod(shape)), shape[-1]
+    return n <= lrn_tf.SMALL_ELEMENTS and c <= lrn_tf.BAND_CHANNELS and n * c <= lrn_tf.BAND_MACS
+
+
+def _op_types(concrete):
+    """Types of the ops of a concrete function, those of its nested functions (tf.cond) too."""
+    graph_def = concrete.graph.as_graph_def()
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    return {n.op for n in nodes}
+
+
+def test_route_shapes_straddle_the_limits():
     sizes = sorted(int(np.prod(s)) for s in ROUTE_SHAPES)
     n = lrn_tf.SMALL_ELEMENTS
     assert n - 1 in sizes and n in sizes and n + 1 in sizes
+    macs = {int(np.prod(s)) * s[-1] for s in ROUTE_SHAPES}
+    assert lrn_tf.BAND_MACS in macs and any(m > lrn_tf.BAND_MACS for m in macs)
+    channels = {s[-1] for s in ROUTE_SHAPES}
+    assert {lrn_tf.BAND_CHANNELS, lrn_tf.BAND_CHANNELS + 1} <= channels
+    assert [_band_route(s) for s in ROUTE_SHAPES] == [True] * 5 + [False, True] * 2 + [False]
 
 
 def _no_checked_route(*args):
@@ -286,8 +309,8 @@ def test_eager_route_numbers(shape, dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", ROUTE_SHAPES)
 def test_graph_route_numbers(shape, dtype):
-    """In tf.function: TF ops (no callback) up to SMALL_ELEMENTS, the kernel above; forward and
-    gradient against the float64 reference and native TF."""
+    """In tf.function: TF ops (no callback) for small inputs, the kernel for the others; forward
+    and gradient against the float64 reference and native TF."""
 
     @tf.function
     def fwd_grad(x, dy, **kw):
@@ -300,9 +323,9 @@ def test_graph_route_numbers(shape, dtype):
         kw = dict(depth_radius=i + 1, bias=bias, alpha=alpha, beta=beta)
         x, dy = _inputs(shape, dtype, seed=sum(shape) + i)
         f = fwd_grad.get_concrete_function(tf.constant(x), tf.constant(dy), **kw)
-        types = {op.type for op in f.graph.get_operations()}
-        small = bool(np.prod(shape) <= lrn_tf.SMALL_ELEMENTS)
-        assert ("EagerPyFunc" in types) is not small and ("AvgPool" in types) is small
+        types = _op_types(f)
+        small = _band_route(shape)
+        assert ("EagerPyFunc" in types) is not small and ("MatMul" in types) is small
         y, g = f(tf.constant(x), tf.constant(dy))
         yr, gr = _reference(x, dy, **kw)
         assert_close(y.numpy(), yr, dtype)
@@ -312,6 +335,63 @@ def test_graph_route_numbers(shape, dtype):
             rtol = NATIVE[dtype]
             np.testing.assert_allclose(y, yn, rtol=rtol, atol=1e-6)
             np.testing.assert_allclose(g, gn, rtol=0, atol=rtol * np.abs(gr).max())
+
+
+@pytest.mark.parametrize("size,before", [(5, 2), (4, 2), (4, 1), (4, 0), (3, 2), (6, 5), (1, 0)])
+def test_band_route_uneven_windows(size, before):
+    """The band products with any window placement (the transposed band in the gradient; TF's
+    centred windows never need it), in tf.function: forward, gradient, and the Hessian-vector
+    product against finite differences."""
+    p = conventions.LRNParams(size, 1.5, 0.75, 1.0, before)
+    x, dy = _inputs((2, 2, 3, 7), "float64", size + before)
+    lrn = tf.autograph.experimental.do_not_convert(lambda x: lrn_tf._lrn_small(x, p))
+
+    @tf.function
+    def fwd_grad_hvp(x, dy):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = lrn(x)
+        return y, tape.gradient(y, x, output_gradients=dy), _hvp(lrn, x, dy)
+
+    f = fwd_grad_hvp.get_concrete_function(tf.constant(x), tf.constant(dy))
+    assert "MatMul" in _op_types(f)
+    y, g, h = f(tf.constant(x), tf.constant(dy))
+    assert_close(y.numpy(), lrn_ref(x, **p._asdict(), axis=-1))
+    assert_close(g.numpy(), lrn_grad_ref(dy, x, **p._asdict(), axis=-1))
+    np.testing.assert_allclose(h, _fd_hvp(x, dy, *p), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_band_route_keeps_non_finite_values_local(dtype):
+    """0 * inf is nan, so a product with the band would spread an inf or a nan to every
+    channel of its row: the band route sums such inputs with the average pool instead. Forward
+    and gradient (also for a nan in dy) in tf.function: equal to the kernel's, and outputs whose
+    window holds no non-finite value stay finite."""
+    kw = dict(depth_radius=2, bias=1.0, alpha=1e-4, beta=0.75)
+    x, dy = _inputs((1, 2, 2, 16), dtype, 7)
+    x[0, 0, 0, 3], x[0, 1, 1, 12], dy[0, 0, 1, 8] = np.inf, np.nan, np.nan
+
+    def run(implementation):
+        @tf.function
+        def f(x, dy):
+            xt = tf.identity(x)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                y = local_response_normalization(xt, **kw, implementation=implementation)
+            return y, tape.gradient(y, xt, output_gradients=dy)
+
+        assert ("MatMul" in _op_types(f.get_concrete_function(x, dy))) is (implementation == "auto")
+        return [t.numpy() for t in f(x, dy)]
+
+    (y, g), (yk, gk) = run("auto"), run("core")
+    for got, kernel in [(y, yk), (g, gk)]:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(kernel))
+        scale = np.nanmax(np.abs(kernel))
+        np.testing.assert_allclose(got, kernel, rtol=0, atol=REFERENCE[dtype] * scale)
+    for (i, j, c), out in [((0, 0, 3), y), ((1, 1, 12), y), ((0, 0, 3), g), ((0, 1, 8), g)]:
+        window = np.abs(np.arange(16) - c) <= 2
+        assert np.isnan(out[0, i, j, c]) and np.isfinite(out[0, i, j, ~window]).all()
+    assert np.isfinite(y[0, 0, 1]).all() and np.isfinite(y[0, 1, 0]).all()
 
 
 @pytest.mark.parametrize(
@@ -1070,17 +1150,27 @@ def test_saving_a_pretraced_native_function_works(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "m"), signatures=concrete)
     assert "LRN" in _saved_ops(tmp_path / "m")
     x = _input_8x8x6()
-    loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_SIGNATURE, str(tmp_path / "m"), "x"],
-        input=x.tobytes(),
-        capture_output=True,
-        check=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    y = np.frombuffer(loaded.stdout, np.float32).reshape(x.shape)
+    y = _run_signature_elsewhere(tmp_path / "m", x)
     np.testing.assert_allclose(
         y, tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75), rtol=1e-6
     )
+
+
+def test_saving_a_pretraced_small_function_works(tmp_path):
+    """A static shape small enough for the band route (TF ops, no callback): the pre-traced
+    function saves as it is (with its gradient), and runs in a process without lrn-core."""
+    module = tf.Module()
+    module.f = tf.function(lambda x: local_response_normalization(x, 2, 1.0, 0.3, 0.75))
+    concrete = module.f.get_concrete_function(tf.TensorSpec([3, 8, 8, 6], tf.float32))
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures=concrete)
+    ops = _saved_ops(tmp_path / "m")
+    assert "MatMul" in ops and not any("PyFunc" in op for op in ops)
+    x = _input_8x8x6()
+    y = _run_signature_elsewhere(tmp_path / "m", x)
+    yr = lrn_ref(
+        x.astype(np.float64), axis=-1, **conventions.from_tensorflow(2, 1.0, 0.3, 0.75)._asdict()
+    )
+    assert_close(y, yr, "float32")
 
 
 LOAD_SIGNATURE = """
@@ -1092,6 +1182,18 @@ out = list(f(tf.constant(x)).values())[0].numpy()
 assert "lrn_core" not in sys.modules
 sys.stdout.buffer.write(out.astype(np.float32).tobytes())
 """
+
+
+def _run_signature_elsewhere(path, x):
+    """The SavedModel's serving signature on x (3, 8, 8, 6), in a process without lrn_core."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_SIGNATURE, str(path), "x"],
+        input=x.tobytes(),
+        capture_output=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    return np.frombuffer(loaded.stdout, np.float32).reshape(x.shape)
 
 
 def test_keras_export_archive_endpoint_traced_earlier_raises(tmp_path):
