@@ -43,7 +43,7 @@ Hence ``implementation``:
     window sum by average pooling: no running sum, nothing subtracted), which XLA compiles, TF
     differentiates to any order and ``vectorized_map`` vectorises; for small inputs in graphs
     (see ``SMALL_ELEMENTS``), where a callback costs more than the LRN, TF ops again: the forward
-    and its gradient written out, window sums as products with a band of ones (:func:`_lrn_small`).
+    and its gradient written out, window sums as products with a band (:func:`_lrn_small`).
     A function traced *earlier* with the kernel and then handed to a SavedModel (signatures from
     ``get_concrete_function``, Keras ``ExportArchive`` endpoints already called) is refused at
     save time with an error that says what to do.
@@ -699,9 +699,9 @@ def _lrn_small(x, p):
 
 
 def _power(s, beta):
-    """``s**beta``; for beta 1, 0.5 and 0.75 with square roots, each rounded correctly (about
-    1.5 ulp at most in all): TF's float32 ``Pow`` is a scalar loop, on 32768 elements it alone
-    takes longer than TF's whole LRN op."""
+    """``s**beta``; for beta 1, 0.5 and 0.75 with square roots, each rounded correctly (under
+    2 ulp in all): TF's float32 ``Pow`` is a scalar loop, on 32768 elements it alone takes longer
+    than TF's whole LRN op."""
     if beta == 1:
         return s
     if beta == 0.5:
