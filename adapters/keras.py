@@ -123,8 +123,8 @@ class LocalResponseNormalization(keras.layers.Layer):
             )
         )
         self._call = _CALLS[backend]
-        if backend == "tensorflow":
-            self.supports_jit = False  # keep jit_compile="auto" off XLA (the core calls Python)
+        if backend == "tensorflow":  # under XLA "auto" computes TF ops: the model keeps XLA
+            self.supports_jit = self.implementation != "core"
 
     def call(self, inputs):
         rank = len(inputs.shape)

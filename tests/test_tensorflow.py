@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import functools  # noqa: E402
+import importlib  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -997,11 +998,14 @@ def test_forward_accumulator_through_a_model(impl, mode):
     np.testing.assert_allclose(jvp.numpy(), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
-def test_keras_jit_compile_keeps_xla():
-    """The layer supports XLA ("auto" computes TF ops there): Keras keeps jit_compile=True."""
+@pytest.mark.parametrize("module", ["tensorflow", "keras"])
+def test_keras_jit_compile_keeps_xla(module):
+    """The layer supports XLA ("auto" computes TF ops there): Keras keeps jit_compile=True. Both
+    layers: this module's, and lrn_core.adapters.keras's (any backend) on the TF backend."""
+    Layer = importlib.import_module(f"lrn_core.adapters.{module}").LocalResponseNormalization
     x, labels = _data(16)
     losses = []
-    for layer in (LocalResponseNormalization(**LAYER_KW), NativeLRN(**LAYER_KW)):
+    for layer in (Layer(**LAYER_KW), NativeLRN(**LAYER_KW)):
         model = _model(layer)
         model.compile(
             keras.optimizers.SGD(0.1),
@@ -1013,7 +1017,7 @@ def test_keras_jit_compile_keeps_xla():
             model.fit(x, labels, batch_size=8, epochs=2, shuffle=False, verbose=0).history["loss"]
         )
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
-    core = _model(LocalResponseNormalization(**LAYER_KW, implementation="core"))
+    core = _model(Layer(**LAYER_KW, implementation="core"))
     with pytest.warns(UserWarning, match="jit_compile=False"):  # Keras turns XLA off, says so
         core.compile("sgd", "mse", jit_compile=True)
     assert core.jit_compile is False
