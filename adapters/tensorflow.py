@@ -73,6 +73,7 @@ from tensorflow.python.saved_model.save_context import in_save_context
 from .. import _buffers, conventions, lrn, lrn_backward, window_sum
 from .._dispatch import kernels
 from ..validation import check_choice, check_params, check_tf_params
+from . import keras as keras_layer
 
 __all__ = ["local_response_normalization", "LocalResponseNormalization", "IMPLEMENTATIONS"]
 
@@ -777,8 +778,11 @@ def _lrn_composite(x, p):
 
 
 @keras.saving.register_keras_serializable(package="lrn_core")
-class LocalResponseNormalization(keras.layers.Layer):
+class LocalResponseNormalization(keras_layer.LocalResponseNormalization):
     """Keras 3 layer (TensorFlow backend) applying :func:`local_response_normalization`.
+
+    :class:`lrn_core.adapters.keras.LocalResponseNormalization` (parameters, checks, config, XLA
+    support) held to the TensorFlow backend, under its own registered name.
 
     Parameters are TensorFlow's (``alpha`` not divided by the window ``2 * depth_radius + 1``);
     input 4-D, channels last. The layer has no weights; it computes in its dtype policy's compute
@@ -801,20 +805,14 @@ class LocalResponseNormalization(keras.layers.Layer):
     def __init__(
         self, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, implementation="auto", **kwargs
     ):
-        super().__init__(**kwargs)
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(
                 "lrn_core.adapters.tensorflow.LocalResponseNormalization needs the "
                 f"TensorFlow backend of Keras, got {keras.backend.backend()!r}"
             )
-        self.implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
-        self.depth_radius, self.bias, self.alpha, self.beta = check_tf_params(
-            depth_radius, bias, alpha, beta
-        )
-        # XLA: "auto" computes the TF-ops formula there, so a jit-compiled model keeps XLA
-        self.supports_jit = implementation != "core"
+        super().__init__(depth_radius, bias, alpha, beta, implementation, **kwargs)
 
-    def call(self, inputs):
+    def call(self, inputs):  # the function checks the rank, at run time if it is unknown
         return local_response_normalization(
             inputs,
             self.depth_radius,
@@ -823,16 +821,3 @@ class LocalResponseNormalization(keras.layers.Layer):
             self.beta,
             implementation=self.implementation,
         )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "depth_radius": self.depth_radius,
-            "bias": self.bias,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "implementation": self.implementation,
-        }
