@@ -1,19 +1,18 @@
 """The side-by-side timing harness behind ``lrn-core bench``.
 
 Times lrn-core against every native LRN installed and against the copy floor (``numpy.copyto`` of
-the same array), forward, backward and forward+backward, and prints medians and ratios (also as
-Markdown, JSON and a PNG bar chart)::
+the same array), forward, backward and forward+backward, and reports medians and ratios as
+Markdown (printed, and optionally written), JSON and a PNG bar chart::
 
     lrn-core bench --quick
     lrn-core bench --shapes alexnet-conv1 --threads 1,2 --markdown bench.md --plot bench.png
 
-What is ours is the cases and the reports; the rest is borrowed: ``timeit.Timer`` times the calls
-(``time.perf_counter``, garbage collector off), ``statistics`` summarises them, threadpoolctl
-limits the OpenMP/BLAS pools, tqdm draws the progress bar (the last two when installed). Every row
-of a case runs in the same process and time window: the repeats are split into rounds, and in
-each round every row runs its warm-up calls and then its share of the timed calls. A thread count
-other than the process default runs in a child process started with ``OMP_NUM_THREADS``, where
-torch and TensorFlow (intra-op, set before it initialises) get the same count.
+Ours are the cases and the reports; the rest is borrowed. Each thread count runs in a fresh child
+process started with ``OMP_NUM_THREADS`` (threadpoolctl holds the OpenMP and BLAS pools to it,
+torch and TensorFlow get the same intra-op count before they initialise). There ``timeit`` times
+the calls (``time.perf_counter``, gc off), ``statistics`` summarises them and tqdm shows progress.
+Every row of a case runs in the same time window: the repeats are split into rounds, and in each
+round every row runs its warm-up calls and then its share of the timed calls.
 
 Importing this module imports no framework; :func:`run` returns a :class:`BenchResult`.
 """
@@ -21,7 +20,6 @@ Importing this module imports no framework; :func:`run` returns a :class:`BenchR
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import dataclasses
 import functools
@@ -29,16 +27,16 @@ import gc
 import importlib
 import importlib.util
 import json
+import multiprocessing
 import operator
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import timeit
-import types
+from collections import namedtuple
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -99,11 +97,8 @@ class Case:
 
 @dataclasses.dataclass
 class Settings:
-    """How to run: the options of ``lrn-core bench --help``, kept as ``meta["settings"]``.
-
-    None means the default, which ``quick`` changes as ``--quick`` does; :func:`run` fills in
-    every default (``isolated`` included) before anything runs, and a child process gets the
-    filled-in settings."""
+    """The options of ``lrn-core bench --help``, kept as ``meta["settings"]``. None means the
+    default, which ``quick`` changes as ``--quick`` does; :func:`run` fills every one in."""
 
     shapes: list | str | None = None  # names of SHAPES, or CxHxW / NxCxHxW
     batch: int | None = None
@@ -117,7 +112,6 @@ class Settings:
     quick: bool = False
     progress: bool = True
     memory: bool = True
-    isolated: bool | None = None
 
 
 @dataclasses.dataclass
@@ -170,12 +164,8 @@ class BenchResult:
         return sorted(rows, key=lambda r: (PASS_ORDER[r.pass_], IMPL_ORDER.get(r.impl, 99)))
 
     def markdown(self):
-        """The report as GitHub Markdown: method, environment, summary, one table per case."""
+        """The report (what ``lrn-core bench`` prints): method, environment, summary, cases."""
         return _markdown(self)
-
-    def table(self):
-        """The same report as plain text, tables aligned (what ``lrn-core bench`` prints)."""
-        return _plain(self.markdown())
 
     def to_dict(self):
         return {"meta": self.meta, "rows": [dataclasses.asdict(r) for r in self.rows]}
@@ -210,17 +200,11 @@ def _numpy(axis, p, x, dy):
     kw = dict(zip(("size", "alpha", "beta", "k"), p, strict=True), axis=axis)
     fwd = functools.partial(lrn_core.lrn, x, **kw, out=np.empty_like(x))
     bwd = functools.partial(lrn_core.lrn_backward, dy, x, **kw, out=np.empty_like(x))
-
-    def fwd_bwd():
-        fwd()
-        bwd()
-
-    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": lambda: (fwd(), bwd())}
 
 
 def _torch(f, p, x, dy, compiled=False):
-    """``f(x)`` and ``f(x).backward(dy)`` of the torch function ``f`` (see :func:`_bind`), or
-    of ``torch.compile(f)``."""
+    """``f(x)`` and ``f(x).backward(dy)`` of torch function ``f``, or of ``torch.compile(f)``."""
     import torch
 
     fp = _bind(f, p)
@@ -274,12 +258,7 @@ def _jax(f, p, x, dy):
 
     fp = _bind(f, p)
     fwd = jax.jit(fp)
-
-    @jax.jit
-    def fwd_bwd(x, dy):
-        y, vjp = jax.vjp(fp, x)
-        return y, vjp(dy)[0]
-
+    fwd_bwd = jax.jit(lambda x, dy: (lambda y, vjp: (y, vjp(dy)[0]))(*jax.vjp(fp, x)))
     xj, dyj = jax.device_put(x), jax.device_put(dy)
     return {
         "fwd": lambda: jax.block_until_ready(fwd(xj)),
@@ -293,7 +272,7 @@ TF_ADAPTER = "lrn_core.adapters.tensorflow:local_response_normalization"
 TF_NATIVE = "tensorflow:nn.local_response_normalization"
 JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
 COMPILED, EAGER = {"compiled": True}, {"graph": False}
-Impl = collections.namedtuple("Impl", "label framework kind layout build f kw", defaults=[{}])
+Impl = namedtuple("Impl", "label framework kind layout build f kw", defaults=[{}])
 #: every implementation, in table order; its rows come from ``build(f, p, x, dy, **kw)``
 IMPLS = [
     Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy, 1),
@@ -323,7 +302,7 @@ def _impls(case, settings):
     return [i for i in IMPLS if i.framework in settings.frameworks and not skip.get(i.label)]
 
 
-# --- measuring -----------------------------------------------------------------------------------
+# --- measuring (in a child process per thread count) --------------------------------------------
 
 
 def _installed(module):
@@ -334,14 +313,8 @@ def _installed(module):
 
 
 def _short(exc):
-    lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    msg = lines[0] if lines else type(exc).__name__
+    msg = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
     return msg if len(msg) <= 110 else msg[:107] + "..."
-
-
-def _proc_status(key):
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith(key + ":"))
 
 
 def _peak_extra_mib(fn):
@@ -353,18 +326,22 @@ def _peak_extra_mib(fn):
 
     import lrn_core
 
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith(key + ":"))
+
     lrn_core.empty_cache()
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
     try:
-        rss = _proc_status("VmRSS")
+        rss = status("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except (OSError, StopIteration):
         return None
     fn()
-    return max(_proc_status("VmHWM") - rss, 0) / 2**20
+    return max(status("VmHWM") - rss, 0) / 2**20
 
 
 def _split(repeat, rounds):
@@ -380,14 +357,12 @@ def _time_case(case, settings, bar):
     round measures its peak extra memory."""
     rng = np.random.default_rng(20240605)
     x, dy = (rng.standard_normal(case.shape).astype(case.dtype) for _ in range(2))
-    impls = _impls(case, settings)
     arrays = {"NCHW": (x, dy)}
-    if any(i.layout == "NHWC" for i in impls):
-        arrays["NHWC"] = tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
+    arrays["NHWC"] = tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
     p = (case.size, case.alpha, case.beta, case.k)
     head = (case.name, tuple(case.shape), case.dtype, case.size, case.beta, case.threads)
     label, tasks = f"{case.name} t={case.threads}", []
-    for impl in impls:
+    for impl in _impls(case, settings):
         bar.set_postfix_str(f"{label}: preparing {impl.label}", refresh=False)
         try:
             fns, err = impl.build(impl.f, p, *arrays[impl.layout], **impl.kw), None
@@ -421,17 +396,60 @@ def _time_case(case, settings, bar):
     return [row for row, _ in tasks]
 
 
+def _run_threads(cases, settings, threads):
+    """Run cases (all at ``threads``) in this process, started with ``OMP_NUM_THREADS=threads``:
+    (rows, the thread count each pool reports)."""
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    from lrn_core._dispatch import kernels
+
+    report = {"lrn-core (OpenMP)": int(kernels().max_threads())}
+    threadpool_limits(threads)  # OpenMP and BLAS, for the life of this process
+    if "torch" in settings.frameworks:
+        with contextlib.suppress(ImportError):  # a broken torch shows in its rows
+            import torch
+
+            torch.set_num_threads(threads)
+            report["torch (intra-op)"] = torch.get_num_threads()
+    if "tensorflow" in settings.frameworks:
+        with contextlib.suppress(ImportError):  # a broken TF shows in its rows
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)  # before it initialises
+            report["tensorflow (intra-op)"] = tf.config.threading.get_intra_op_parallelism_threads()
+    s = settings
+    calls = (s.repeat + s.warmup * len(_split(s.repeat, s.rounds))) * sum(
+        len(PASSES[i.kind]) for c in cases for i in _impls(c, s)
+    )
+    interval = 0.2 if sys.stderr.isatty() else 30
+    with tqdm(total=calls, desc=f"bench threads={threads}", unit="call", leave=False,
+              dynamic_ncols=True, mininterval=interval, disable=not s.progress) as bar:  # fmt: skip
+        return [row for case in cases for row in _time_case(case, s, bar)], report
+
+
+def _child_env(threads):
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when lrn-core's and torch's OpenMP load
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run_child(cases, settings, threads):
+    """:func:`_run_threads` in a fresh process (spawned: no framework or OpenMP pool inherited)."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, spawn, initializer=_child_env, initargs=(threads,)) as pool:
+        return pool.submit(_run_threads, cases, settings, threads).result()
+
+
 def _summarise(rows):
     """Median, min and IQR of every row; ``x copy`` and ``speedup`` only within a case."""
     for r in rows:
         if r.status == "ok" and not r.times_ms:
             r.status = "n/a: not timed"
-        if r.status != "ok":
-            continue
-        r.median_ms, r.min_ms = statistics.median(r.times_ms), min(r.times_ms)
-        if len(r.times_ms) >= 4 and r.median_ms > 0:
-            q = statistics.quantiles(r.times_ms, n=4)
-            r.iqr_pct = 100.0 * (q[2] - q[0]) / r.median_ms
+        if r.status == "ok":
+            r.median_ms, r.min_ms = statistics.median(r.times_ms), min(r.times_ms)
+            if len(r.times_ms) >= 4 and r.median_ms > 0:
+                q = statistics.quantiles(r.times_ms, n=4)
+                r.iqr_pct = 100.0 * (q[2] - q[0]) / r.median_ms
     for key in dict.fromkeys((r.case, r.threads) for r in rows):
         rs = [r for r in rows if (r.case, r.threads) == key and r.ok]
         copy = next((r for r in rs if r.kind == "copy"), None)
@@ -444,116 +462,6 @@ def _summarise(rows):
             if r.pass_ in best and r.median_ms > 0:
                 r.speedup, r.best_native = best[r.pass_].median_ms / r.median_ms, best[r.pass_].impl
     return rows
-
-
-# --- one thread count in one process ------------------------------------------------------------
-
-
-def _set_threads(frameworks, threads, stack):
-    """Limit lrn-core's OpenMP pool (and BLAS) with threadpoolctl, and torch's and TensorFlow's
-    intra-op pools, until ``stack`` closes: (threads each one reports, notes)."""
-    from lrn_core._dispatch import kernels
-
-    k = kernels()  # the OpenMP runtime must be loaded before threadpoolctl looks for it
-    if _installed("threadpoolctl"):
-        from threadpoolctl import threadpool_limits
-
-        stack.enter_context(threadpool_limits(limits=threads))
-    report, notes = {"lrn-core (OpenMP)": int(k.max_threads())}, []
-    if report["lrn-core (OpenMP)"] != threads:
-        notes.append(
-            f"lrn-core runs {report['lrn-core (OpenMP)']} threads, not {threads}: install "
-            "threadpoolctl, or set OMP_NUM_THREADS"
-        )
-    if "torch" in frameworks:
-        with contextlib.suppress(Exception):  # a broken torch shows in its rows
-            import torch
-
-            stack.callback(torch.set_num_threads, torch.get_num_threads())
-            torch.set_num_threads(threads)
-            report["torch (intra-op)"] = torch.get_num_threads()
-    if "tensorflow" in frameworks:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with contextlib.suppress(ImportError):  # a broken TF shows in its rows
-            import tensorflow as tf
-
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                report["tensorflow (intra-op)"] = threads
-            except RuntimeError:
-                report["tensorflow (intra-op)"] = "default (already initialised)"
-                notes.append(
-                    "TensorFlow was initialised before the bench: its intra-op thread count "
-                    "could not be set"
-                )
-    return report, notes
-
-
-def _run_group(cases, settings, threads, prefix="bench"):
-    """Run cases (all at ``threads``) in this process: (rows, meta)."""
-    s = settings
-    calls = s.repeat + s.warmup * len(_split(s.repeat, s.rounds))
-    total = calls * sum(len(PASSES[i.kind]) for c in cases for i in _impls(c, s))
-    lines = s.progress and not _installed("tqdm")  # then one line per case
-    nothing = lambda *a, **k: None  # noqa: E731
-    bar = types.SimpleNamespace(set_postfix_str=nothing, update=nothing, close=nothing)
-    if s.progress and not lines:
-        from tqdm.auto import tqdm
-
-        dt = 0.2 if sys.stderr.isatty() else 30
-        bar = tqdm(
-            total=total, desc=prefix, unit="call", leave=False, dynamic_ncols=True, mininterval=dt
-        )
-    rows = []
-    with contextlib.ExitStack() as stack:
-        stack.callback(bar.close)
-        report, notes = _set_threads(s.frameworks, threads, stack)
-        for i, case in enumerate(cases):
-            if lines:
-                msg = f"{prefix}: case {i + 1}/{len(cases)} {case.name}"
-                print(msg + " (pip install tqdm for a progress bar)", file=sys.stderr, flush=True)
-            rows += _time_case(case, s, bar)
-    return rows, {"threads_reported": {str(threads): report}, "notes": notes}
-
-
-def _child_main(spec, out_path):
-    """A child process (one thread count): runs the cases of ``spec`` (JSON), writes rows and
-    meta (or the error) as JSON to ``out_path``."""
-    spec = json.loads(spec)
-    cases = [Case(**{**c, "shape": tuple(c["shape"])}) for c in spec["cases"]]
-    t = spec["threads"]
-    try:
-        rows, meta = _run_group(cases, Settings(**spec["settings"]), t, f"bench threads={t}")
-        payload = {"rows": [dataclasses.asdict(r) for r in rows], "meta": meta}
-    except BaseException as exc:  # report it; the parent goes on with the other thread counts
-        payload = {"error": _short(exc)}
-    with open(out_path, "w") as f:
-        json.dump(payload, f)
-    return 0
-
-
-def _run_child(cases, settings, threads):
-    cases = [dataclasses.asdict(c) for c in cases]
-    spec = json.dumps(
-        {"cases": cases, "settings": dataclasses.asdict(settings), "threads": threads}
-    )
-    # ``-c`` puts the working directory first on sys.path: drop it, so that a script there
-    # named like a module the child imports cannot shadow it
-    code = (
-        "import sys; sys.path = [p for p in sys.path if p != '']; "
-        "from lrn_core.benchmarks.harness import _child_main; sys.exit(_child_main(*sys.argv[1:]))"
-    )
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    with tempfile.TemporaryDirectory(prefix="lrn_core_bench_") as tmp:
-        out = os.path.join(tmp, "out.json")
-        proc = subprocess.run([sys.executable, "-c", code, spec, out], env=env)
-        payload = {"error": f"child exited with code {proc.returncode}"}
-        if os.path.exists(out):
-            with open(out) as f:
-                payload = json.load(f)
-    if "error" in payload:
-        return None, payload["error"]
-    return [Row.from_dict(r) for r in payload["rows"]], payload["meta"]
 
 
 # --- planning and the entry point ---------------------------------------------------------------
@@ -596,9 +504,26 @@ def _plan(shapes, batch, variants, threads_list):
 
 
 def _names(value):
-    """A list of names from a list or a comma-separated string, blanks dropped."""
+    """A list from a list or a comma-separated string, blanks dropped."""
     names = value.split(",") if isinstance(value, str) else value or []
-    return [n.strip() for n in names if n.strip()]
+    return [n.strip() if isinstance(n, str) else n for n in names if str(n).strip()]
+
+
+def _choose(value, known, what):
+    """The names in ``value`` (a list or a comma-separated string; "all" for every known one)."""
+    names = [FRAMEWORK_ALIASES.get(n.lower(), n.lower()) for n in _names(value)]
+    for n in names:
+        if n not in known and n != "all":
+            raise ValueError(f"unknown {what} {n!r}: use {', '.join(known)} or all")
+    return list(known) if "all" in names else names
+
+
+def _require(modules, why=""):
+    missing = [m for m in modules if not _installed(m)]
+    if missing:
+        raise ImportError(
+            f"lrn-core bench{why} needs {', '.join(missing)}: pip install 'lrn-core[bench]'"
+        )
 
 
 def _environment(frameworks):
@@ -628,29 +553,21 @@ def _loadavg():
     return None
 
 
-def run(shapes=None, *, isolate=None, **options):
+def run(shapes=None, **options):
     """Run the benchmark and return a :class:`BenchResult`.
 
     ``options`` are the fields of :class:`Settings`, the options of ``lrn-core bench --help``:
     ``shapes``, ``frameworks`` and ``variants`` are lists or comma-separated strings, ``threads``
-    an int or a list. ``isolate`` runs each thread count in a child process started with
-    ``OMP_NUM_THREADS`` (default: when several counts are asked for, or one that differs from the
-    process default).
+    an int or a list (default: the process's OpenMP default). Each thread count runs in a child
+    process started with ``OMP_NUM_THREADS``.
     """
     from lrn_core._dispatch import kernels
 
     t_start = time.perf_counter()
-    s = Settings(shapes=_names(shapes) or list(SHAPES), isolated=isolate, **options)
-    s.variants = [v.lower() for v in _names(s.variants)]
-    s.variants = list(VARIANTS) if "all" in s.variants else s.variants
-    for v in s.variants:
-        if v not in VARIANTS:
-            raise ValueError(f"unknown variant {v!r}: use {', '.join(VARIANTS)} or all")
-    wanted = [FRAMEWORK_ALIASES.get(f.lower(), f.lower()) for f in _names(s.frameworks)]
-    for f in wanted:
-        if f not in ("numpy",) + FRAMEWORKS:
-            raise ValueError(f"unknown framework {f!r}: use numpy, torch, tf, jax")
-    wanted = wanted or FRAMEWORKS
+    _require(["threadpoolctl", "tqdm"])
+    s = Settings(shapes=_names(shapes) or list(SHAPES), **options)
+    s.variants = _choose(s.variants, VARIANTS, "variant")
+    wanted = _choose(s.frameworks, ("numpy",) + FRAMEWORKS, "framework") or FRAMEWORKS
     s.frameworks = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
     missing = [f for f in FRAMEWORKS if f in wanted and f not in s.frameworks]
     for name, (normal, quick) in DEFAULTS.items():
@@ -661,15 +578,16 @@ def run(shapes=None, *, isolate=None, **options):
             f"repeat ({s.repeat}), rounds ({s.rounds}) and batch ({s.batch}) must be "
             f">= 1, warmup ({s.warmup}) >= 0"
         )
-    default = int(kernels().max_threads())
-    threads = [s.threads] if isinstance(s.threads, int) else list(s.threads or [default])
-    if any(int(t) < 1 for t in threads):
-        raise ValueError(f"thread counts must be >= 1, got {threads}")
-    cases = _plan(s.shapes, s.batch, s.variants, dict.fromkeys(map(int, threads)))
+    threads = [s.threads] if isinstance(s.threads, int) else _names(s.threads)
+    try:
+        threads = [int(t) for t in threads] or [int(kernels().max_threads())]
+    except ValueError:
+        threads = [0]
+    if min(threads) < 1:
+        raise ValueError(f"threads must be integers >= 1, got {s.threads!r}")
+    cases = _plan(s.shapes, s.batch, s.variants, dict.fromkeys(threads))
     s.compile = (not s.quick if s.compile is None else bool(s.compile)) and "torch" in s.frameworks
     s.threads = list(dict.fromkeys(c.threads for c in cases))
-    if s.isolated is None:
-        s.isolated = len(s.threads) > 1 or s.threads != [default]
     meta = {
         "environment": _environment(s.frameworks),
         "settings": dataclasses.asdict(s),
@@ -680,16 +598,15 @@ def run(shapes=None, *, isolate=None, **options):
     }
     rows = []
     for t in s.threads:
-        group = [c for c in cases if c.threads == t]
-        got, sub = (_run_child if s.isolated else _run_group)(group, s, t)
-        if got is None:
-            meta["notes"].append(f"threads={t}: the child process failed: {sub}")
+        try:
+            got, report = _run_child([c for c in cases if c.threads == t], s, t)
+        except Exception as exc:  # the child died or failed: go on with the other counts
+            meta["notes"].append(f"threads={t}: the child process failed: {_short(exc)}")
             continue
         rows += got
-        meta["threads_reported"].update(sub["threads_reported"])
-        meta["notes"] += [n for n in sub["notes"] if n not in meta["notes"]]
-    order = {(c.name, c.threads): i for i, c in enumerate(cases)}
-    rows.sort(key=lambda r: order[r.case, r.threads])  # plan order, not run order
+        meta["threads_reported"][str(t)] = report
+        if report["lrn-core (OpenMP)"] != t:
+            meta["notes"].append(f"lrn-core ran {report['lrn-core (OpenMP)']} threads, not {t}")
     _summarise(rows)
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     meta["loadavg_end"] = _loadavg()
@@ -735,19 +652,13 @@ def _md_table(header, rows):
 
 
 def _case_section(result, key):
-    """Markdown of one case: heading, the floors, the table and its footnotes."""
+    """Markdown of one case: heading, table, footnotes."""
     rows = result.case_rows(key)
     r0 = rows[0]
     head = (
         f"## {key[0]}: x {'x'.join(map(str, r0.shape))} {r0.dtype}, size {r0.size}, "
         f"beta {r0.beta:g}, threads {key[1]}"
     )
-    floors = [f"copy floor {_fmt_ms(r.median_ms)} ms" for r in rows if r.kind == "copy" and r.ok]
-    floors += [
-        f"fastest native {r.pass_}: {r.impl} {_fmt_ms(r.median_ms)} ms"
-        for r in rows
-        if r.ok and r.best_native == r.impl and r.pass_ in FB
-    ]
     cells, notes = [], []
     for r in rows:
         if r.ok:
@@ -760,7 +671,7 @@ def _case_section(result, key):
             notes += [note] if note not in notes else []
             numbers = [f"{short} [{notes.index(note) + 1}]"] + [""] * 5
         cells.append([r.impl, r.layout, r.pass_] + numbers)
-    out = ["", head, ""] + (["; ".join(floors), ""] if floors else []) + _md_table(COLUMNS, cells)
+    out = ["", head, ""] + _md_table(COLUMNS, cells)
     return out + ([""] + [f"[{i}] {n}  " for i, n in enumerate(notes, 1)] if notes else [])
 
 
@@ -826,30 +737,6 @@ def _markdown(result):
     return "\n".join(out) + "\n"
 
 
-def _plain(markdown):
-    """The Markdown report as text for a terminal: no markup, tables aligned in columns (the
-    ones whose rule is ``---:`` to the right)."""
-    out, table = [], []
-    for ln in markdown.splitlines() + [""]:
-        if ln.startswith("|"):
-            table.append([c.strip() for c in ln[1:-1].split("|")])
-            continue
-        if table:
-            header, rule, *rows = table
-            widths = [max(map(len, col)) for col in zip(header, *rows, strict=True)]
-            for row in [header, ["-" * w for w in widths], *rows]:
-                cells = zip(row, widths, rule, strict=True)
-                out.append(
-                    "  ".join(c.rjust(w) if r == "---:" else c.ljust(w) for c, w, r in cells)
-                )
-                out[-1] = out[-1].rstrip()
-            table = []
-        if ln.startswith("- "):
-            ln = ln[2:].replace("*", "").replace("`", "")
-        out.append(ln.lstrip("#").lstrip())
-    return "\n".join(out[:-1]) + "\n"
-
-
 def plot(result, path):
     """A PNG bar chart of the medians: one panel per case, log scale, the copy floor dashed.
     Raises ImportError without matplotlib."""
@@ -899,22 +786,6 @@ def plot(result, path):
 # --- command line --------------------------------------------------------------------------------
 
 
-def _ints(low=1, many=False):
-    """argparse type: an integer >= ``low`` (comma-separated integers with ``many``)."""
-
-    def parse(text):
-        try:
-            vals = [int(t) for t in text.split(",") if t.strip()]
-        except ValueError:
-            vals = []
-        if not vals or min(vals) < low or (len(vals) > 1 and not many):
-            what = "comma-separated integers" if many else "an integer"
-            raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text!r}")
-        return vals if many else vals[0]
-
-    return parse
-
-
 #: ``lrn-core bench``'s options: flag, then its help (``{...}`` filled in by :func:`build_parser`)
 HELP = """
 --shapes       comma-separated names ({shapes}) or CxHxW / NxCxHxW (default: the four names)
@@ -936,15 +807,15 @@ torch.compile
 --no-progress  no progress bar (tqdm) on stderr
 --no-memory    do not measure each row's peak extra memory (one untimed call)
 """
-LIST = {"metavar": "LIST"}  # a comma-separated string: run() splits it
+LIST, INT = {"metavar": "LIST"}, {"type": int}  # run() splits and checks them
 #: argparse keywords of each option
 OPTIONS = {
     "--shapes": LIST,
-    "--batch": {"type": _ints()},
-    "--repeat": {"type": _ints()},
-    "--rounds": {"type": _ints()},
-    "--warmup": {"type": _ints(0)},
-    "--threads": {"type": _ints(many=True), **LIST},
+    "--batch": INT,
+    "--repeat": INT,
+    "--rounds": INT,
+    "--warmup": INT,
+    "--threads": LIST,
     "--frameworks": LIST,
     "--variants": LIST,
     "--compile": {"action": argparse.BooleanOptionalAction},
@@ -963,14 +834,13 @@ def build_parser(prog="lrn-core bench"):
         description="Time lrn-core against the native LRNs installed (torch eager, torch.compile, "
         "TensorFlow in tf.function and eager, jitted jnp) and the copy floor "
         "(numpy.copyto of the same array). Prints medians and ratios measured in the "
-        "same run.",
+        "same run, as Markdown.",
         epilog="Shapes: "
         + "; ".join(f"{n} = (N, {', '.join(map(str, s))}): {d}" for n, (s, d) in SHAPES.items())
         + ". Variants: "
         + "; ".join(f"{n}: {d}" for n, d in VARIANTS.items())
-        + ". Thread counts other than the default (and every count when several are "
-        "given) run in a child process with OMP_NUM_THREADS set; torch and TensorFlow "
-        "(intra-op) follow it.",
+        + ". Each thread count runs in a child process with OMP_NUM_THREADS set; torch and "
+        "TensorFlow (intra-op) follow it.",
     )
     fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS), **DEFAULTS}
     helps = dict(ln.split(None, 1) for ln in HELP.strip().splitlines())
@@ -980,26 +850,17 @@ def build_parser(prog="lrn-core bench"):
 
 
 def main(argv=None):
-    """``lrn-core bench [options]``: run, print the report, write the files asked for.
-
-    Returns 0, or 2 for a usage error (argparse raises SystemExit(2) for its own).
-    """
+    """``lrn-core bench [options]``: run, print the report, write the files asked for. A usage
+    error or a missing library exits with status 2 (argparse's ``error``)."""
     parser = build_parser()
     options = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     markdown, json_path, png = (options.pop(k, None) for k in ("markdown", "json", "plot"))
-    if png and not _installed("matplotlib"):
-        print(
-            "lrn-core bench: --plot needs matplotlib, which is not installed.\n"
-            "Install it with `pip install 'lrn-core[bench]'` (or `pip install matplotlib`), "
-            "or drop --plot.",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        _require(["matplotlib"] if png else [], " --plot")
         result = run(**options)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         parser.error(str(exc))
-    print(result.table(), end="")
+    print(result.markdown(), end="")
     for path, text in (
         (markdown, result.markdown),
         (json_path, lambda: json.dumps(result.to_dict(), indent=1)),

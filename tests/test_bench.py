@@ -147,9 +147,9 @@ def test_threads_run_in_child_processes(tmp_path):
     )
     data = json.loads(js.read_text())
     assert {r["threads"] for r in data["rows"]} == {1, 2}
-    assert data["meta"]["settings"]["isolated"] is True
     for t in ("1", "2"):
         assert data["meta"]["threads_reported"][t]["lrn-core (OpenMP)"] == int(t)
+    assert data["meta"]["notes"] == []
 
 
 def test_child_processes_ignore_modules_in_the_working_directory(tmp_path, monkeypatch):
@@ -179,50 +179,41 @@ def test_cli_bench_passes_its_options_on(tmp_path, capsys):
     assert md.read_text().startswith("# lrn-core bench")
 
 
-def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("module", ["matplotlib", "tqdm", "threadpoolctl"])
+def test_a_missing_library_is_a_clear_error(module, monkeypatch, tmp_path, capsys):
+    """matplotlib for --plot, tqdm and threadpoolctl always: exit 2 naming it and the extra,
+    before anything runs."""
     real = harness._installed
-    monkeypatch.setattr(harness, "_installed", lambda m: False if m == "matplotlib" else real(m))
-    monkeypatch.setattr(harness, "run", lambda *a, **k: pytest.fail("must not run"))
-    assert harness.main(FAST + ["--plot", str(tmp_path / "x.png")]) == 2
+    monkeypatch.setattr(harness, "_installed", lambda m: m != module and real(m))
+    monkeypatch.setattr(harness, "_run_child", lambda *a, **k: pytest.fail("must not run"))
+    with pytest.raises(SystemExit) as exc:
+        harness.main(FAST + ["--plot", str(tmp_path / "x.png")])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--plot needs matplotlib" in err and "pip install" in err
+    assert f"needs {module}: pip install 'lrn-core[bench]'" in err
+    assert ("--plot needs" in err) == (module == "matplotlib")
     assert not (tmp_path / "x.png").exists()
 
 
-def test_progress_line_per_case_without_tqdm(monkeypatch, capsys):
-    real = harness._installed
-    monkeypatch.setattr(harness, "_installed", lambda m: False if m == "tqdm" else real(m))
-    harness.run([TINY, "4x3x3"], frameworks="numpy", repeat=2, quick=True, progress=True)
-    err = capsys.readouterr().err.splitlines()
-    assert [ln.split(" (")[0] for ln in err] == [
-        f"bench: case 1/2 2x{TINY}",
-        "bench: case 2/2 2x4x3x3",
-    ]
-    assert "pip install tqdm" in err[0]
-
-
-def test_progress_bar_with_tqdm(capsys):
-    """tqdm's bar counts every call: 4 numpy rows x (2 timed + 1 warm-up) = 12."""
-    pytest.importorskip("tqdm")
+def test_progress_bar_from_the_child(capfd):
+    """tqdm's bar (drawn by the child, on stderr) counts every call: 4 numpy rows x (2 timed +
+    1 warm-up) = 12."""
     harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=True)
-    err = capsys.readouterr().err
-    assert "bench" in err and "0/12" in err
+    err = capfd.readouterr().err
+    assert "bench threads=" in err and "0/12" in err
     harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False)
-    assert capsys.readouterr().err == ""
+    assert capfd.readouterr().err == ""
 
 
-def test_threads_in_process_go_through_threadpoolctl():
-    """One thread count, not isolated: threadpoolctl limits lrn-core's OpenMP pool for the run
-    and gives the default back afterwards."""
-    pytest.importorskip("threadpoolctl")
+def test_the_parent_leaves_its_thread_pools_alone():
+    """Every thread count runs in a fresh child: the calling process's OpenMP pool keeps its
+    size, and the child reports the count it ran."""
     from lrn_core._dispatch import kernels
 
     default = kernels().max_threads()
-    res = harness.run(
-        [TINY], frameworks="numpy", repeat=2, quick=True, progress=False, threads=1, isolate=False
-    )
+    res = harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False, threads=1)
     assert res.meta["threads_reported"] == {"1": {"lrn-core (OpenMP)": 1}}
-    assert res.meta["settings"]["isolated"] is False and {r.threads for r in res.rows} == {1}
+    assert {r.threads for r in res.rows} == {1}
     assert kernels().max_threads() == default
 
 
@@ -264,19 +255,18 @@ def test_plan_variants_and_shapes():
 
 def test_bad_options(capsys):
     for args, text in (
-        (
-            ["--threads", "0,2"],
-            "argument --threads: expected comma-separated integers >= 1, got '0,2'",
-        ),
-        (["--batch", "1,2"], "argument --batch: expected an integer >= 1, got '1,2'"),
-        (["--warmup", "-1"], "argument --warmup: expected an integer >= 0"),
+        (["--threads", "0,2"], "threads must be integers >= 1, got '0,2'"),
+        (["--threads", "two"], "threads must be integers >= 1, got 'two'"),
+        (["--batch", "1,2"], "argument --batch: invalid int value: '1,2'"),
+        (["--warmup", "-1"], "warmup (-1) >= 0"),
+        (["--rounds", "0"], "rounds (0) and batch (32) must be >= 1"),
     ):
         with pytest.raises(SystemExit) as exc:
             harness.main(args)
         assert exc.value.code == 2 and text in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown variant"):
         harness.run([TINY], variants=["fp8"], quick=True, progress=False)
-    with pytest.raises(ValueError, match="unknown framework"):
+    with pytest.raises(ValueError, match="unknown framework 'mxnet': use numpy, torch"):
         harness.run([TINY], frameworks="mxnet", quick=True, progress=False)
     with pytest.raises(SystemExit) as exc:
         harness.main(["--quick", "--shapes", "vgg", "--no-progress"])
