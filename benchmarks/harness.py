@@ -422,9 +422,9 @@ def _run_threads(cases, settings, threads):
     calls = (s.repeat + s.warmup * len(_split(s.repeat, s.rounds))) * sum(
         len(PASSES[i.kind]) for c in cases for i in _impls(c, s)
     )
-    interval = 0.2 if sys.stderr.isatty() else 30
-    with tqdm(total=calls, desc=f"bench threads={threads}", unit="call", leave=False,
-              dynamic_ncols=True, mininterval=interval, disable=not s.progress) as bar:  # fmt: skip
+    kw = {"unit": "call", "leave": False, "dynamic_ncols": True, "disable": not s.progress}
+    kw["mininterval"] = 0.2 if sys.stderr.isatty() else 30
+    with tqdm(total=calls, desc=f"bench threads={threads}", **kw) as bar:
         return [row for case in cases for row in _time_case(case, s, bar)], report
 
 
