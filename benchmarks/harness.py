@@ -242,16 +242,6 @@ def _tf(f, p, x, dy, graph=True):
     return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
 
 
-def jnp_lrn(x, size, alpha, beta, k):
-    """LRN over the last axis as a JAX user writes it (JAX has none): ``lax.reduce_window``."""
-    from jax import lax
-
-    window = (1,) * (x.ndim - 1) + (size,)
-    pad = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
-    s = lax.reduce_window(x * x, np.array(0, x.dtype), lax.add, window, (1,) * x.ndim, pad)
-    return x / (k + alpha / size * s) ** beta
-
-
 def _jax(f, p, x, dy):
     """The forward, and forward with the input gradient (``jax.vjp``), each under ``jax.jit``."""
     import jax
@@ -271,6 +261,7 @@ TORCH_ADAPTER = "lrn_core.adapters.torch:local_response_norm"
 TF_ADAPTER = "lrn_core.adapters.tensorflow:local_response_normalization"
 TF_NATIVE = "tensorflow:nn.local_response_normalization"
 JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
+JAX_NATIVE = "lrn_core.check:jnp_lrn"  # the LRN a JAX user writes (JAX has none)
 COMPILED, EAGER = {"compiled": True}, {"graph": False}
 Impl = namedtuple("Impl", "label framework kind layout build f kw", defaults=[{}])
 #: every implementation, in table order; its rows come from ``build(f, p, x, dy, **kw)``
@@ -286,7 +277,7 @@ IMPLS = [
     Impl("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf, TF_ADAPTER, EAGER),
     Impl("tf native, eager", "tensorflow", "native", "NHWC", _tf, TF_NATIVE, EAGER),
     Impl("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax, JAX_ADAPTER),
-    Impl("jax.jit jnp (native)", "jax", "native", "NHWC", _jax, jnp_lrn),
+    Impl("jax.jit jnp (native)", "jax", "native", "NHWC", _jax, JAX_NATIVE),
 ]
 IMPL_KIND = {i.label: i.kind for i in IMPLS}
 IMPL_ORDER = {i.label: n for n, i in enumerate(IMPLS)}
@@ -509,9 +500,9 @@ def _names(value):
     return [n.strip() if isinstance(n, str) else n for n in names if str(n).strip()]
 
 
-def _choose(value, known, what):
+def _choose(value, known, what, aliases=None):
     """The names in ``value`` (a list or a comma-separated string; "all" for every known one)."""
-    names = [FRAMEWORK_ALIASES.get(n.lower(), n.lower()) for n in _names(value)]
+    names = [(aliases or {}).get(n.lower(), n.lower()) for n in _names(value)]
     for n in names:
         if n not in known and n != "all":
             raise ValueError(f"unknown {what} {n!r}: use {', '.join(known)} or all")
@@ -567,7 +558,9 @@ def run(shapes=None, **options):
     _require(["threadpoolctl", "tqdm"])
     s = Settings(shapes=_names(shapes) or list(SHAPES), **options)
     s.variants = _choose(s.variants, VARIANTS, "variant")
-    wanted = _choose(s.frameworks, ("numpy",) + FRAMEWORKS, "framework") or FRAMEWORKS
+    wanted = (
+        _choose(s.frameworks, ("numpy",) + FRAMEWORKS, "framework", FRAMEWORK_ALIASES) or FRAMEWORKS
+    )
     s.frameworks = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
     missing = [f for f in FRAMEWORKS if f in wanted and f not in s.frameworks]
     for name, (normal, quick) in DEFAULTS.items():

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lrn_core import cli
+from lrn_core import check, cli
 from lrn_core.benchmarks import harness
 
 TINY = "8x6x6"  # C x H x W; the batch comes from --batch / quick (2)
@@ -333,5 +333,5 @@ def test_jax_rows_adapter_and_jitted_jnp():
 
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 3, 9)), jnp.float32)
     np.testing.assert_allclose(
-        harness.jnp_lrn(x, 4, 0.5, 0.75, 1.5), local_response_norm(x, 4, 0.5, 0.75, 1.5), rtol=1e-6
+        check.jnp_lrn(x, 4, 0.5, 0.75, 1.5), local_response_norm(x, 4, 0.5, 0.75, 1.5), rtol=1e-6
     )

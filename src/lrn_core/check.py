@@ -290,8 +290,10 @@ def check_tensorflow():
     return results
 
 
-def _jnp_lrn(x, size, alpha, beta, k):
-    """LRN over the last axis as a JAX user writes it (JAX has none): ``lax.reduce_window``."""
+def jnp_lrn(x, size, alpha, beta, k):
+    """LRN over the last axis as a JAX user writes it (JAX has none): ``lax.reduce_window``.
+
+    The native JAX LRN of ``lrn-core check`` and ``lrn-core bench``."""
     from jax import lax
 
     window = (1,) * (x.ndim - 1) + (size,)
@@ -338,7 +340,7 @@ def check_jax():
                     impls.append(
                         (
                             "native",
-                            functools.partial(_jnp_lrn, size=size, alpha=0.5, beta=0.75, k=1.0),
+                            functools.partial(jnp_lrn, size=size, alpha=0.5, beta=0.75, k=1.0),
                         )
                     )
                 out = {}
