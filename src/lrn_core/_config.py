@@ -50,10 +50,39 @@ def get_config():
         "openmp": k.openmp_enabled,
         "openmp_version": k.openmp_version,
         "threads": k.max_threads(),
+        "forked_child": k.fork_capped(),
         "build_cflags": k.build_cflags,
         "output_cache_mib": _buffers.limit >> 20,
         "frameworks": frameworks_found(),
     }
+
+
+def restore_threads_after_fork():
+    """Let a forked child run the kernels on several threads again.
+
+    In a process made by ``fork`` (``os.fork``, ``multiprocessing``'s "fork" start method, the
+    default on Linux before Python 3.14, a forking ``DataLoader``), lrn-core runs its kernels on
+    one thread: GNU OpenMP's thread pool does not survive ``fork``, and a child that entered a
+    parallel region would wait forever for threads that no longer exist. This lifts that cap,
+    which is safe only if no parallel lrn-core call ran in the parent before the fork; otherwise
+    it raises and the child stays single-threaded. Children started with the "spawn" or
+    "forkserver" method have all their threads from the start. Returns the thread count now
+    in use (as :func:`get_config` reports it). In a process that was not forked, it does nothing.
+
+    Raises
+    ------
+    RuntimeError
+        The parent ran a parallel lrn-core call before it forked this process.
+    """
+    k = kernels()
+    if not k.release_fork_cap():
+        raise RuntimeError(
+            "lrn_core.restore_threads_after_fork: this process was forked after lrn-core ran "
+            "OpenMP threads in its parent, whose thread pool does not survive fork; it stays on "
+            "one thread. For threaded workers start them with the 'spawn' or 'forkserver' "
+            "method (multiprocessing.get_context('spawn'))."
+        )
+    return k.max_threads()
 
 
 def show_config():

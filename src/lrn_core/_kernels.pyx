@@ -57,7 +57,9 @@ from lrn_core._lrn_kernels cimport (
     LRN_PREFETCH_ROWS,
     LRN_SIMD,
     LRN_VECTOR_POW,
+    lrn_fork_capped,
     lrn_fused_row_f32,
+    lrn_install_fork_guard,
     lrn_max_threads,
     lrn_pixels_f32,
     lrn_pow05_f32,
@@ -67,7 +69,9 @@ from lrn_core._lrn_kernels cimport (
     lrn_pow_f32,
     lrn_pow_f64,
     lrn_prefetch,
+    lrn_release_fork_cap,
     lrn_rows_f32,
+    lrn_team_starting,
 )
 
 
@@ -116,8 +120,26 @@ vector_pow = bool(LRN_VECTOR_POW)
 
 
 def max_threads():
-    """Threads an OpenMP region would use now (OMP_NUM_THREADS, threadpoolctl); 1 without OpenMP."""
+    """Threads an OpenMP region would use now (OMP_NUM_THREADS, threadpoolctl); 1 without OpenMP
+    and in a forked child (see fork_capped)."""
     return lrn_max_threads()
+
+
+# Registered when the module loads, before any parallel region can run: every forked child of
+# this process runs the kernels on one thread (lrn_kernels.h, "Fork safety").
+if lrn_install_fork_guard() != 0:
+    raise ImportError("lrn_core: pthread_atfork failed; forked children could hang")
+
+
+def fork_capped():
+    """True in a forked child, where the kernels run on one thread."""
+    return bool(lrn_fork_capped())
+
+
+def release_fork_cap():
+    """Lift the one-thread cap of a forked child. False (cap kept) when the parent had run a
+    team of several threads before the fork: the child's inherited thread pool is then dead."""
+    return lrn_release_fork_cap() == 0
 
 
 cdef inline int _beta_kind(double beta) noexcept nogil:
@@ -158,7 +180,10 @@ cdef int _n_threads(Py_ssize_t n_elements, Py_ssize_t n_tiles) noexcept nogil:
         return 1
     if nt > n_tiles:
         nt = <int>n_tiles
-    return nt if nt > 0 else 1
+    if nt < 1:
+        nt = 1
+    lrn_team_starting(nt)
+    return nt
 
 
 # ---------------------------------------------------------------------------------------------

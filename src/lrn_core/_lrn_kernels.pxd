@@ -13,6 +13,10 @@ cdef extern from "_simd/lrn_kernels.h" nogil:
         LRN_PREFETCH_ROWS
 
     int lrn_max_threads()
+    int lrn_install_fork_guard()
+    int lrn_fork_capped()
+    int lrn_release_fork_cap()
+    void lrn_team_starting(int threads)
     void lrn_prefetch(const void* p, Py_ssize_t n)
     void lrn_pow075_f32(float* s, Py_ssize_t n)
     void lrn_pow05_f32(float* s, Py_ssize_t n)

@@ -18,13 +18,54 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define LRN_HAVE_PTHREAD_ATFORK 1
+#endif
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
 
+/* Fork safety. GNU OpenMP keeps its worker threads in a pool that a forked child inherits as
+   bookkeeping only: the threads themselves are gone, so a child entering a parallel region
+   waits for them forever. As data.table and PyTorch do, a child handler registered with
+   pthread_atfork drops the library to one thread in every forked child (a region of one thread
+   never touches the pool). lrn_team_started remembers whether this process, or an ancestor
+   before its fork, ran a team of several threads: only then is the pool a child inherits known
+   to be dead, and only without it may a child take its threads back (lrn_release_fork_cap). */
+static volatile int lrn_team_started = 0;
+static volatile int lrn_fork_cap = 0;
+
+#if defined(_OPENMP) && defined(LRN_HAVE_PTHREAD_ATFORK)
+static void lrn_atfork_child(void) { lrn_fork_cap = 1; }
+#endif
+
+int lrn_install_fork_guard(void) {
+#if defined(_OPENMP) && defined(LRN_HAVE_PTHREAD_ATFORK)
+    static int installed = 0;
+    if (installed) return 0;
+    installed = 1;
+    return pthread_atfork(NULL, NULL, lrn_atfork_child);
+#else
+    return 0;
+#endif
+}
+
+int lrn_fork_capped(void) { return lrn_fork_cap; }
+
+int lrn_release_fork_cap(void) {
+    if (lrn_fork_cap && lrn_team_started) return -1;
+    lrn_fork_cap = 0;
+    return 0;
+}
+
+void lrn_team_starting(int threads) {
+    if (threads > 1) lrn_team_started = 1;
+}
+
 int lrn_max_threads(void) {
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    return lrn_fork_cap ? 1 : omp_get_max_threads();
 #else
     return 1;
 #endif

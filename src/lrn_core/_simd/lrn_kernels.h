@@ -51,8 +51,19 @@
 #define LRN_DIRECT_MAX_SIZE 8
 #define LRN_PREFETCH_ROWS 2
 
-/* Threads an OpenMP region would use now; 1 without OpenMP. */
+/* Threads an OpenMP region would use now; 1 without OpenMP and in a forked child (below). */
 int lrn_max_threads(void);
+
+/* Fork safety (GNU OpenMP's pool does not survive fork). lrn_install_fork_guard registers, once,
+   a pthread_atfork child handler that caps every forked child at one thread; it returns
+   pthread_atfork's result (0 on success). lrn_fork_capped: 1 while the cap holds.
+   lrn_release_fork_cap lifts it unless a team of several threads ran before the fork (then the
+   inherited pool is dead and it returns -1). lrn_team_starting(n) is called before every
+   parallel region with the team size n. */
+int lrn_install_fork_guard(void);
+int lrn_fork_capped(void);
+int lrn_release_fork_cap(void);
+void lrn_team_starting(int threads);
 
 /* Prefetch the cache lines of n bytes from p (a row read a little later). */
 void lrn_prefetch(const void* p, ptrdiff_t n);
