@@ -19,8 +19,7 @@ Parameter conventions of the frameworks: :mod:`lrn_core.conventions`.
 from ._api import lrn, lrn_backward, window_sum
 from ._buffers import empty_cache
 from ._config import get_config, restore_threads_after_fork, show_config
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "lrn",
