@@ -5,7 +5,7 @@ pyenv's shims on PATH, and a shim answers for one version at a time (``python3.1
 the global version is 3.11). For every ``tox`` run this appends the ``bin`` folder of each
 installed CPython 3.10+ under ``$PYENV_ROOT`` (default ``~/.pyenv``) to the END of PATH, so an
 interpreter already on PATH still wins and tox's discovery (virtualenv) finds the others there.
-Nothing happens where pyenv is absent: install the missing Pythons yourself (README, Testing).
+Nothing happens where pyenv is absent: install the missing Pythons yourself (docs/versions.rst).
 
 It also prunes: with ``LRN_CORE_TOX_PRUNE=1`` (the default when ``CI`` is set, as on the project's
 CI) each test env's folder is deleted once its commands have run, so the whole matrix never holds

@@ -5,7 +5,7 @@ operand and result buffers (dtype, data pointer, dims) and the scalar attributes
 The handler wraps the buffers as NumPy arrays without copying, and the kernels read the operands
 and write the result in place. ``jax.pure_callback`` instead copies the operands into new jax
 Arrays and the result back into XLA's buffer: about 35 ms per call on a 37 MB tensor here, six
-times the kernel itself (README, JAX section).
+times the kernel itself (docs/jax.rst).
 
 The structures below mirror the C API of XLA FFI version 0.3 (jaxlib 0.10). :func:`register`
 checks the API version XLA reports and every call checks the struct sizes it receives; on a

@@ -3,16 +3,18 @@
 lrn-core's own convention is PyTorch's, Caffe's and ONNX's: ``alpha`` is divided by ``size``,
 and the window of channel ``c`` is ``[c - before, c - before + size - 1]``.
 
-| framework | parameters | alpha / n | before (channels ahead of the centre) |
-|---|---|---|---|
-| PyTorch ``F.local_response_norm`` | size, alpha, beta, k | yes | ``size // 2`` |
-| TensorFlow ``tf.nn.local_response_normalization`` | depth_radius, bias, alpha, beta | no | ``r`` |
-| ONNX ``LRN``, cuDNN | size, alpha, beta, bias | yes | ``(size - 1) // 2`` |
-| Caffe ``ACROSS_CHANNELS``, MXNet | local_size (odd), alpha, beta, k | yes | ``size // 2`` |
+=========================================  ==========================  =======  ===================
+framework                                  parameters                  alpha/n  before
+=========================================  ==========================  =======  ===================
+PyTorch ``F.local_response_norm``          size, alpha, beta, k        yes      ``size // 2``
+TF ``tf.nn.local_response_normalization``  r, bias, alpha, beta        no       ``r``
+ONNX ``LRN``, cuDNN                        size, alpha, beta, bias     yes      ``(size - 1) // 2``
+Caffe ``ACROSS_CHANNELS``, MXNet           local_size, alpha, beta, k  yes      ``size // 2``
+=========================================  ==========================  =======  ===================
 
-TensorFlow's window is ``r = depth_radius`` channels either side (size ``2r+1``). For odd sizes
-PyTorch and ONNX place the window identically; for even sizes PyTorch puts the extra channel
-before the centre, ONNX after it.
+TensorFlow's window is ``r = depth_radius`` channels either side (size ``2r+1``); Caffe's
+``local_size`` is odd. For odd sizes PyTorch and ONNX place the window identically; for even sizes
+PyTorch puts the extra channel before the centre, ONNX after it.
 """
 
 from __future__ import annotations

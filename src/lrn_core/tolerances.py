@@ -32,7 +32,7 @@ REFERENCE = {
     # windows of up to 64 channels and beta up to 2, under 300 u. 2**10 u (1.1e-13) is above
     # that bound; test_core measures at most 12 u.
     "float64": 2**10 * _u["float64"],
-    # float32 kernels are within 6 ulps of the exact result (README, Numerics; test_core's ulp
+    # float32 kernels are within 6 ulps of the exact result (docs/numerics.rst; test_core's ulp
     # test measures at most 5 ulps); 8 ulps (16 u, 9.5e-7) leaves room for the last rounding.
     "float32": 16 * _u["float32"],
     # Computed in float32 (within 16 u of float32, 2**-20: under 1/500 of float16's u) and
