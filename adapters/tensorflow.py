@@ -63,9 +63,12 @@ import tensorflow as tf
 
 # Private TensorFlow modules (TF 2.21): ``record`` records an op with its gradient and its JVP on
 # the active tapes and forward accumulators (what tf.custom_gradient does, plus the JVP); the
-# other two detect export and XLA tracing. Without them the adapter cannot be correct under every
-# transform, so it refuses to load rather than guess.
+# last two detect export and XLA tracing. Without them the adapter cannot be correct under every
+# transform, so it refuses to load rather than guess. ``EagerTensor`` is named, not taken from
+# ``type(tf.constant(0.0))``: a tensor created at import initialises TF's eager context, and users
+# can no longer set threads or devices after their imports (docs/initialisation.rst).
 from tensorflow.python.eager import record
+from tensorflow.python.framework.ops import EagerTensor as _EagerTensor
 from tensorflow.python.ops import gen_nn_ops
 from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 from tensorflow.python.saved_model.save_context import in_save_context
@@ -318,7 +321,6 @@ def _native(x, depth_radius, bias, alpha, beta):
 # ``tf.custom_gradient`` so that symbolic gradients (a ``tf.function`` differentiated from the
 # outside, ``tf.gradients``) find the same gradient.
 
-_EagerTensor = type(tf.constant(0.0))  # tensorflow.python.framework.ops.EagerTensor
 #: dtypes the kernels compute in as they are (float16 goes through lrn_core's checked API)
 _KERNEL_DTYPES = (tf.float32, tf.float64)
 
