@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import keras
 
-from .. import conventions
-from ..validation import check_choice, check_params, check_tf_params
+from ._keras_layer import IMPLEMENTATIONS, LocalResponseNormalizationBase
 
 __all__ = ["LocalResponseNormalization", "IMPLEMENTATIONS", "BACKENDS"]
 
-IMPLEMENTATIONS = ("auto", "core", "native")
 BACKENDS = ("tensorflow", "torch", "jax")
 
 
 def _tensorflow(x, layer):
+    # imported on the first call: this module must not import TensorFlow on the other backends
+    # (the dependency is one way, the TF adapter's layer does not import this module)
     from .tensorflow import local_response_normalization
 
     return local_response_normalization(
@@ -85,7 +85,7 @@ _CALLS = {"tensorflow": _tensorflow, "torch": _torch, "jax": _jax}
 
 
 @keras.saving.register_keras_serializable(package="lrn_core.keras")
-class LocalResponseNormalization(keras.layers.Layer):
+class LocalResponseNormalization(LocalResponseNormalizationBase):
     """Keras 3 layer: cross-channel LRN with TensorFlow's parameters, on any of BACKENDS.
 
     ``output = input / (bias + alpha * sqr_sum) ** beta`` with ``sqr_sum`` the sum of squares over
@@ -105,26 +105,14 @@ class LocalResponseNormalization(keras.layers.Layer):
     def __init__(
         self, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, implementation="auto", **kwargs
     ):
-        super().__init__(**kwargs)
         backend = keras.backend.backend()
         if backend not in BACKENDS:
             raise RuntimeError(
                 f"lrn_core.adapters.keras.LocalResponseNormalization runs on the "
                 f"Keras backends {BACKENDS}, got {backend!r}"
             )
-        self.implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
-        self.depth_radius, self.bias, self.alpha, self.beta = check_tf_params(
-            depth_radius, bias, alpha, beta
-        )
-        #: lrn-core's parameters (alpha divided by the window), checked once
-        self.core_params = conventions.LRNParams(
-            *check_params(
-                *conventions.from_tensorflow(self.depth_radius, self.bias, self.alpha, self.beta)
-            )
-        )
+        super().__init__(depth_radius, bias, alpha, beta, implementation, **kwargs)
         self._call = _CALLS[backend]
-        if backend == "tensorflow":  # under XLA "auto" computes TF ops: the model keeps XLA
-            self.supports_jit = self.implementation != "core"
 
     def call(self, inputs):
         rank = len(inputs.shape)
@@ -134,16 +122,3 @@ class LocalResponseNormalization(keras.layers.Layer):
                 f"with shape {tuple(inputs.shape)}"
             )
         return self._call(inputs, self)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "depth_radius": self.depth_radius,
-            "bias": self.bias,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "implementation": self.implementation,
-        }

@@ -76,7 +76,7 @@ from tensorflow.python.saved_model.save_context import in_save_context
 from .. import _buffers, conventions, lrn, lrn_backward, window_sum
 from .._dispatch import kernels
 from ..validation import check_choice, check_params, check_tf_params
-from . import keras as keras_layer
+from ._keras_layer import LocalResponseNormalizationBase
 
 __all__ = ["local_response_normalization", "LocalResponseNormalization", "IMPLEMENTATIONS"]
 
@@ -780,11 +780,11 @@ def _lrn_composite(x, p):
 
 
 @keras.saving.register_keras_serializable(package="lrn_core")
-class LocalResponseNormalization(keras_layer.LocalResponseNormalization):
+class LocalResponseNormalization(LocalResponseNormalizationBase):
     """Keras 3 layer (TensorFlow backend) applying :func:`local_response_normalization`.
 
     :class:`lrn_core.adapters.keras.LocalResponseNormalization` (parameters, checks, config, XLA
-    support) held to the TensorFlow backend, under its own registered name.
+    support: their common base) held to the TensorFlow backend, under its own registered name.
 
     Parameters are TensorFlow's (``alpha`` not divided by the window ``2 * depth_radius + 1``);
     input 4-D, channels last. The layer has no weights; it computes in its dtype policy's compute

@@ -318,3 +318,43 @@ def test_keras_configures_after_importing_the_adapter(backend, control):
     }
     start = f'{init}\nkeras.config.set_dtype_policy("float32")' if control else None
     _check(imports, steps, KERAS_CALLS.format(**fmt), start, errors, {"KERAS_BACKEND": backend})
+
+
+# --- no import cycle between the adapters ---------------------------------------------------------
+
+
+def test_adapters_import_each_other_one_way_only():
+    """The graph of the adapters' imports of each other (at module level or inside functions,
+    ``from .x import`` and ``from . import x``) has no cycle: e.g. the Keras adapter calls the
+    TensorFlow adapter's function, and the TensorFlow adapter's layer derives from a base both
+    share (``_keras_layer``), not from the Keras adapter's layer."""
+    import ast
+    import pathlib
+
+    import lrn_core.adapters
+
+    root = pathlib.Path(lrn_core.adapters.__path__[0])
+    edges = {}
+    for path in sorted(root.glob("*.py")):
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    targets.add(node.module.split(".")[0])
+                else:
+                    targets.update(a.name for a in node.names)
+        edges[path.stem] = targets
+    assert "keras" in edges["tensorflow"] or "_keras_layer" in edges["tensorflow"]  # parsed
+
+    def cycle_from(node, stack):
+        if node in stack:
+            return [*stack[stack.index(node) :], node]
+        for nxt in sorted(edges.get(node, ())):
+            found = cycle_from(nxt, [*stack, node])
+            if found:
+                return found
+        return None
+
+    for start in edges:
+        cycle = cycle_from(start, [])
+        assert cycle is None, " -> ".join(cycle)
