@@ -108,6 +108,9 @@ def _numpy(t):
 def _run(op, fn, *tensors, **params):
     """``fn(*arrays, axis=1, out=..., **params)`` into a new tensor laid out like the last input."""
     _check(op, *tensors)
+    if type(tensors[0]) is not Tensor or type(tensors[-1]) is not Tensor:
+        if any(map(_python_dispatch, tensors)):
+            return _subclass_kernel(op, *tensors, **params)
     arrays = list(map(_numpy, tensors))
     x = tensors[-1]
     # The output is allocated by the core, laid out like the input (channels_last stays
@@ -363,6 +366,7 @@ def _plain(*tensors):
             t.device.type != "cpu"
             or torch._C._functorch.is_legacy_batchedtensor(t)
             or torch._C._functorch.is_functorch_wrapped_tensor(t)
+            or (type(t) is not Tensor and _python_dispatch(t))  # DTensor, ...: see _foreign
         ):
             return False
     return not (
@@ -378,7 +382,7 @@ def _input_grad(dy, x, size, alpha, beta, k, before):
     """dx for upstream ``dy``: always the fused kernel; its own derivatives are registered."""
     if not torch.is_grad_enabled() and _plain(dy, x):
         return _backward_kernel(dy, x, size, alpha, beta, k, before)
-    return _backward_op(dy, x, size, alpha, beta, k, before)
+    return _placed_like(_backward_op(dy, x, size, alpha, beta, k, before), x)
 
 
 class _BackwardFunction(torch.autograd.Function):
@@ -400,6 +404,7 @@ class _BackwardFunction(torch.autograd.Function):
     def backward(ctx, g):
         dy, x = ctx.saved_tensors
         gdy, gx = _backward_vjp(dy, x, g, *ctx.params)
+        gdy, gx = _placed_like(gdy, dy), _placed_like(gx, x)
         need = ctx.needs_input_grad
         return (gdy if need[0] else None), (gx if need[1] else None), None, None, None, None, None
 
@@ -481,6 +486,154 @@ def decompositions():
     False
     """
     return {_forward_op: _aten_forward, _backward_op: _aten_backward, _window_op: _aten_window_sum}
+
+
+# --- tensor subclasses: DTensor's sharding rules, torch's ops for the others -------------------
+#
+# DTensor runs the ops on each rank's local shard under the sharding rules below. LRN is
+# pointwise in every dimension but the channel dimension 1, whose window crosses shards: every
+# rule leaves dim 1 unsharded, so DTensor runs batch- or spatially-sharded inputs as they are
+# (no communication) and gathers a channel-sharded input along the channels first; the public
+# entry points shard the result again like the input (_placed_like), as native torch does, and
+# every gradient is placed like its input. The rules are registered when the first DTensor
+# meets the adapter (or on import, if torch.distributed.tensor is loaded already): importing
+# the adapter never imports torch.distributed, which may be missing from a build.
+#
+# Other ``__torch_dispatch__`` subclasses (nested jagged, masked, user wrappers) do not know the
+# ops: in eager code (no dispatch mode, which is how FakeTensor and FunctionalTensor come, not
+# compiling) local_response_norm hands them to the native function and LRNFunction to the ATen
+# composite, so the subclass sees only ATen ops; a raw op call is the subclass's to handle, and
+# one that passes the op down to the kernels gets the ATen composite on its data
+# (_subclass_kernel), never a ``.numpy()`` error. ``__torch_function__``-only subclasses hold
+# plain memory and take the kernels.
+
+#: None: rules not registered yet; True: registered; False: register_sharding is missing
+_sharding = None
+
+
+def _python_dispatch(t):
+    """Is ``t`` a ``__torch_dispatch__`` subclass (DTensor, nested jagged, masked, wrappers)?"""
+    return torch._C._dispatch_keys(t).has(torch._C.DispatchKey.Python)
+
+
+def _dtensor_type():
+    """DTensor if torch.distributed.tensor is loaded, else None: then no DTensor can exist."""
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+
+
+def _note_dtensors(*tensors):
+    """Register the sharding rules if one of ``tensors`` is a DTensor; cheap when none is."""
+    if _sharding is None and any(type(t) is not Tensor for t in tensors):
+        cls = _dtensor_type()
+        if cls is not None and any(isinstance(t, cls) for t in tensors):
+            _register_sharding_rules()
+
+
+def _register_sharding_rules():
+    global _sharding
+    try:
+        from torch.distributed.tensor import Replicate, Shard
+        from torch.distributed.tensor.experimental import register_sharding
+    except ImportError:
+        # register_sharding is public from torch 2.5 on; the oldest torch supported (2.6) has
+        # it. Without it local_response_norm hands DTensors to the native function (_foreign),
+        # and the raw ops raise DTensor's "no sharding strategy" error.
+        _sharding = False
+        return
+
+    def rules(ndim, tensors, scalars):
+        """All replicated, or every tensor sharded alike along one dimension other than 1.
+
+        Per mesh dimension; DTensor combines them for meshes of more dimensions and filters
+        out the dimensions too short to shard.
+        """
+        out = [([Replicate()], [Replicate()] * tensors + [None] * scalars)]
+        for d in range(ndim):
+            if d != 1:
+                out.append(([Shard(d)], [Shard(d)] * tensors + [None] * scalars))
+        return out
+
+    @register_sharding(_forward_op)
+    def _(x, size, alpha, beta, k, before):
+        return rules(x.ndim, 1, 5)
+
+    @register_sharding(_backward_op)
+    def _(dy, x, size, alpha, beta, k, before):
+        return rules(x.ndim, 2, 5)
+
+    @register_sharding(_window_op)
+    def _(v, size, before):
+        return rules(v.ndim, 1, 2)
+
+    _sharding = True
+
+
+def _foreign(t):
+    """Is ``t`` a ``__torch_dispatch__`` subclass the ops have no rule for, in eager code?"""
+    if type(t) is Tensor or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
+        return False
+    if not _python_dispatch(t):
+        return False  # a __torch_function__ subclass: plain memory, the kernels serve it
+    cls = _dtensor_type()
+    if cls is not None and isinstance(t, cls):
+        _note_dtensors(t)
+        return not _sharding
+    return True
+
+
+def _placed_like(t, like):
+    """``t`` redistributed to the placements of ``like`` if both are DTensors and they differ.
+
+    Only a channel-sharded (dim 1) ``like`` leads here (or one whose dimensions are too short
+    to shard): the rules leave dim 1 unsharded, and sharding a replicated result again is a
+    local slice. Partial placements (a pending sum is no layout for LRN's input) stay as is.
+    """
+    if type(t) is Tensor or type(like) is Tensor:
+        return t
+    cls = _dtensor_type()
+    if cls is None or not isinstance(t, cls) or not isinstance(like, cls):
+        return t
+    if tuple(t.placements) == tuple(like.placements) or any(
+        p.is_partial() for p in like.placements
+    ):
+        return t
+    return t.redistribute(like.device_mesh, like.placements)
+
+
+def _subclass_composite(input, size, alpha, beta, k, before):
+    """LRNFunction on a subclass the ops have no rule for: the ATen composite, or a clear error."""
+    try:
+        return _aten_forward(input, size, alpha, beta, k, before)
+    except Exception as e:  # the subclass refused an ATen op: say which route, and the way out
+        name = type(input).__name__
+        raise RuntimeError(
+            f"LRNFunction: {type(input).__module__}.{name} is a __torch_dispatch__ tensor "
+            f"subclass lrn-core's ops have no rule for, so LRN ran on it as torch's ATen ops "
+            f"(lrn_core.adapters.torch.decompositions()), and {name} refused one: {e} Convert "
+            f"the input to a plain tensor first (a nested tensor with to_padded_tensor, a "
+            f"masked one with get_data, ...)."
+        ) from e
+
+
+def _subclass_kernel(op, *tensors, **params):
+    """A ``__torch_dispatch__`` subclass passed the op down to the kernels: the ATen composite.
+
+    Its data is no NumPy array (``.numpy()`` refuses subclasses); the composite computes the
+    same function with ATen ops, which run on the subclass's data as its kernels would.
+    """
+    size, before = params["size"], params["before"]
+    if op == "window_sum":
+        check_params(size, 0.0, 0.0, 0.0, before)
+        return _aten_window_sum(*tensors, size, before)
+    size, alpha, beta, k, before = check_params(
+        size, params["alpha"], params["beta"], params["k"], before
+    )
+    composite = _aten_forward if op == "lrn_forward" else _aten_backward
+    return composite(*tensors, size, alpha, beta, k, before)
+
+
+if _dtensor_type() is not None:  # DTensors may exist already (raw ops in inference mode)
+    _register_sharding_rules()
 
 
 # --- ONNX export -------------------------------------------------------------------------------
@@ -770,7 +923,9 @@ class LRNFunction(torch.autograd.Function):
             return _forward_kernel(input, *params)
         if _in_dynamo_onnx_export():  # see "ONNX export"
             return _onnx_forward(input, *params)
-        return _forward_op(input, *params)
+        if _foreign(input):  # a subclass the ops have no rule for: torch's ops, torch's autograd
+            return _subclass_composite(input, *params)
+        return _placed_like(_forward_op(input, *params), input)
 
     @staticmethod
     def forward(input, size, alpha=1e-4, beta=0.75, k=1.0, before=None):
@@ -821,6 +976,8 @@ def _apply(fn, *args):
 
 
 def _autograd_forward(x, size, alpha, beta, k, before):
+    if _sharding is None:
+        _note_dtensors(x)
     if _under_functorch_jvp():
         return _composite_forward(x, size, alpha, beta, k, before)
     if (torch.is_grad_enabled() and x.requires_grad) or _functorch_or_forward_ad():
@@ -830,6 +987,8 @@ def _autograd_forward(x, size, alpha, beta, k, before):
 
 
 def _autograd_backward(dy, x, size, alpha, beta, k, before):
+    if _sharding is None:
+        _note_dtensors(dy, x)
     if _under_functorch_jvp():
         return _composite_backward(dy, x, size, alpha, beta, k, before)
     if (
@@ -843,6 +1002,8 @@ def _autograd_backward(dy, x, size, alpha, beta, k, before):
 
 
 def _autograd_window(v, size, before):
+    if _sharding is None:
+        _note_dtensors(v)
     if (torch.is_grad_enabled() and v.requires_grad) or _functorch_or_forward_ad():
         return _apply(_WindowFunction, v, size, before)
     with torch._C._AutoDispatchBelowAutograd():
@@ -902,7 +1063,9 @@ def _eager_local_response_norm(
         return _forward_kernel(input, *params)
     if _in_dynamo_onnx_export():  # see "ONNX export"
         return _onnx_forward(input, *params)
-    return _forward_op(input, *params)
+    if _foreign(input):  # a subclass the ops have no rule for (nested, masked, ...): native's
+        return F.local_response_norm(input, size, alpha, beta, k)  # results and errors
+    return _placed_like(_forward_op(input, *params), input)  # DTensor: placed like the input
 
 
 def _scripted_local_response_norm(
