@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -533,7 +534,13 @@ def _register_sharding_rules():
     global _sharding
     try:
         from torch.distributed.tensor import Replicate, Shard
-        from torch.distributed.tensor.experimental import register_sharding
+
+        with warnings.catch_warnings():
+            # Newer torch warns on importing the experimental package that its APIs may
+            # change: a note for whoever calls them (this adapter, tested on every torch it
+            # supports), not for the user whose DTensor reached it.
+            warnings.simplefilter("ignore", UserWarning)
+            from torch.distributed.tensor.experimental import register_sharding
     except ImportError:
         # register_sharding is public from torch 2.5 on; the oldest torch supported (2.6) has
         # it. Without it local_response_norm hands DTensors to the native function (_foreign),
@@ -609,9 +616,9 @@ def _subclass_composite(input, size, alpha, beta, k, before):
         raise RuntimeError(
             f"LRNFunction: {type(input).__module__}.{name} is a __torch_dispatch__ tensor "
             f"subclass lrn-core's ops have no rule for, so LRN ran on it as torch's ATen ops "
-            f"(lrn_core.adapters.torch.decompositions()), and {name} refused one: {e} Convert "
-            f"the input to a plain tensor first (a nested tensor with to_padded_tensor, a "
-            f"masked one with get_data, ...)."
+            f"(lrn_core.adapters.torch.decompositions()), and {name} refused one "
+            f"({type(e).__name__}: {e}). Convert the input to a plain tensor first (a nested "
+            f"tensor with to_padded_tensor, a masked one with get_data, ...)."
         ) from e
 
 

@@ -187,10 +187,16 @@ def _dtensor_case(name, entry):
 
 
 def run_dtensor(rank):
-    out = {}
+    """Every case and entry point; the raw op first, so that its autograd kernel is what meets
+    the first DTensor and registers the sharding rules (the adapter is imported before
+    torch.distributed.tensor is)."""
+    import lrn_core.adapters.torch as lt
+
+    out = {"lazy": ["torch.distributed.tensor" in sys.modules, lt._sharding]}
     for name in DTENSOR_CASES:
-        for entry in (*ENTRY_POINTS, "native"):
+        for entry in ("op", "LRNFunction", "functional", "native"):
             out[name, entry] = _dtensor_case(name, entry)
+    out["lazy"].append(lt._sharding)
     return out
 
 
@@ -334,6 +340,13 @@ def close(a, b, tol=1e-10):
 @pytest.fixture(scope="module")
 def dtensor_results(tmp_path_factory):
     return _run_workers(tmp_path_factory.mktemp("dtensor"), "dtensor", DTENSOR_TIMEOUT)
+
+
+@pytest.mark.distributed
+def test_dtensor_rules_registered_by_the_first_dtensor(dtensor_results):
+    """Not on import (torch.distributed.tensor not loaded yet): by the first raw op call."""
+    for res in dtensor_results:
+        assert res["lazy"] == [False, None, True]
 
 
 @pytest.mark.distributed
