@@ -54,13 +54,17 @@ and rounded once.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.core import Primitive
+from jax.extend.sharding import GSPMDSharding
 from jax.interpreters import ad, batching, mlir
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import lrn, lrn_backward, window_sum
 from ..validation import check_axis, check_choice, check_params
@@ -188,7 +192,9 @@ def _prim_window(v, before, *, size, axis, implementation):
     return _window_p.bind(v, size=size, before=before, axis=axis, implementation=implementation)
 
 
-def _composite(formula, *args, size, alpha, beta, k, before, axis, implementation):
+def _composite(
+    formula, *args, size, alpha, beta, k, before, axis, implementation, partitioning=None
+):
     """``formula`` around the window-sum primitive: differentiable to any order."""
     W = functools.partial(_prim_window, size=size, axis=axis, implementation=implementation)
     return formula(*args, W, size, alpha, beta, k, before)
@@ -241,20 +247,144 @@ def _xla_window_impl(v, *, size, before, axis):
     return _xla_window(v, before, size=size, axis=axis)
 
 
+# --- sharding: the kernels' custom calls partitioned along every axis but the channels ----------
+# XLA partitions an FFI custom call it knows nothing about by gathering its operands on every
+# device: a batch-sharded input would run whole on each one. LRN mixes values along the channel
+# axis only, so each device can run the kernels on its own block of every other axis. The custom
+# call is wrapped in ``jax.experimental.custom_partitioning`` with that rule (a Shardy sharding
+# rule and the GSPMD callbacks): any sharding of the other axes is kept, a sharded channel axis is
+# gathered (that axis only: the window crosses the shards) before the kernels run. The wrapper takes
+# any function returning the custom call's result, whichever way its handler is written.
+
+
+@functools.cache
+def _ffi_call(target, attrs):
+    """The kernels' custom call on operands of any shape (the result has the first one's); one
+    function per target and attributes (``attrs``: sorted ``(name, value)`` pairs), so that
+    ``_partitioned`` builds each wrapper once."""
+
+    def call(*args):
+        return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(args[0].shape, args[0].dtype))(
+            *args, **dict(attrs)
+        )
+
+    return call
+
+
+def _keep_all_but(sharding, ndim, axis):
+    """``sharding`` with the channel axis ``axis`` replicated (the other axes as they are)."""
+    if isinstance(sharding, NamedSharding):
+        spec = list(sharding.spec) + [None] * (ndim - len(sharding.spec))
+        if spec[axis] is None:
+            return sharding
+        spec[axis] = None
+        return NamedSharding(sharding.mesh, PartitionSpec(*spec), memory_kind=sharding.memory_kind)
+    if sharding.is_fully_replicated:
+        return sharding
+    # a sharding without a mesh (no NamedSharding in the program): keep it if it leaves the
+    # channel axis whole, or else run replicated (correct; the gather is what XLA does anyway)
+    shape = (sharding.num_devices,) * ndim  # divisible by any split of the devices
+    if sharding.shard_shape(shape)[axis] == shape[axis]:
+        return sharding
+    return GSPMDSharding.get_replicated(tuple(sharding.device_set))
+
+
+@functools.cache
+def _partitioned(call, ndim, axis, nargs):
+    """``call`` under ``custom_partitioning``: operands and result sharded alike, every axis but
+    ``axis`` as the operand's, ``axis`` whole on each device."""
+    factors = [f"d{i}" for i in range(ndim)]
+    operand = " ".join(factors)
+
+    def sharding(arg_shapes):
+        return _keep_all_but(arg_shapes[0].sharding, ndim, axis)
+
+    def partition(mesh, arg_shapes, result_shape):
+        s = sharding(arg_shapes)
+        return mesh, call, s, (s,) * nargs
+
+    def infer_sharding_from_operands(mesh, arg_shapes, result_shape):
+        return sharding(arg_shapes)
+
+    def propagate_user_sharding(mesh, user_shape):
+        return _keep_all_but(user_shape.sharding, ndim, axis)
+
+    fn = custom_partitioning(call)
+    fn.def_partition(
+        partition,
+        infer_sharding_from_operands=infer_sharding_from_operands,
+        propagate_user_sharding=propagate_user_sharding,
+        sharding_rule=f"{', '.join([operand] * nargs)} -> {operand}",
+        need_replication_factors=(factors[axis],),
+    )
+    return fn
+
+
+def _lower_partitioned(ctx, call, args, axis):
+    """Lower ``call(*args)`` partitioned as ``_partitioned`` says where the program is sharded."""
+    axis_context = ctx.module_context.axis_context
+    devices = getattr(axis_context, "device_assignment", ())
+    if devices is None or getattr(axis_context, "num_devices", 2) == 1:
+        # one device, or jax gave the lowering no devices (custom_partitioning needs them): the
+        # plain custom call, which XLA runs on gathered operands where the program is sharded
+        return mlir.lower_fun(call, multiple_results=False)(ctx, *args)
+    fn = _partitioned(call, ctx.avals_in[0].ndim, axis, len(args))
+    return mlir.lower_fun(fn, multiple_results=False)(ctx, *args)
+
+
+# jax.jit hands a program's lowering the device assignment custom_partitioning needs only if it
+# finds a custom_partitioning call in the program, the jaxprs in its equations' parameters
+# included (``jax.extend.core.subjaxprs``); without it the lowering above must fall back to the
+# plain custom call. A primitive below whose operand is typed on a mesh of several devices
+# therefore carries, as its parameter ``partitioning``, a jaxpr holding one such call (of the
+# identity; it is never lowered or run). Its cost: like custom_partitioning itself, such a program
+# cannot be lowered without concrete devices (``jax.export`` with an ``AbstractMesh``), where
+# ``implementation="xla"`` is the way out; on one device the parameter is None and changes nothing.
+def _identity(v):
+    return v
+
+
+_identity_partitioned = custom_partitioning(_identity)
+_identity_partitioned.def_partition(
+    lambda mesh, arg_shapes, result_shape: (
+        mesh,
+        _identity,
+        result_shape.sharding,
+        (arg_shapes[0].sharding,),
+    ),
+    infer_sharding_from_operands=lambda mesh, arg_shapes, result_shape: arg_shapes[0].sharding,
+    sharding_rule="... -> ...",
+)
+_NEEDS_DEVICES = jax.make_jaxpr(_identity_partitioned)(np.float32(0))
+
+
+def _on_devices(x):
+    """Whether ``x`` is typed on a mesh of more than one device (see ``_NEEDS_DEVICES``)."""
+    mesh = getattr(jax.typeof(x).sharding, "mesh", None)
+    return mesh is not None and not mesh.empty and math.prod(mesh.axis_sizes) > 1
+
+
+class _Primitive(Primitive):
+    def bind(self, *args, **params):
+        if "partitioning" not in params:  # rules binding again pass on the first choice
+            params["partitioning"] = _NEEDS_DEVICES if _on_devices(args[0]) else None
+        return super().bind(*args, **params)
+
+
 # --- the primitives -----------------------------------------------------------------------------
 
 
 def _primitive(name, core_impl, xla_impl):
-    p = Primitive(name)
+    p = _Primitive(name)
     if _apply_primitive is not None:
         p.def_impl(functools.partial(_apply_primitive, p))
     else:  # pragma: no cover - correct but compiles on every eager call
         p.def_impl(lambda *args, **params: jax.jit(functools.partial(p.bind, **params))(*args))
-    p.def_abstract_eval(
-        lambda *avals, **params: jax.core.ShapedArray(avals[0].shape, avals[0].dtype)
-    )
+    # the input's type, sharding included: under an explicitly sharded mesh
+    # (jax.sharding.AxisType.Explicit) the result keeps it instead of being typed replicated
+    p.def_abstract_eval(lambda *avals, **params: avals[0].update(weak_type=False))
 
-    def lowering(ctx, *args, implementation, **params):
+    def lowering(ctx, *args, implementation, partitioning, **params):
         platforms = tuple(ctx.module_context.platforms)
         exporting = ctx.module_context.lowering_parameters.for_export
         if implementation == "core":
@@ -280,7 +410,8 @@ def _primitive(name, core_impl, xla_impl):
                 key: (np.int64 if key in _INT_ATTRS else np.float64)(value)
                 for key, value in params.items()
             }
-            return jax.ffi.ffi_lowering(f"{name}_cpu")(ctx, *args, **attrs)
+            call = _ffi_call(f"{name}_cpu", tuple(sorted(attrs.items())))
+            return _lower_partitioned(ctx, call, args, params["axis"])
         impl = core_impl if use_core else xla_impl
         return mlir.lower_fun(functools.partial(impl, **params), multiple_results=False)(ctx, *args)
 
@@ -350,7 +481,7 @@ def _linear_transpose(other, name):
     return rule
 
 
-def _window_jvp_rule(primals, tangents, *, size, before, axis, implementation):
+def _window_jvp_rule(primals, tangents, *, size, before, axis, implementation, partitioning=None):
     (v,), (t,) = primals, tangents
     params = dict(size=size, before=before, axis=axis, implementation=implementation)
     y = _window_p.bind(v, **params)
@@ -359,7 +490,7 @@ def _window_jvp_rule(primals, tangents, *, size, before, axis, implementation):
     return y, _window_p.bind(t, **params)
 
 
-def _window_transpose(ct, v, *, size, before, axis, implementation):
+def _window_transpose(ct, v, *, size, before, axis, implementation, partitioning=None):
     if type(ct) is ad.Zero:
         return (ad.Zero(v.aval),)
     return (
