@@ -194,6 +194,15 @@ def losses(implementation, distributed):
 
 out = {f"{impl}_{dist}": losses(impl, dist == "dp")
        for impl in ("auto", "native") for dist in ("dp", "single")}
+# the layer alone on a batch sharded as DataParallel shards it (a jax.sharding.Mesh: auto axes)
+from jax.sharding import NamedSharding, PartitionSpec as P
+keras.distribution.set_distribution(None)
+mesh = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))
+xs = jax.device_put(np.ones((8, 6, 6, 12), "float32"), NamedSharding(mesh, P("batch")))
+call = jax.jit(LocalResponseNormalization(depth_radius=2))
+text = call.lower(xs).compile().as_text()
+out["layer"] = [bool(call(xs).sharding.is_equivalent_to(xs.sharding, 4)),
+                "all-gather" in text, "lrn_core_lrn_cpu" in text]
 with open(sys.argv[1] + "/losses.json", "w") as fh:
     json.dump(out, fh)
 """
@@ -210,3 +219,5 @@ def test_keras_data_parallel_training_matches_native_and_one_device(tmp_path):
     assert ref.shape == (2,) and np.isfinite(ref).all() and ref[1] != ref[0]  # it trained
     for key in ("auto_dp", "native_dp", "auto_single"):
         np.testing.assert_allclose(out[key], ref, rtol=1e-5, err_msg=key)
+    # the layer keeps the batch sharding, on the kernels, with no gather
+    assert out["layer"] == [True, False, True]
