@@ -169,16 +169,24 @@ def _extensions():
         names.append("_kernels_avx2")
     # The C kernels: compiled into each variant (with its flags); the Cython driver declares them
     # in _lrn_kernels.pxd. depends= rebuilds the extensions when a header changes.
+    # lrn_xla_ffi.c holds the JAX custom-call handlers (XLA FFI) over the same driver. It is
+    # built against the vendored declarations in _simd/xla_ffi_c_api.h, not jaxlib's headers, so
+    # the core builds without JAX and one binary serves every jaxlib that accepts XLA FFI API 0.1
+    # handlers (docs/jax-ffi.rst).
     simd = "src/lrn_core/_simd"
     exts = [
         Extension(
             f"lrn_core.{name}",
-            [f"src/lrn_core/{name}.pyx", f"{simd}/lrn_kernels.c"],
+            [f"src/lrn_core/{name}.pyx", f"{simd}/lrn_kernels.c", f"{simd}/lrn_xla_ffi.c"],
             include_dirs=[np.get_include(), simd],
             depends=[
                 f"{simd}/lrn_kernels.h",
                 f"{simd}/lrn_kernels.c",
+                f"{simd}/lrn_xla_ffi.h",
+                f"{simd}/lrn_xla_ffi.c",
+                f"{simd}/xla_ffi_c_api.h",
                 "src/lrn_core/_lrn_kernels.pxd",
+                "src/lrn_core/_lrn_xla_ffi.pxd",
                 "src/lrn_core/_kernels.pyx",
             ],
         )

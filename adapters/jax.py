@@ -35,9 +35,9 @@ the whole batch (no per-example loop). ``jax.jit`` traces the primitives like an
 Where the kernels run, ``implementation``:
 
 ``"auto"`` (default)
-    lrn-core's Cython kernels on the CPU, as XLA FFI custom calls whose handlers read and write
-    XLA's buffers in place (:mod:`lrn_core.adapters._jax_ffi`; ``jax.pure_callback`` with
-    another jaxlib); the pure-XLA implementation when lowered for another platform (GPU, TPU) or
+    lrn-core's kernels on the CPU, as XLA FFI custom calls whose C handlers read and write
+    XLA's buffers in place (:mod:`lrn_core.adapters._jax_ffi`; ``jax.pure_callback`` with a
+    jaxlib that refuses them); the pure-XLA implementation when lowered for another platform (GPU, TPU) or
     for ``jax.export`` (a call into this Python process cannot be serialised). The choice is made
     when XLA code is emitted, so it follows the device a jitted function is compiled for.
 ``"core"``
@@ -431,11 +431,7 @@ def _primitive(name, core_impl, xla_impl):
 
 
 _FFI_TARGETS = _ffi.register(
-    {
-        "lrn_core_lrn_cpu": lambda x, out, **p: lrn(x, **p, out=out),
-        "lrn_core_lrn_vjp_cpu": lambda x, g, out, **p: lrn_backward(g, x, **p, out=out),
-        "lrn_core_window_sum_cpu": lambda v, out, **p: window_sum(v, **p, out=out),
-    }
+    ("lrn_core_lrn_cpu", "lrn_core_lrn_vjp_cpu", "lrn_core_window_sum_cpu")
 )
 _INT_ATTRS = ("size", "before", "axis")
 _lrn_p = _primitive("lrn_core_lrn", _core_lrn, _xla(_forward))

@@ -43,8 +43,10 @@ ctypedef fused acc:
     # the type window sums and s are computed in
     float
     double
+from cpython.pycapsule cimport PyCapsule_New
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
+from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 
@@ -72,6 +74,16 @@ from lrn_core._lrn_kernels cimport (
     lrn_release_fork_cap,
     lrn_rows_f32,
     lrn_team_starting,
+)
+from lrn_core._lrn_xla_ffi cimport (
+    LRN_XLA_FFI_API_MAJOR,
+    LRN_XLA_FFI_API_MINOR,
+    lrn_driver,
+    lrn_view,
+    lrn_xla_ffi_lrn,
+    lrn_xla_ffi_lrn_vjp,
+    lrn_xla_ffi_set_driver,
+    lrn_xla_ffi_window_sum,
 )
 
 
@@ -625,16 +637,26 @@ def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size
     cdef Py_ssize_t outer = v.shape[0], C = v.shape[1], inner = v.shape[2]
     if outer == 0 or C == 0 or inner == 0:
         return
-    cdef Py_ssize_t n = size
+    cdef int failed
+    with nogil:
+        failed = _window_run(&v[0, 0, 0], &out[0, 0, 0], outer, C, inner,
+                             v.strides[0] // sizeof(floating), v.strides[1] // sizeof(floating),
+                             v.strides[2] // sizeof(floating),
+                             out.strides[0] // sizeof(floating),
+                             out.strides[1] // sizeof(floating),
+                             out.strides[2] // sizeof(floating), size, before)
+    if failed:
+        raise MemoryError("lrn_core: could not allocate the per-thread scratch")
+
+
+cdef int _window_run(const floating* vp, floating* op, Py_ssize_t outer, Py_ssize_t C,
+                     Py_ssize_t inner, Py_ssize_t vso, Py_ssize_t vsc, Py_ssize_t vsi,
+                     Py_ssize_t oso, Py_ssize_t osc, Py_ssize_t osi, Py_ssize_t n,
+                     Py_ssize_t before) noexcept nogil:
+    """The window-sum driver over raw pointers (strides in elements, no empty extent): 0, or -1
+    when the per-thread scratch cannot be allocated. Shared by window_sum and the XLA handlers."""
     cdef Geometry g = _geometry(outer, C, inner, n, sizeof(double))
     cdef Py_ssize_t B = g.B
-    cdef const floating* vp = &v[0, 0, 0]
-    cdef floating* op = &out[0, 0, 0]
-    cdef Py_ssize_t vso = v.strides[0] // sizeof(floating), vsc = v.strides[1] // sizeof(floating)
-    cdef Py_ssize_t vsi = v.strides[2] // sizeof(floating)
-    cdef Py_ssize_t oso = out.strides[0] // sizeof(floating)
-    cdef Py_ssize_t osc = out.strides[1] // sizeof(floating)
-    cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
     cdef Py_ssize_t t, o, i0, L, c, j
     cdef floating* buf = NULL
     cdef double* V = NULL
@@ -642,7 +664,7 @@ def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size
     cdef const floating* src
     cdef int failed = 0
     cdef int* failp = &failed
-    with nogil, parallel(num_threads=g.threads):
+    with parallel(num_threads=g.threads):
         buf = <floating*>malloc(C * B * sizeof(floating))
         V = <double*>malloc(C * B * sizeof(double))
         S = <double*>malloc((C + n + 1) * B * sizeof(double))
@@ -668,8 +690,7 @@ def window_sum(const floating[:, :, :] v, floating[:, :, :] out, Py_ssize_t size
         free(buf)
         free(V)
         free(S)
-    if failed:
-        raise MemoryError("lrn_core: could not allocate the per-thread scratch")
+    return -1 if failed else 0
 
 
 cdef inline const floating* _at(const floating* p, Py_ssize_t i) noexcept nogil:
@@ -704,11 +725,32 @@ cdef void _pixels(const floating* x, const floating* dy, Py_ssize_t xs, Py_ssize
 
 cdef _lrn(const floating[:, :, :] x, const floating[:, :, :] dy, floating[:, :, :] out,
           bint backward, Py_ssize_t n, Py_ssize_t before, double alpha, double beta, double k):
-    """The one driver of both passes (forward: dy is x and not read): path choice, scratch,
-    threads, and the redo in double of tiles the float fast path refuses."""
+    """The driver on memoryviews (forward: dy is x and not read)."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
     if outer == 0 or C == 0 or inner == 0:
         return
+    cdef int failed
+    with nogil:
+        failed = _lrn_run(&x[0, 0, 0], &dy[0, 0, 0] if backward else NULL, &out[0, 0, 0],
+                          outer, C, inner, x.strides[0] // sizeof(floating),
+                          x.strides[1] // sizeof(floating), x.strides[2] // sizeof(floating),
+                          dy.strides[0] // sizeof(floating), dy.strides[1] // sizeof(floating),
+                          dy.strides[2] // sizeof(floating), out.strides[0] // sizeof(floating),
+                          out.strides[1] // sizeof(floating), out.strides[2] // sizeof(floating),
+                          backward, n, before, alpha, beta, k)
+    if failed:
+        raise MemoryError("lrn_core: could not allocate the per-thread scratch")
+
+
+cdef int _lrn_run(const floating* xp, const floating* dp, floating* op, Py_ssize_t outer,
+                  Py_ssize_t C, Py_ssize_t inner, Py_ssize_t xso, Py_ssize_t xsc, Py_ssize_t xsi,
+                  Py_ssize_t dso, Py_ssize_t dsc, Py_ssize_t dsi, Py_ssize_t oso, Py_ssize_t osc,
+                  Py_ssize_t osi, bint backward, Py_ssize_t n, Py_ssize_t before, double alpha,
+                  double beta, double k) noexcept nogil:
+    """The one driver of both passes, over raw pointers (strides in elements, no empty extent;
+    forward: dp NULL, its strides those of x): path choice, scratch, threads, and the redo in
+    double of tiles the float fast path refuses. 0, or -1 when the per-thread scratch cannot be
+    allocated. Shared by lrn_forward/lrn_backward and the XLA handlers (lrn_xla_ffi.c)."""
     cdef int kind = _beta_kind(beta)
     cdef bint fast = floating is float and _fast_ok(n, alpha, k)
     # blocks of window-sum scratch a van Herk tile needs: S; backward also S2 and R
@@ -716,17 +758,6 @@ cdef _lrn(const floating[:, :, :] x, const floating[:, :, :] dy, floating[:, :, 
     cdef Geometry g = _geometry(outer, C, inner, n,
                                 blocks * (sizeof(float) if fast else sizeof(double)))
     cdef Py_ssize_t B = g.B
-    cdef const floating* xp = &x[0, 0, 0]
-    cdef const floating* dp = &dy[0, 0, 0] if backward else NULL
-    cdef floating* op = &out[0, 0, 0]
-    cdef Py_ssize_t xso = x.strides[0] // sizeof(floating), xsc = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t xsi = x.strides[2] // sizeof(floating)
-    cdef Py_ssize_t dso = dy.strides[0] // sizeof(floating)
-    cdef Py_ssize_t dsc = dy.strides[1] // sizeof(floating)
-    cdef Py_ssize_t dsi = dy.strides[2] // sizeof(floating)
-    cdef Py_ssize_t oso = out.strides[0] // sizeof(floating)
-    cdef Py_ssize_t osc = out.strides[1] // sizeof(floating)
-    cdef Py_ssize_t osi = out.strides[2] // sizeof(floating)
     # rows are read in place only when x and dy share the channel stride and are contiguous
     cdef bint in_direct = xsi == 1 and dsi == 1 and xsc == dsc
     cdef bint o_direct = osi == 1
@@ -761,7 +792,7 @@ cdef _lrn(const floating[:, :, :] x, const floating[:, :, :] dy, floating[:, :, 
     cdef floating* Y
     cdef int failed = 0
     cdef int* failp = &failed
-    with nogil, parallel(num_threads=g.threads):
+    with parallel(num_threads=g.threads):
         xbuf = <floating*>malloc(C * Bs * sizeof(floating))
         dbuf = <floating*>malloc(C * Bs * sizeof(floating)) if backward else NULL
         obuf = <floating*>malloc(C * Bs * sizeof(floating))
@@ -823,8 +854,7 @@ cdef _lrn(const floating[:, :, :] x, const floating[:, :, :] dy, floating[:, :, 
         free(obuf)
         free(Sf_block)
         free(Sd)
-    if failed:
-        raise MemoryError("lrn_core: could not allocate the per-thread scratch")
+    return -1 if failed else 0
 
 
 def lrn_forward(const floating[:, :, :] x, floating[:, :, :] out, Py_ssize_t size,
@@ -841,3 +871,54 @@ def lrn_backward(const floating[:, :, :] dy, const floating[:, :, :] x, floating
     (``before`` and ``after`` swapped).
     """
     _lrn(x, dy, out, True, size, before, alpha, beta, k)
+
+
+# ---------------------------------------------------------------------------------------------
+# XLA FFI (JAX custom calls): the C handlers (_simd/lrn_xla_ffi.c) check XLA's call frame and
+# call these entry points, the same driver as above, with no Python and no GIL.
+
+cdef int _ffi_lrn_f32(const float* x, const float* dy, float* out, const lrn_view* v,
+                      ptrdiff_t size, ptrdiff_t before, double alpha, double beta,
+                      double k) noexcept nogil:
+    return _lrn_run(x, dy, out, v.outer, v.C, v.inner, v.s0, v.s1, v.s2, v.s0, v.s1, v.s2,
+                    v.s0, v.s1, v.s2, dy != NULL, size, before, alpha, beta, k)
+
+
+cdef int _ffi_lrn_f64(const double* x, const double* dy, double* out, const lrn_view* v,
+                      ptrdiff_t size, ptrdiff_t before, double alpha, double beta,
+                      double k) noexcept nogil:
+    return _lrn_run(x, dy, out, v.outer, v.C, v.inner, v.s0, v.s1, v.s2, v.s0, v.s1, v.s2,
+                    v.s0, v.s1, v.s2, dy != NULL, size, before, alpha, beta, k)
+
+
+cdef int _ffi_window_f32(const float* v, float* out, const lrn_view* w, ptrdiff_t size,
+                         ptrdiff_t before) noexcept nogil:
+    return _window_run(v, out, w.outer, w.C, w.inner, w.s0, w.s1, w.s2, w.s0, w.s1, w.s2, size,
+                       before)
+
+
+cdef int _ffi_window_f64(const double* v, double* out, const lrn_view* w, ptrdiff_t size,
+                         ptrdiff_t before) noexcept nogil:
+    return _window_run(v, out, w.outer, w.C, w.inner, w.s0, w.s1, w.s2, w.s0, w.s1, w.s2, size,
+                       before)
+
+
+cdef lrn_driver _driver
+_driver.lrn_f32 = _ffi_lrn_f32
+_driver.lrn_f64 = _ffi_lrn_f64
+_driver.window_f32 = _ffi_window_f32
+_driver.window_f64 = _ffi_window_f64
+lrn_xla_ffi_set_driver(&_driver)
+
+#: the XLA FFI API version the handlers are built for (and report in XLA's handshake)
+xla_ffi_api_version = (LRN_XLA_FFI_API_MAJOR, LRN_XLA_FFI_API_MINOR)
+
+
+def xla_ffi_handlers():
+    """The XLA FFI handlers as ``{"lrn" | "lrn_vjp" | "window_sum": PyCapsule}``, for
+    ``jax.ffi.register_ffi_target``; operands and attributes as in docs/jax-ffi.rst."""
+    return {
+        "lrn": PyCapsule_New(<void*>lrn_xla_ffi_lrn, NULL, NULL),
+        "lrn_vjp": PyCapsule_New(<void*>lrn_xla_ffi_lrn_vjp, NULL, NULL),
+        "window_sum": PyCapsule_New(<void*>lrn_xla_ffi_window_sum, NULL, NULL),
+    }
