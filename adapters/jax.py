@@ -35,9 +35,9 @@ the whole batch (no per-example loop). ``jax.jit`` traces the primitives like an
 Where the kernels run, ``implementation``:
 
 ``"auto"`` (default)
-    lrn-core's kernels on the CPU, as XLA FFI custom calls whose C handlers read and write
-    XLA's buffers in place (:mod:`lrn_core.adapters._jax_ffi`; ``jax.pure_callback`` with a
-    jaxlib that refuses them); the pure-XLA implementation when lowered for another platform (GPU, TPU) or
+    lrn-core's Cython kernels on the CPU, as XLA FFI custom calls whose handlers read and write
+    XLA's buffers in place (:mod:`lrn_core.adapters._jax_ffi`; ``jax.pure_callback`` with
+    another jaxlib); the pure-XLA implementation when lowered for another platform (GPU, TPU) or
     for ``jax.export`` (a call into this Python process cannot be serialised). The choice is made
     when XLA code is emitted, so it follows the device a jitted function is compiled for.
 ``"core"``

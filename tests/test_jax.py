@@ -247,17 +247,123 @@ def test_kernels_run_as_xla_ffi_targets_not_python_callbacks():
     assert "custom_call @lrn_core_lrn_cpu" in hlo and "python" not in hlo
 
 
-def test_kernel_errors_surface_as_xla_errors():
-    """An exception inside an FFI handler is an XLA error, never a silent success."""
+_LRN_ATTRS = dict(
+    size=np.int64(3),
+    before=np.int64(1),
+    axis=np.int64(0),
+    alpha=np.float64(0.7),
+    beta=np.float64(0.75),
+    k=np.float64(1.5),
+)
+
+
+def _ffi(target, out, *operands, **attrs):
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out.shape, out.dtype))
+    return jax.block_until_ready(call(*operands, **attrs))
+
+
+def test_ffi_handlers_called_directly_match_the_core():
+    """The C handlers read every attribute: called straight through jax.ffi.ffi_call (no
+    adapter), they give the core's numbers, for each target and both dtypes."""
+    x = _x((2, 5, 3), np.float32)
+    g = _x((2, 5, 3), np.float32, seed=1)
+    p = dict(alpha=0.7, beta=0.75, k=1.5)
+    for axis in (0, 1, 2):
+        attrs = {**_LRN_ATTRS, "axis": np.int64(axis), "size": np.int64(4), "before": np.int64(3)}
+        got = _ffi("lrn_core_lrn_cpu", x, x, **attrs)
+        np.testing.assert_array_equal(got, lrn_core.lrn(x, 4, **p, axis=axis, before=3))
+        got = _ffi("lrn_core_lrn_vjp_cpu", x, x, g, **attrs)
+        want = lrn_core.lrn_backward(g, x, 4, **p, axis=axis, before=3)
+        np.testing.assert_array_equal(got, want)
+        got = _ffi("lrn_core_window_sum_cpu", x, x, size=np.int64(4), before=np.int64(3),
+                   axis=np.int64(axis))  # fmt: skip
+        np.testing.assert_array_equal(got, lrn_core.window_sum(x, 4, axis=axis, before=3))
+
+
+_BAD_ATTRS = [
+    ({"size": np.int64(0)}, r"attribute 'size' must be >= 1, got 0"),
+    ({"before": np.int64(3)}, r"attribute 'before' must be in \[0, size - 1\] = \[0, 2\], got 3"),
+    ({"before": np.int64(-1)}, r"attribute 'before' must be in"),
+    ({"axis": np.int64(2)}, r"attribute 'axis' must be in \[0, 2\) for a result of rank 2, got 2"),
+    ({"axis": np.int64(-1)}, r"attribute 'axis' must be in"),
+    ({"size": np.int32(3)}, r"attribute 'size' must be int64, got int32"),
+    ({"alpha": np.float32(0.5)}, r"attribute 'alpha' must be float64, got float32"),
+    ({"k": np.float64(np.nan)}, r"attribute 'k' must be finite, got nan"),
+    ({"beta": np.float64(np.inf)}, r"attribute 'beta' must be finite, got inf"),
+    ({"bogus": np.int64(1)}, r"unexpected attribute 'bogus'"),
+    ({"size": None}, r"missing attribute 'size'"),
+    ({"alpha": "0.5"}, r"attribute 'alpha' must be a scalar"),
+]
+
+
+@pytest.mark.parametrize("change,message", _BAD_ATTRS)
+def test_ffi_handler_refuses_bad_attributes_with_an_xla_error(change, message):
+    """A bad attribute is an XLA error naming the target and the attribute, never a crash or a
+    silent result."""
+    x = jnp.ones((2, 4), jnp.float32)
+    attrs = {key: value for key, value in {**_LRN_ATTRS, **change}.items() if value is not None}
+    with pytest.raises(Exception, match=r"lrn_core_lrn_cpu: " + message):
+        _ffi("lrn_core_lrn_cpu", x, x, **attrs)
+
+
+def test_ffi_handler_refuses_bad_operands_with_an_xla_error(x64):
+    attrs = dict(_LRN_ATTRS)
+    x32 = jnp.ones((2, 4), jnp.float32)
+    cases = [
+        ("lrn_core_lrn_cpu", x32.astype(jnp.float16), [x32.astype(jnp.float16)],
+         "the result must be float32 or float64 .*got float16"),
+        ("lrn_core_lrn_cpu", x32, [x32.astype(jnp.int32)], "operand x must be float32 or float64"),
+        ("lrn_core_lrn_cpu", x32, [x32.astype(jnp.float64)],
+         "operand x has dtype float64, the result float32"),
+        ("lrn_core_lrn_cpu", x32, [jnp.ones((4, 2), jnp.float32)],
+         "operand x must have the shape of the result"),
+        ("lrn_core_lrn_cpu", jnp.float32(1), [jnp.float32(1)],
+         "the result must have at least 1 dimension .*got rank 0"),
+        ("lrn_core_lrn_vjp_cpu", x32, [x32], "expected 2 operands, got 1"),
+        ("lrn_core_lrn_vjp_cpu", x32, [x32, jnp.ones((2, 5), jnp.float32)],
+         "operand g must have the shape of the result"),
+        ("lrn_core_window_sum_cpu", x32, [x32, x32], "expected 1 operand, got 2"),
+    ]  # fmt: skip
+    for target, out, operands, message in cases:
+        a = attrs if target != "lrn_core_window_sum_cpu" else {
+            key: attrs[key] for key in ("size", "before", "axis")
+        }  # fmt: skip
+        with pytest.raises(Exception, match=f"{target}: {message}"):
+            _ffi(target, out, *operands, **a)
+    # the window sum takes no LRN parameters
+    with pytest.raises(Exception, match="lrn_core_window_sum_cpu: unexpected attribute 'alpha'"):
+        _ffi("lrn_core_window_sum_cpu", x32, x32, **attrs)
+
+
+def test_ffi_handlers_report_the_api_version_they_are_built_for():
+    from lrn_core._dispatch import kernels
+
+    assert kernels().xla_ffi_api_version == (0, 1)
+    assert set(kernels().xla_ffi_handlers()) == {"lrn", "lrn_vjp", "window_sum"}
+
+
+def test_a_refused_api_version_warns_once_and_falls_back(monkeypatch):
+    """XLA refuses a handler whose API version it does not accept: nothing is registered (the
+    adapter then uses jax.pure_callback) and one warning names both versions."""
     from lrn_core.adapters import _jax_ffi
 
-    def fail(x, out, **params):
-        raise ValueError(f"refused with {params}")
+    def refuse(name, fn, platform):
+        raise ValueError(
+            f"XLA FFI handler registration for {name} on platform Host (canonical cpu) failed "
+            "because the handler's API version (0.1) is incompatible with the framework's API "
+            "version (1.0). Minimum supported API version is (1.0)."
+        )
 
-    (name,) = _jax_ffi.register({"lrn_core_test_fail": fail})
-    call = jax.ffi.ffi_call(name, jax.ShapeDtypeStruct((3,), jnp.float32))
-    with pytest.raises(Exception, match=r"lrn_core_test_fail: ValueError: refused with \{'a': 2\}"):
-        jax.block_until_ready(call(jnp.ones(3), a=np.int64(2)))
+    monkeypatch.setattr(jax.ffi, "register_ffi_target", refuse)
+    monkeypatch.setattr(_jax_ffi, "_warned", False)
+    with pytest.warns(RuntimeWarning, match=r"XLA FFI API is 1\.0, lrn-core's handlers are built "
+                      r"for 0\.1.*jax\.pure_callback"):  # fmt: skip
+        assert _jax_ffi.register(["lrn_core_lrn_cpu"]) == frozenset()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _jax_ffi.register(["lrn_core_lrn_cpu"]) == frozenset()  # said once
 
 
 # --- transformations ----------------------------------------------------------------------------
@@ -280,6 +386,38 @@ def test_vmap_batches_as_outer_rows_with_one_kernel_call(x64, impl):
     g = jax.vmap(jax.grad(lambda x: jnp.sum(f(x) * xb[0])))(xb)
     for i in range(xb.shape[0]):
         assert_close(g[i], lrn_grad_ref(xb[0], xb[i], 3, **PARAMS, axis=-1), scale=np.abs(xb))
+
+
+@pytest.mark.parametrize("axis", [1, -3, 0, 2])
+@pytest.mark.parametrize("in_axis", [0, 1, 2, 3])
+def test_vmap_over_every_axis_matches_the_composite(x64, axis, in_axis):
+    """vmap over each axis of the batched array, the channel axis given as a positive or a
+    negative index (a positive one shifts when the batch axis is added): forward, gradient and
+    forward mode through the kernels equal the pure-XLA composite and the reference."""
+    xb = _x((3, 4, 5, 2))  # per example (after removing in_axis) a 3-D array
+    core, xla = _f("core", 3, None, axis), _f("xla", 3, None, axis)
+    per = np.moveaxis(xb, in_axis, 0)
+    want = np.stack([lrn_ref(a, 3, **PARAMS, axis=axis) for a in per])
+    for f in (core, xla):
+        y = jax.vmap(f, in_axes=in_axis, out_axes=0)(xb)
+        assert_close(y, want)
+    loss = lambda f: lambda x: jnp.sum(f(x) ** 2)  # noqa: E731
+    # derivatives are sums of terms of either sign: tolerances relative to the terms
+    assert_close(
+        jax.vmap(jax.grad(loss(core)), in_axes=in_axis)(xb),
+        jax.vmap(jax.grad(loss(xla)), in_axes=in_axis)(xb),
+        scale=np.abs(xb),
+    )
+    t = _x(xb.shape, seed=2)
+    jv = lambda f: lambda x, t: jax.jvp(f, (x,), (t,))[1]  # noqa: E731
+    assert_close(
+        jax.vmap(jv(core), in_axes=in_axis)(xb, t),
+        jax.vmap(jv(xla), in_axes=in_axis)(xb, t),
+        scale=np.abs(t),
+    )
+    # nested: two mapped axes around the kernels
+    nest = lambda f: jax.vmap(jax.vmap(f), in_axes=in_axis)  # noqa: E731
+    assert_close(nest(core)(xb[..., None]), nest(xla)(xb[..., None]))
 
 
 def test_jit_and_eager_agree_and_recompile_only_for_new_params():

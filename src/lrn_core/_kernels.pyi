@@ -11,6 +11,8 @@ openmp_version: int
 simd: str
 build_cflags: str
 vector_pow: bool
+#: the XLA FFI API version the JAX handlers are built for (docs/jax-ffi.rst)
+xla_ffi_api_version: tuple[int, int]
 
 def max_threads() -> int: ...
 def fork_capped() -> bool: ...
@@ -37,3 +39,4 @@ def lrn_backward(
     beta: float,
     k: float,
 ) -> None: ...
+def xla_ffi_handlers() -> dict[str, object]: ...
