@@ -222,15 +222,7 @@ def test_torch_dataloader_workers_with_the_fork_context():
 @pytest.mark.parametrize(
     "framework",
     [
-        pytest.param(
-            "tensorflow",
-            # importing the TF adapter starts TensorFlow's runtime (it builds a tensor at import),
-            # and TF's own op then hangs in the forked child; strict, so the mark goes when the
-            # adapter starts nothing at import
-            marks=pytest.mark.xfail(
-                reason="the TF adapter starts TF's runtime at import", strict=True
-            ),
-        ),
+        "tensorflow",
         "jax",
     ],
 )
