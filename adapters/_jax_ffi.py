@@ -20,7 +20,7 @@ import warnings
 
 import jax
 
-from .._dispatch import kernels
+from .._api import kernels
 
 __all__ = ["register", "HANDLERS"]
 

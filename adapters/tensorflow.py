@@ -73,8 +73,8 @@ from tensorflow.python.ops import gen_nn_ops
 from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 from tensorflow.python.saved_model.save_context import in_save_context
 
-from .. import _buffers, conventions, lrn, lrn_backward, window_sum
-from .._dispatch import kernels
+from .. import conventions, lrn, lrn_backward, window_sum
+from .._api import kernels, output_buffer
 from ..validation import check_choice, check_params, check_tf_params
 from ._keras_layer import LocalResponseNormalizationBase
 
@@ -351,7 +351,7 @@ def _eager_kernel(kernel, params, tensors):
             return None
         views.append(b.reshape(-1, c).T[None])
     # 64-byte aligned, as TF (Eigen) needs to adopt it; _block: no shape and dtype normalisation
-    out = _buffers._block(a.nbytes).view(a.dtype).reshape(a.shape)
+    out = output_buffer(a.shape, a.dtype)
     getattr(kernels(), kernel)(
         *views, a.reshape(-1, c).T[None], out.reshape(-1, c).T[None], *params
     )
@@ -363,7 +363,7 @@ def _numpy_call(fn, tensors):
     arrays = [np.from_dlpack(t) if t.shape.num_elements() else t.numpy() for t in tensors]
     if arrays[-1].size == 0:
         return tf.convert_to_tensor(fn(*arrays))
-    out = _buffers.empty(arrays[-1].shape, arrays[-1].dtype)  # 64-byte aligned, for Eigen
+    out = output_buffer(arrays[-1].shape, arrays[-1].dtype)  # 64-byte aligned, for Eigen
     fn(*arrays, out=out)
     return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
 

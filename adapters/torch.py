@@ -58,7 +58,8 @@ from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import lrn_core
 
-from .. import _buffers, conventions
+from .. import conventions
+from .._api import output_buffer_like
 from ..validation import check_params
 
 __all__ = [
@@ -116,8 +117,9 @@ def _run(op, fn, *tensors, **params):
     x = tensors[-1]
     # The output is allocated by the core, laid out like the input (channels_last stays
     # channels_last), and handed to torch without a copy. Large outputs reuse blocks no tensor
-    # references any more (lrn_core._buffers): faulting in fresh pages costs more than the LRN.
-    out = _buffers.empty_like(arrays[-1])
+    # references any more (the core's output cache): faulting in fresh pages costs more than the
+    # LRN.
+    out = output_buffer_like(arrays[-1])
     fn(*arrays, axis=1, out=out, **params)
     out = torch.from_numpy(out)
     return out.to(x.dtype) if x.dtype == torch.bfloat16 else out

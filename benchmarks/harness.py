@@ -393,7 +393,7 @@ def _run_threads(cases, settings, threads):
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
-    from lrn_core._dispatch import kernels
+    from lrn_core._api import kernels
 
     report = {"lrn-core (OpenMP)": int(kernels().max_threads())}
     threadpool_limits(threads)  # OpenMP and BLAS, for the life of this process
@@ -519,10 +519,13 @@ def _require(modules, why=""):
 
 def _environment(frameworks):
     import lrn_core
-    from lrn_core._config import frameworks_found
-    from lrn_core._dispatch import kernels
+    from lrn_core._api import kernels
 
-    k, found, cpu = kernels(), frameworks_found(), platform.processor() or platform.machine()
+    k, found, cpu = (
+        kernels(),
+        lrn_core.get_config()["frameworks"],
+        platform.processor() or platform.machine(),
+    )
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
         cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     return {
@@ -552,7 +555,7 @@ def run(shapes=None, **options):
     an int or a list (default: the process's OpenMP default). Each thread count runs in a child
     process started with ``OMP_NUM_THREADS``.
     """
-    from lrn_core._dispatch import kernels
+    from lrn_core._api import kernels
 
     t_start = time.perf_counter()
     _require(["threadpoolctl", "tqdm"])

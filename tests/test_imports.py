@@ -69,27 +69,53 @@ def test_kernels_variant_is_reported_and_baseline_matches(tmp_path):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
-def test_adapters_import_no_private_name_of_the_core():
-    """Adapters use the core's public names (lrn, lrn_core.validation, conventions, ...), never
-    its private helpers. Two private modules are shared on purpose: the output cache ``_buffers``
-    (its ``empty``/``empty_like`` allocate their outputs) and ``_dispatch`` (``kernels()``, the
-    compiled module for this CPU, which the TF adapter calls on TensorFlow's buffers eagerly)."""
-    import lrn_core.adapters
-
-    found = []
-    for path in sorted(pathlib.Path(lrn_core.adapters.__path__[0]).glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level >= 2:  # from the core
+def _core_imports(path, package):
+    """(module, names) of each import of lrn-core's own modules in ``path`` (any nesting)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the file's package
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(parts + ([node.module] if node.module else []))
+            else:
                 module = node.module or ""
-                names = [a.name for a in node.names]
-                shared = ("_buffers", "_dispatch")
-                if (module.startswith("_") and module not in shared) or any(
-                    n.startswith("_") and n not in shared for n in names
+            yield module, [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, []
+
+
+def test_adapters_and_harness_use_one_door_into_the_core():
+    """The adapters and the benchmark harness call the public API (``lrn_core``, its public
+    modules) or the one documented internal door, ``lrn_core._api`` (its ``__all__``: the
+    functions, ``kernels``, ``output_buffer``): never ``_buffers``, ``_dispatch``, the kernel
+    modules or any other private name of the core."""
+    import lrn_core._api
+    import lrn_core.adapters
+    import lrn_core.benchmarks
+
+    door = set(lrn_core._api.__all__)
+    found, scanned = [], 0
+    for pkg in (lrn_core.adapters, lrn_core.benchmarks):
+        root = pathlib.Path(pkg.__path__[0])
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root).with_suffix("").parts
+            package = ".".join([pkg.__name__, *rel[:-1]])  # the folder holding the file
+            scanned += 1
+            for module, names in _core_imports(path, package):
+                if not module.startswith("lrn_core") or module.startswith(
+                    ("lrn_core.adapters", "lrn_core.benchmarks")
                 ):
-                    found.append(
-                        f"{path.name}: from {'.' * node.level}{module} import {', '.join(names)}"
-                    )
-    assert not found, found
+                    continue
+                private = [m for m in module.split(".")[1:] if m.startswith("_")]
+                if module == "lrn_core._api":
+                    bad = [n for n in names if n not in door]
+                elif private:
+                    bad = [module]
+                else:
+                    bad = [n for n in names if n.startswith("_") and n != "__version__"]
+                if bad:
+                    found.append(f"{path.relative_to(root.parent)}: {module} {bad}")
+    assert scanned > 5 and not found, found
 
 
 def _env():

@@ -1,7 +1,11 @@
-"""The NumPy face of the core: dtype policy, axis and stride handling, calls to the kernels.
+"""The NumPy face of the core, and the one door into it for the adapters and the harness.
 
 Everything a user passes is checked here with :mod:`lrn_core.validation` (the checks every
 adapter shares); the compiled kernels trust what they receive.
+
+The adapters (``lrn_core.adapters``) and the benchmark harness use the public functions, or the
+few names of the section "kernels on caller-provided buffers" below: nothing else of the core's
+internals (``_buffers``, ``_dispatch``, the kernel modules). ``tests/test_imports.py`` checks it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .validation import (
     check_params,
 )
 
-__all__ = ["lrn", "lrn_backward", "window_sum"]
+__all__ = ["lrn", "lrn_backward", "window_sum", "kernels", "output_buffer", "output_buffer_like"]
 
 # --- views -------------------------------------------------------------------------------------
 
@@ -112,6 +116,19 @@ def _run(kernel, arrays, axis, out, params):
         return work if work.dtype == x.dtype else work.astype(x.dtype)
     np.copyto(out, work, casting="same_kind")
     return out
+
+
+# --- kernels on caller-provided buffers (the door for adapters) -------------------------------
+# ``kernels()`` is the compiled module for this CPU: ``lrn_forward(x3, out3, size, before, alpha,
+# beta, k)``, ``lrn_backward(dy3, x3, out3, ...)``, ``window_sum(v3, out3, size, before)`` on 3-D
+# (outer, C, inner) views of one dtype (float32 or float64) with unit inner stride, nothing
+# checked; ``max_threads()``; the XLA FFI handlers (``xla_ffi_handlers()``). ``output_buffer``
+# gives an uninitialised C-contiguous, 64-byte aligned array from the output cache (see
+# ``LRN_CORE_OUTPUT_CACHE_MB``), which the framework may then own without a copy.
+
+output_buffer = _buffers.empty
+#: like ``np.empty_like(a, dtype)`` (the axes keep ``a``'s memory order), from the output cache
+output_buffer_like = _buffers.empty_like
 
 
 # --- public functions --------------------------------------------------------------------------
