@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import warnings
 
 import numpy as np
 
@@ -36,6 +37,8 @@ __all__ = [
     "check_tf_params",
     "check_axis",
     "check_choice",
+    "IMPLEMENTATIONS",
+    "check_implementation",
     "as_array",
     "check_like",
     "check_out",
@@ -135,6 +138,33 @@ def check_choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+# --- the implementation choice, one vocabulary for every adapter --------------------------------
+
+#: ``implementation=`` of every adapter: ``"auto"`` (lrn-core's kernels where they can run, the
+#: framework's own computation where they cannot: another device, a saved or exported artefact,
+#: a compiler that cannot call them), ``"core"`` (always the kernels, an error where they cannot
+#: run), ``"native"`` (always the framework's own computation: its LRN op, or for JAX, which has
+#: none, the formula in ``jnp``/``lax``).
+IMPLEMENTATIONS = ("auto", "core", "native")
+
+#: old spellings, accepted with a ``DeprecationWarning``
+_OLD_IMPLEMENTATIONS = {"xla": "native"}
+
+
+def check_implementation(value, *, stacklevel=3):
+    """``value`` of :data:`IMPLEMENTATIONS`; an old spelling (``"xla"``) gives its new name with a
+    ``DeprecationWarning``; anything else a ValueError listing the choices."""
+    if isinstance(value, str) and value in _OLD_IMPLEMENTATIONS:
+        new = _OLD_IMPLEMENTATIONS[value]
+        warnings.warn(
+            f"implementation={value!r} is deprecated; use implementation={new!r} (the same route)",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        return new
+    return check_choice("implementation", value, IMPLEMENTATIONS)
 
 
 # --- arrays ---------------------------------------------------------------------------------------
