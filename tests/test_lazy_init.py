@@ -65,18 +65,18 @@ def _run(code, env=None):
         timeout=TIMEOUT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
     )
-    return proc.returncode, proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _check(imports, steps, calls, control, errors, env=None):
     """Without the control the child must pass every step and call; with ``control`` (code that
     starts the runtime) every step named in ``errors`` must fail with its message."""
-    rc, out = _run(_script(imports, control, steps, calls), env)
-    if not control:
-        assert rc == 0 and out.rstrip().endswith("ok"), out[-4000:]
+    rc, out, err = _run(_script(imports, control, steps, calls), env)
+    if not control:  # the child's last word on stdout (TF logs to stderr at any time)
+        assert rc == 0 and out.rstrip().endswith("ok"), (out + err)[-4000:]
         return
     lines = [line for line in out.splitlines() if line.startswith("FAILED ")]
-    assert rc != 0 and lines, f"the control started the runtime and the child passed:\n{out}"
+    assert rc != 0 and lines, f"the control started the runtime and the child passed:\n{out}{err}"
     failed = json.loads(lines[-1][len("FAILED ") :])
     for step, message in errors.items():
         assert message in failed.get(step, ""), (step, failed, out[-3000:])
