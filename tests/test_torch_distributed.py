@@ -182,7 +182,11 @@ def _dtensor_case(name, entry):
             (gg,) = torch.autograd.grad((g * vd).sum(), d)
             res["gradgrad"] = _full(gg)
     except Exception as e:  # reported in the parent, with the case and the entry point
+        import traceback
+
         res["error"] = f"{type(e).__name__}: {e}"
+        frame = traceback.extract_tb(e.__traceback__)[-1]  # where it was raised
+        res["error at"] = f"{frame.filename.replace(os.sep, '/')}:{frame.name}"
     return res
 
 
@@ -333,6 +337,29 @@ def _native_derivatives(x, w, v, size):
     return {"y": y.detach(), "y no_grad": y.detach(), "grad": g.detach(), "gradgrad": gg}
 
 
+#: What native torch cannot do on a DTensor (the error type, a pattern of its message, where it
+#: is raised): DTensor has no rule for avg_pool2d/3d_backward (torch 2.13), nor for avg_pool2d/3d
+#: itself (torch 2.6); and torch 2.6 fails to redistribute pad's input on the 2-D mesh.
+NATIVE_DTENSOR_GAPS = (
+    (
+        "NotImplementedError",
+        r"Operator aten\.avg_pool[23]d(_backward)?\.default does not have a sharding strategy "
+        r"registered\.",
+        "",
+    ),
+    ("IndexError", r"list index out of range", "torch/distributed/tensor/_redistribute.py:"),
+)
+
+
+def _assert_native_gap(native, name):
+    """native's error on the DTensor is one of NATIVE_DTENSOR_GAPS, not a bug of the test."""
+    kind, _, message = native["error"].partition(": ")
+    where = native.get("error at", "")
+    assert any(
+        kind == k and re.fullmatch(m, message) and f in where for k, m, f in NATIVE_DTENSOR_GAPS
+    ), f"{name}, native: {native['error']} (at {where})"
+
+
 def close(a, b, tol=1e-10):
     torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 
@@ -354,19 +381,24 @@ def test_dtensor_rules_registered_by_the_first_dtensor(dtensor_results):
 @pytest.mark.parametrize("name", list(DTENSOR_CASES))
 def test_dtensor_values_and_placements(dtensor_results, name, entry):
     """Numbers of native torch (on the same DTensor where torch can, on the full tensor for
-    gradients), and placements: batch- and spatially-sharded in, sharded alike out, no
-    communication; channel-sharded (dim 1) in, gathered along the channels for the kernels, and
-    (functional, LRNFunction) sharded again like the input. Gradients are placed like the input.
-    A Partial input (a pending sum) is reduced first; the output is not Partial."""
+    gradients and where torch cannot: NATIVE_DTENSOR_GAPS), and placements: batch- and
+    spatially-sharded in, sharded alike out, no communication; channel-sharded (dim 1) in,
+    gathered along the channels for the kernels, and (functional, LRNFunction) sharded again
+    like the input. Gradients are placed like the input. A Partial input (a pending sum) is
+    reduced first; the output is not Partial."""
     ref = _dtensor_reference(name)
     spec = _spec_keys(DTENSOR_CASES[name][3])
     channel_sharded, partial = ("S", 1) in spec, ("Partial",) in spec
     for rank, res in enumerate(dtensor_results):
         ours, native = res[name, entry], res[name, "native"]
         assert "error" not in ours, f"rank {rank}, {entry}: {ours['error']}"
+        if "error" in native:  # torch cannot run it all on the DTensor: the full tensor's numbers
+            _assert_native_gap(native, name)
         for q in ("y", "y no_grad"):
-            close(ours[q][0], native[q][0])  # F.local_response_norm on the same DTensor
             close(ours[q][0], ref[q])
+            if q not in native:  # native raised (a gap, as on torch 2.6): the full tensor only
+                continue
+            close(ours[q][0], native[q][0])  # F.local_response_norm on the same DTensor
             if not partial:  # native keeps the placement: so must the drop-in
                 assert native[q][1] == spec
         for q in ("grad", "gradgrad"):
@@ -440,7 +472,12 @@ class Wrapped(torch.Tensor):
 
 
 def _data(t):
-    return t.elem if isinstance(t, Wrapped) else t.as_subclass(torch.Tensor)
+    """A subclass's numbers as a plain tensor. Tagged: torch 2.6's ``as_subclass`` dispatches its
+    ``alias`` to Tagged, whose Tagged result it then refuses to make a Tensor; not dispatched."""
+    if isinstance(t, Wrapped):
+        return t.elem
+    with torch._C._DisableTorchDispatch():
+        return t.as_subclass(torch.Tensor)
 
 
 def _subclass_entries(size):
