@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from flax import linen, nnx
 
-from ..validation import check_choice, check_params
-from .jax import IMPLEMENTATIONS, local_response_norm
+from ..validation import check_implementation, check_params
+from .jax import local_response_norm
 
 __all__ = ["LocalResponseNorm", "NNXLocalResponseNorm"]
 
@@ -55,7 +55,9 @@ class LocalResponseNorm(linen.Module):
 
     def __post_init__(self):
         check_params(self.size, self.alpha, self.beta, self.k, self.before)
-        check_choice("implementation", self.implementation, IMPLEMENTATIONS)
+        # "xla" (deprecated) warns once here and is kept as "native" (attributes may be set until
+        # Module.__post_init__ ends); stacklevel: the user's line, through flax's constructor
+        self.implementation = check_implementation(self.implementation, stacklevel=5)
         super().__post_init__()
 
     def __call__(self, x):
@@ -69,7 +71,8 @@ class NNXLocalResponseNorm(nnx.Module):
         self, size=5, alpha=1e-4, beta=0.75, k=1.0, *, axis=-1, before=None, implementation="auto"
     ):
         check_params(size, alpha, beta, k, before)
-        check_choice("implementation", implementation, IMPLEMENTATIONS)
+        # stacklevel: the user's line, through nnx's metaclass
+        implementation = check_implementation(implementation, stacklevel=6)
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
         self.axis, self.before, self.implementation = axis, before, implementation
 

@@ -75,7 +75,7 @@ def _torch(x, layer):
 def _jax(x, layer):
     from .jax import local_response_norm
 
-    implementation = "xla" if layer.implementation == "native" else layer.implementation
+    implementation = layer.implementation  # the same vocabulary: "native" is the jnp/lax one
     return local_response_norm(
         x, **layer.core_params._asdict(), axis=-1, implementation=implementation
     )

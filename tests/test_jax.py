@@ -1,7 +1,7 @@
 """The JAX adapter against the float64 reference, the core, finite differences and itself.
 
 JAX has no LRN of its own: the independent reference is ``tests/reference.py`` (a dense band
-matrix in NumPy float64), and the pure-XLA implementation (``implementation="xla"``) is checked
+matrix in NumPy float64), and the pure-XLA implementation (``implementation="native"``) is checked
 against it as well as the kernels' route.
 """
 
@@ -23,7 +23,7 @@ jnp = pytest.importorskip("jax.numpy")
 lrn_jax = pytest.importorskip("lrn_core.adapters.jax")
 from lrn_core.adapters.jax import local_response_norm  # noqa: E402
 
-IMPLS = ["core", "xla", "auto"]
+IMPLS = ["core", "native", "auto"]
 #: (size, before): odd and even windows, both placements of an even one, a window wider than C
 WINDOWS = [(5, None), (4, None), (4, 1), (1, None), (3, 0), (13, None)]
 PARAMS = dict(alpha=0.7, beta=0.75, k=1.5)
@@ -77,7 +77,7 @@ def test_float32_matches_reference_and_the_core(impl, size, before):
     assert_close(y, lrn_ref(x, size, **PARAMS, axis=-1, before=before))
     dx = jax.jit(lambda x, dy: jax.vjp(_f(impl, size, before), x)[1](dy)[0])(x, dy)
     assert_close(dx, lrn_grad_ref(dy, x, size, **PARAMS, axis=-1, before=before), scale=np.abs(dy))
-    if impl != "xla":  # the kernels themselves: the same bits as the core's functions
+    if impl != "native":  # the kernels themselves: the same bits as the core's functions
         core = dict(**PARAMS, axis=-1, before=before)
         np.testing.assert_array_equal(np.asarray(y), lrn_core.lrn(x, size, **core))
         np.testing.assert_array_equal(np.asarray(dx), lrn_core.lrn_backward(dy, x, size, **core))
@@ -200,7 +200,7 @@ def test_hessian_every_mode_matches_finite_differences(x64, impl, size, before):
         np.testing.assert_allclose(hess(x), fd, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
-@pytest.mark.parametrize("impl", ["core", "xla"])
+@pytest.mark.parametrize("impl", ["core", "native"])
 def test_third_order_matches_finite_differences_of_the_hessian(x64, impl):
     x = _x((5,))
     f = _f(impl, 4, 1)
@@ -238,7 +238,9 @@ def test_first_order_reverse_is_the_fused_kernel():
 
 
 def test_kernels_run_as_xla_ffi_targets_not_python_callbacks():
-    assert lrn_jax._FFI_TARGETS == {
+    from lrn_core.adapters.jax import _lowering
+
+    assert _lowering._FFI_TARGETS == {
         "lrn_core_lrn_cpu",
         "lrn_core_lrn_vjp_cpu",
         "lrn_core_window_sum_cpu",
@@ -345,7 +347,7 @@ def test_ffi_handlers_report_the_api_version_they_are_built_for():
 def test_a_refused_api_version_warns_once_and_falls_back(monkeypatch):
     """XLA refuses a handler whose API version it does not accept: nothing is registered (the
     adapter then uses jax.pure_callback) and one warning names both versions."""
-    from lrn_core.adapters import _jax_ffi
+    from lrn_core.adapters.jax import _ffi as _jax_ffi
 
     def refuse(name, fn, platform):
         raise ValueError(
@@ -395,7 +397,7 @@ def test_vmap_over_every_axis_matches_the_composite(x64, axis, in_axis):
     negative index (a positive one shifts when the batch axis is added): forward, gradient and
     forward mode through the kernels equal the pure-XLA composite and the reference."""
     xb = _x((3, 4, 5, 2))  # per example (after removing in_axis) a 3-D array
-    core, xla = _f("core", 3, None, axis), _f("xla", 3, None, axis)
+    core, xla = _f("core", 3, None, axis), _f("native", 3, None, axis)
     per = np.moveaxis(xb, in_axis, 0)
     want = np.stack([lrn_ref(a, 3, **PARAMS, axis=axis) for a in per])
     for f in (core, xla):
@@ -425,7 +427,7 @@ def test_jit_and_eager_agree_and_recompile_only_for_new_params():
     f = jax.jit(local_response_norm, static_argnums=(1,), static_argnames=("implementation",))
     np.testing.assert_array_equal(f(x, 5), local_response_norm(x, 5))
     np.testing.assert_array_equal(
-        f(x, 3, implementation="xla"), local_response_norm(x, 3, implementation="xla")
+        f(x, 3, implementation="native"), local_response_norm(x, 3, implementation="native")
     )
 
 
@@ -452,7 +454,7 @@ def test_other_platforms_get_pure_xla_and_core_refuses():
     for platform in ("cuda", "tpu"):
         text = jax.jit(local_response_norm).trace(x).lower(lowering_platforms=(platform,)).as_text()
         assert "custom_call" not in text and "reduce_window" in text
-        with pytest.raises(RuntimeError, match=r"CPU only.*\('" + platform + r"',\).*'xla'"):
+        with pytest.raises(RuntimeError, match=r"CPU only.*\('" + platform + r"',\).*'native'"):
             jax.jit(lambda x: local_response_norm(x, implementation="core")).trace(x).lower(
                 lowering_platforms=(platform,)
             )
@@ -471,12 +473,72 @@ def test_other_platforms_get_pure_xla_and_core_refuses():
         (dict(before=5), ValueError, r"before must be an integer in \[0, 4\], got 5"),
         (dict(axis=3), Exception, "axis 3 is out of bounds"),
         (dict(axis=1.0), TypeError, "axis must be an integer"),
-        (dict(implementation="native"), ValueError, "implementation must be one of"),
+        (dict(implementation="fast"), ValueError, "implementation must be one of"),
     ],
 )
 def test_bad_arguments_raise_naming_them(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         local_response_norm(jnp.ones((2, 3, 4)), **kwargs)
+
+
+def test_implementation_xla_is_deprecated_for_native():
+    """The old name of the pure jnp/lax implementation warns and gives "native"'s numbers, for the
+    function and both Flax modules; the vocabulary is the shared one."""
+    from lrn_core import validation
+
+    assert lrn_jax.IMPLEMENTATIONS is validation.IMPLEMENTATIONS
+    x = jnp.asarray(_x((2, 3, 9), np.float32))
+    native = local_response_norm(x, 4, implementation="native")
+    with pytest.warns(DeprecationWarning, match="implementation='xla' is deprecated.*'native'"):
+        old = local_response_norm(x, 4, implementation="xla")
+    np.testing.assert_array_equal(old, native)
+    with pytest.warns(DeprecationWarning, match="'xla' is deprecated"):
+        old = jax.jit(lambda x: local_response_norm(x, 4, implementation="xla"))(x)
+    np.testing.assert_array_equal(
+        old, jax.jit(lambda x: local_response_norm(x, 4, implementation="native"))(x)
+    )
+    flax_mod = pytest.importorskip("lrn_core.adapters.flax")
+    with pytest.warns(DeprecationWarning, match="'xla' is deprecated"):
+        m = flax_mod.LocalResponseNorm(size=4, implementation="xla")
+    assert m.implementation == "native"
+    np.testing.assert_array_equal(m.apply({}, x), native)
+    with pytest.warns(DeprecationWarning, match="'xla' is deprecated"):
+        n = flax_mod.NNXLocalResponseNorm(4, implementation="xla")
+    assert n.implementation == "native"
+    np.testing.assert_array_equal(n(x), native)
+
+
+def test_every_compat_name_resolves():
+    """The jax internals the adapter uses (``_compat``) exist in this jax: the eager dispatch of a
+    primitive, and the lowering context's platforms, export flag and devices (read while a
+    lowering runs)."""
+    from lrn_core.adapters.jax import _compat
+
+    assert set(_compat.__all__) == {
+        "apply_primitive",
+        "lowering_platforms",
+        "lowering_for_export",
+        "lowering_devices",
+    }
+    for name in _compat.__all__:
+        assert callable(getattr(_compat, name)), name
+    seen = {}
+    real = {name: getattr(_compat, name) for name in _compat.__all__[1:]}
+
+    def spy(name):
+        def call(ctx):
+            seen[name] = real[name](ctx)
+            return seen[name]
+
+        return call
+
+    import unittest.mock
+
+    with unittest.mock.patch.multiple(_compat, **{n: spy(n) for n in real}):
+        jax.jit(lambda x: local_response_norm(x, 3, 0.125, 0.6, 1.75)).lower(jnp.ones((2, 8)))
+    assert seen["lowering_platforms"] == ("cpu",) and seen["lowering_for_export"] is False
+    _, num_devices = seen["lowering_devices"]
+    assert num_devices == 1  # read from the context (the fallback when absent is 2)
 
 
 def test_bad_inputs_raise_naming_them():
@@ -512,7 +574,9 @@ def test_flax_modules_wrap_the_function():
 
 def test_pure_callback_fallback_gives_the_same_numbers(monkeypatch, x64):
     """Without the FFI targets (another jaxlib) the kernels run through jax.pure_callback."""
-    monkeypatch.setattr(lrn_jax, "_FFI_TARGETS", frozenset())
+    from lrn_core.adapters.jax import _lowering
+
+    monkeypatch.setattr(_lowering, "_FFI_TARGETS", frozenset())  # the name the lowering reads
     x, dy = _x((2, 3, 9)), _x((2, 3, 9), seed=1)
     params = dict(alpha=0.123, beta=0.61, k=1.25)  # fresh parameters: nothing compiled yet
     f = jax.jit(lambda x: local_response_norm(x, 4, **params, implementation="core"))
@@ -538,7 +602,7 @@ def test_property_kernels_xla_and_reference_agree(data):
     dy = _x(shape, np.float32, seed=1)
     ref = lrn_ref(x, size, alpha, beta, k, axis=axis, before=before)
     gref = lrn_grad_ref(dy, x, size, alpha, beta, k, axis=axis, before=before)
-    for impl in ("core", "xla"):
+    for impl in ("core", "native"):
         f = functools.partial(
             local_response_norm,
             size=size,

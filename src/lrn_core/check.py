@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _api, conventions, reference
+from . import _api, conventions, formulas, reference
 from .tolerances import NATIVE, REFERENCE
 
 # Errors are relative to the largest magnitude of the expected result (``rel_error``); the bounds
@@ -291,16 +291,19 @@ def check_tensorflow():
 
 
 def jnp_lrn(x, size, alpha, beta, k):
-    """LRN over the last axis as a JAX user writes it (JAX has none): ``lax.reduce_window``.
+    """LRN over the last axis as a JAX user writes it (JAX has none): :func:`formulas.forward`
+    with ``lax.reduce_window`` for the window sum, in the input's dtype (no widening).
 
     The native JAX LRN of ``lrn-core check`` and ``lrn-core bench``."""
     from jax import lax
 
-    window = (1,) * (x.ndim - 1) + (size,)
+    def window(v, size, before):
+        shape = (1,) * (v.ndim - 1) + (size,)
+        pad = ((0, 0),) * (v.ndim - 1) + ((before, formulas.transposed(size, before)),)
+        return lax.reduce_window(v, np.array(0, v.dtype), lax.add, shape, (1,) * v.ndim, pad)
+
     before = conventions.default_before(size)  # PyTorch's window
-    pad = ((0, 0),) * (x.ndim - 1) + ((before, size - 1 - before),)
-    s = lax.reduce_window(x * x, np.array(0, x.dtype), lax.add, window, (1,) * x.ndim, pad)
-    return x / (k + alpha / size * s) ** beta
+    return formulas.forward(formulas.Ops(window=window), x, size, alpha, beta, k, before)
 
 
 def check_jax():
@@ -330,16 +333,16 @@ def check_jax():
                         ),
                     ),
                     (
-                        "xla",
+                        "native",
                         functools.partial(
-                            adapter.local_response_norm, **p._asdict(), implementation="xla"
+                            adapter.local_response_norm, **p._asdict(), implementation="native"
                         ),
                     ),
                 ]
                 if before is None:  # the jnp LRN a JAX user writes: PyTorch's window
                     impls.append(
                         (
-                            "native",
+                            "jnp",
                             functools.partial(jnp_lrn, size=size, alpha=0.5, beta=0.75, k=1.0),
                         )
                     )
@@ -352,10 +355,10 @@ def check_jax():
                     reference.lrn_backward(dy64, x64, **p._asdict(), axis=-1),
                 )
                 for impl, (y, g) in out.items():
-                    what = "vs reference" if impl != "native" else "(jnp) vs lrn-core"
-                    exp = ref if impl != "native" else out["lrn-core"]
+                    what = "vs reference" if impl != "jnp" else "vs lrn-core"
+                    exp = ref if impl != "jnp" else out["lrn-core"]
                     # jnp computes half precision in half precision: compare at its precision
-                    tol = NATIVE[dtype] if impl == "native" else REFERENCE[dtype]
+                    tol = NATIVE[dtype] if impl == "jnp" else REFERENCE[dtype]
                     label = "" if impl == "lrn-core" else f" {impl}"
                     results += [
                         Result(

@@ -276,7 +276,7 @@ static XLA_FFI_Error* call(XLA_FFI_CallFrame* frame, kind which, const char* tar
         frame->api->api_version.minor_version < LRN_XLA_FFI_API_MINOR)
         return fail(frame, target, XLA_FFI_Error_Code_FAILED_PRECONDITION,
                     "this XLA's FFI API is %d.%d; lrn-core's handlers are built for %d.%d. Use "
-                    "implementation='xla'",
+                    "implementation='native'",
                     frame->api->api_version.major_version, frame->api->api_version.minor_version,
                     LRN_XLA_FFI_API_MAJOR, LRN_XLA_FFI_API_MINOR);
     if (frame->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;

@@ -1,4 +1,5 @@
-"""XLA FFI targets for the JAX adapter: lrn-core's C handlers, registered with ``jax.ffi``.
+"""XLA FFI targets for the JAX adapter: lrn-core's C handlers, registered with ``jax.ffi``, and
+the custom call that runs them.
 
 The handlers are C (``src/lrn_core/_simd/lrn_xla_ffi.c``), compiled into the core's kernel
 extensions against a vendored copy of the XLA FFI C API declarations (API version 0.1), so the
@@ -15,14 +16,15 @@ to ``jax.pure_callback`` (same results, slower).
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 
 import jax
 
-from .._api import kernels
+from ..._api import kernels
 
-__all__ = ["register", "HANDLERS"]
+__all__ = ["register", "HANDLERS", "ffi_call"]
 
 #: JAX target name -> the kernel module's handler (``xla_ffi_handlers()`` key)
 HANDLERS = {
@@ -75,8 +77,22 @@ def register(names):
             _warn_once(
                 f"lrn_core.adapters.jax: {what}. The JAX adapter runs lrn-core's kernels through "
                 "jax.pure_callback instead (same results, slower per call); "
-                "implementation='xla' avoids the callback."
+                "implementation='native' avoids the callback."
             )
             return frozenset()  # all or nothing: one route for every primitive
         registered.add(name)
     return frozenset(registered)
+
+
+@functools.cache
+def ffi_call(target, attrs):
+    """The kernels' custom call ``target`` on operands of any shape (the result has the first
+    one's); one function per target and attributes (``attrs``: sorted ``(name, value)`` pairs), so
+    that :mod:`._sharding` wraps each once."""
+
+    def call(*args):
+        return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(args[0].shape, args[0].dtype))(
+            *args, **dict(attrs)
+        )
+
+    return call
