@@ -85,6 +85,80 @@ def _onnx_forward(x, size, alpha, beta, k, before):
     return symbolic("LRN", (x,), attrs, dtype=x.dtype, shape=x.shape).to(dtype)
 
 
+class _Graph:
+    """An ONNX graph value with Python arithmetic, so that :mod:`lrn_core.formulas` builds graphs.
+
+    ``+ - * / **`` and unary ``-`` emit Add, Sub, Mul, Div, Pow and Neg through
+    ``emit(op_type, *values)`` (onnxscript's ``op.<Type>`` or TorchScript's ``g.op``); a Python
+    float becomes ``const(value, like)``, a double constant CastLike'd to the other operand (one
+    rounding, exact for float64: a float attribute would round it through float32 first).
+    """
+
+    __slots__ = ("value", "emit", "const")
+
+    def __init__(self, value, emit, const):
+        self.value, self.emit, self.const = value, emit, const
+
+    def _of(self, other):
+        return other.value if isinstance(other, _Graph) else self.const(float(other), self.value)
+
+    def _op(self, op_type, *values):
+        return _Graph(self.emit(op_type, *values), self.emit, self.const)
+
+    def __add__(self, other):
+        return self._op("Add", self.value, self._of(other))
+
+    def __radd__(self, other):
+        return self._op("Add", self._of(other), self.value)
+
+    def __sub__(self, other):
+        return self._op("Sub", self.value, self._of(other))
+
+    def __rsub__(self, other):
+        return self._op("Sub", self._of(other), self.value)
+
+    def __mul__(self, other):
+        return self._op("Mul", self.value, self._of(other))
+
+    def __rmul__(self, other):
+        return self._op("Mul", self._of(other), self.value)
+
+    def __truediv__(self, other):
+        return self._op("Div", self.value, self._of(other))
+
+    def __rtruediv__(self, other):
+        return self._op("Div", self._of(other), self.value)
+
+    def __pow__(self, other):
+        return self._op("Pow", self.value, self._of(other))
+
+    def __neg__(self):
+        return self._op("Neg", self.value)
+
+
+def _onnxscript_emit(op):
+    return lambda op_type, *values: getattr(op, op_type)(*values)
+
+
+def _graph_forward(y, emit, const, pad, ints, size, alpha, beta, k, before):
+    """:func:`lrn_core.formulas.forward` as an ONNX graph of ``y`` (in the computing dtype):
+    the window sum is ``pad(v, before, after)`` along the channels (dim 1) and ``size``
+    shifted Slices added up (onnxruntime's LRN refuses even sizes, and ONNX's even window is not
+    torch's)."""
+
+    def window(v, size, before):
+        padded = pad(v.value, before, size - 1 - before)
+        total = None
+        for i in range(size):
+            end = i - (size - 1) if i < size - 1 else _INT64_MAX
+            part = emit("Slice", padded, ints(i), ints(end), ints(1))
+            total = part if total is None else emit("Add", total, part)
+        return _Graph(total, emit, const)
+
+    ops = formulas.Ops(window=window)
+    return formulas.forward(ops, _Graph(y, emit, const), size, alpha, beta, k, before).value
+
+
 def onnx_translation_table():
     """``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
 
@@ -122,14 +196,13 @@ def onnx_translation_table():
         if attrs is not None and _onnx_runs_lrn(rank, narrow or x.dtype == ir.DataType.FLOAT):
             y = op.LRN(y, **attrs)
         else:
-            padded = op.Pad(op.Mul(y, y), ints(before, size - 1 - before), None, ints(1))
-            total = None
-            for i in range(size):
-                end = i - (size - 1) if i < size - 1 else _INT64_MAX
-                part = op.Slice(padded, ints(i), ints(end), ints(1))
-                total = part if total is None else op.Add(total, part)
-            s = op.Add(const(k, y), op.Mul(const(alpha / size, y), total))
-            y = op.Div(y, op.Pow(s, const(beta, y)))
+
+            def pad(v, before, after):
+                return op.Pad(v, ints(before, after), None, ints(1))
+
+            y = _graph_forward(
+                y, _onnxscript_emit(op), const, pad, ints, size, alpha, beta, k, before
+            )
         return op.Cast(y, to=x.dtype) if narrow else y
 
     return {_forward_op: lrn_forward}
@@ -165,21 +238,17 @@ def _symbolic_lrn_forward(g, x, size, alpha, beta, k, before):
     def ints(*values):
         return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
 
-    def const(value):
+    def const(value, like):
         # a double constant cast like y: one rounding, exact for float64
         value = torch.tensor(float(value), dtype=torch.float64)
-        return g.op("CastLike", g.op("Constant", value_t=value), y)
+        return g.op("CastLike", g.op("Constant", value_t=value), like)
 
-    pads = [0] * (2 * rank)
-    pads[1], pads[rank + 1] = before, size - 1 - before
-    padded = g.op("Pad", g.op("Mul", y, y), ints(*pads))
-    total = None
-    for i in range(size):
-        end = i - (size - 1) if i < size - 1 else _INT64_MAX
-        part = g.op("Slice", padded, ints(i), ints(end), ints(1))
-        total = part if total is None else g.op("Add", total, part)
-    s = g.op("Add", const(k), g.op("Mul", const(alpha / size), total))
-    y = g.op("Div", y, g.op("Pow", s, const(beta)))
+    def pad(v, before, after):
+        pads = [0] * (2 * rank)
+        pads[1], pads[rank + 1] = before, after
+        return g.op("Pad", v, ints(*pads))
+
+    y = _graph_forward(y, g.op, const, pad, ints, size, alpha, beta, k, before)
     return g.op("Cast", y, to_i=narrow) if narrow else y
 
 
