@@ -39,6 +39,12 @@ lacks, goes through a float32 copy); any strides, so channels_last stays channel
 another device (CUDA, ...) are never copied to the host: :func:`local_response_norm` and
 :class:`LocalResponseNorm` pass them to ``torch.nn.functional.local_response_norm`` (the native op),
 while :class:`LRNFunction` and the custom ops raise a ``RuntimeError``.
+
+This module holds the public entry points only; the package's other modules, one job each:
+``_routes`` (which path a call takes), ``_ops`` (the custom ops, fake kernels, vmap rules),
+``_kernels`` (the hand-off to the core), ``_autograd`` (the ops' derivatives), ``_composite``
+(:mod:`lrn_core.formulas` over torch ops), ``_distributed`` (DTensor, tensor subclasses),
+``export`` (ONNX, ATen decompositions) and ``_compat`` (the private torch names used).
 """
 
 from __future__ import annotations
@@ -67,8 +73,6 @@ __all__ = [
 
 #: dtypes the custom ops accept; the last two are computed in float32
 DTYPES = _ops.DTYPES
-
-#: dtypes the custom ops accept; the last two are computed in float32
 
 
 @functools.lru_cache(maxsize=256, typed=True)
