@@ -40,9 +40,10 @@ def _below_autograd(op, *args):
 # With a = alpha/n, c = 2 alpha beta/n, W the window sum (``before``), W' its adjoint (``before``
 # and ``after`` swapped), s = k + a W(x^2), t = s^-beta, u = t / s:
 #   forward   y  = x t                         jvp  y' = x' t - c x u W(x x')
-#   backward  dx = dy t - c x W'(dy x u)       its jvp and vjp are below.
-# Everything beyond the first-order kernels is written with torch ops and the window_sum op
-# (linear, with its own vjp/jvp/vmap), so that derivatives of any order and mode compose.
+#   backward  dx = dy t - c x W'(dy x u)       its jvp and vjp: lrn_core.formulas.
+# Everything beyond the first-order kernels is lrn_core.formulas over torch ops and the
+# window_sum op (linear, with its own vjp/jvp/vmap; _composite.TORCH), so that derivatives of
+# any order and mode compose.
 
 
 def _input_grad(dy, x, size, alpha, beta, k, before):
