@@ -5,6 +5,7 @@ lrn_core.conventions.to_onnx; even sizes (ONNX's even window differs from torch'
 onnxruntime refuses even LRN) become the window sum written with Pad, Slice and Add.
 
 Three routes, so that torch.onnx.export needs no extra argument:
+
 - dynamo=True (the default from torch 2.9): the functional, the module and LRNFunction.apply
   see torch.onnx.is_in_onnx_export() while torch.export captures them (torch >= 2.8) and emit
   ONNX LRN through torch.onnx.ops.symbolic, or the ATen composite; the lrn_core op never
@@ -12,6 +13,7 @@ Three routes, so that torch.onnx.export needs no extra argument:
 - dynamo=False: the TorchScript symbolic, registered on import.
 - the raw op (or a program captured by torch.export.export beforehand) under dynamo=True:
   custom_translation_table=onnx_translation_table().
+
 A CompositeImplicitAutograd kernel on the op would also make the dynamo exporter decompose it
 by default, but torch.compile (AOTAutograd) would then trace the composite instead of the
 fused kernels, and register_fake refuses an op that has one.
