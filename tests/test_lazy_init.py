@@ -327,24 +327,46 @@ def test_adapters_import_each_other_one_way_only():
     """The graph of the adapters' imports of each other (at module level or inside functions,
     ``from .x import`` and ``from . import x``) has no cycle: e.g. the Keras adapter calls the
     TensorFlow adapter's function, and the TensorFlow adapter's layer derives from a base both
-    share (``_keras_layer``), not from the Keras adapter's layer."""
+    share (``_keras_layer``), not from the Keras adapter's layer. Adapters that are packages
+    (``torch/``) are walked too, their modules named with dots (``torch._ops``)."""
     import ast
     import pathlib
 
     import lrn_core.adapters
 
     root = pathlib.Path(lrn_core.adapters.__path__[0])
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        if name:  # adapters/__init__.py itself imports nothing of its own
+            modules[name] = (path, name if is_package else ".".join(parts[:-1]))
+
+    def resolve(package, level, dotted):
+        """The adapters module ``from <level dots><dotted>`` names, or None outside adapters/."""
+        base = package.split(".") if package else []
+        if level - 1 > len(base):
+            return None
+        base = base[: len(base) - (level - 1)]
+        parts = [*base, *dotted.split(".")] if dotted else base
+        while parts and ".".join(parts) not in modules:
+            parts = parts[:-1]  # a name imported from a module, not a module
+        return ".".join(parts) or None
+
     edges = {}
-    for path in sorted(root.glob("*.py")):
+    for name, (path, package) in modules.items():
         targets = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
                 if node.module:
-                    targets.add(node.module.split(".")[0])
+                    found = [resolve(package, node.level, node.module)]
                 else:
-                    targets.update(a.name for a in node.names)
-        edges[path.stem] = targets
+                    found = [resolve(package, node.level, a.name) for a in node.names]
+                targets.update(t for t in found if t is not None and t != name)
+        edges[name] = targets
     assert "keras" in edges["tensorflow"] or "_keras_layer" in edges["tensorflow"]  # parsed
+    assert "torch._ops" in edges["torch"] and "torch._compat" in edges["torch._ops"]  # packages
 
     def cycle_from(node, stack):
         if node in stack:

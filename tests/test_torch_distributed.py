@@ -196,11 +196,11 @@ def run_dtensor(rank):
     torch.distributed.tensor is)."""
     import lrn_core.adapters.torch as lt
 
-    out = {"lazy": ["torch.distributed.tensor" in sys.modules, lt._sharding]}
+    out = {"lazy": ["torch.distributed.tensor" in sys.modules, lt._distributed._sharding]}
     for name in DTENSOR_CASES:
         for entry in ("op", "LRNFunction", "functional", "native"):
             out[name, entry] = _dtensor_case(name, entry)
-    out["lazy"].append(lt._sharding)
+    out["lazy"].append(lt._distributed._sharding)
     return out
 
 

@@ -225,7 +225,7 @@ class _Recorder(TorchDispatchMode):
 def test_real_tensors_during_an_export_get_the_kernel(monkeypatch):
     """The export flags are process-wide: a call on real tensors while they are set (another
     thread) must compute, never take torch.onnx.ops.symbolic, whose eager result is zeros."""
-    monkeypatch.setattr(lt, "_in_dynamo_onnx_export", lambda: True)
+    monkeypatch.setattr(lt._routes, "_in_dynamo_onnx_export", lambda: True)
     x = torch.randn(2, 7, 3, 3)
     for size in (4, 5):
         with _Recorder():

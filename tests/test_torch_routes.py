@@ -366,8 +366,10 @@ def test_a_two_percent_error_in_the_backward_kernel_is_caught(monkeypatch, x):
 
 
 def test_a_two_percent_error_in_the_jvp_is_caught(monkeypatch, x):
-    real = lt._forward_jvp
-    monkeypatch.setattr(lt, "_forward_jvp", lambda *a: real(*a) * 1.02)
+    real = lrn_core.adapters.torch._composite._forward_jvp
+    monkeypatch.setattr(
+        lrn_core.adapters.torch._composite, "_forward_jvp", lambda *a: real(*a) * 1.02
+    )
     xs = x[:1, :, :1, :1].clone().requires_grad_()
     f = lambda t: local_response_norm(t, 4, **P)  # noqa: E731
     failed = _check_everything(f, (xs,))
@@ -597,3 +599,28 @@ def test_autograd_functional_and_linearize(x, route):
     close(AF.hvp(sq(f), x, v)[1], AF.hvp(sq(ref), x, v)[1])
     close(AF.jvp(f, x, v)[1], AF.jvp(ref, x, v)[1])
     close(torch.func.linearize(f, x)[1](v), jvp(ref, (x,), (v,))[1])
+
+
+def test_every_private_torch_name_resolves():
+    """The adapter's private torch names all sit in ``_compat``, and each resolves on this torch
+    (CI runs this on the oldest supported and the newest torch); the other modules use none."""
+    import pathlib
+
+    from lrn_core.adapters.torch import _compat
+
+    for name in _compat.__all__:
+        assert callable(getattr(_compat, name)), name
+    x = torch.randn(2, 3)
+    assert _compat.python_dispatch(x) is False and _compat.is_fake(x) is False
+    assert _compat.aot_compiling() is False and _compat.current_fwd_level() == -1
+    assert _compat.functorch_transforms_active() is False
+    assert _compat.TransformType.Jvp is not None and _compat.len_torch_dispatch_stack() == 0
+    assert isinstance(_compat.is_torch_function_mode_enabled(), bool)
+    from torch.onnx import symbolic_helper
+
+    for helper in ("_get_const", "_get_tensor_rank"):  # looked up when a symbolic runs
+        assert callable(getattr(symbolic_helper, helper)), helper
+    for path in pathlib.Path(_compat.__file__).parent.glob("*.py"):
+        if path.name != "_compat.py":
+            text = path.read_text()
+            assert "torch._" not in text and "._C." not in text, path.name
