@@ -153,3 +153,17 @@ def test_a_missing_library_is_reported():
         print("OK")
         """
     )
+
+
+def test_lrn_core_info_reports_the_op():
+    out = subprocess.run(
+        [sys.executable, "-m", "lrn_core", "info"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
+    assert lines["tf_op_library"].startswith("_lrn_tf_op"), out.stdout
+    assert lines["tf_op"].strip() == "loaded", out.stdout
