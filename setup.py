@@ -226,5 +226,11 @@ setup(
     cmdclass={"build_ext": BuildExt},
     # adapters/ and benchmarks/ sit at the top of the repository and install inside the package.
     package_dir={"": "src", "lrn_core.adapters": "adapters", "lrn_core.benchmarks": "benchmarks"},
-    packages=["lrn_core", "lrn_core.adapters", "lrn_core.adapters.jax", "lrn_core.benchmarks"],
+    packages=[
+        "lrn_core",
+        "lrn_core.adapters",
+        "lrn_core.adapters.jax",
+        "lrn_core.adapters.tensorflow",
+        "lrn_core.benchmarks",
+    ],
 )

@@ -14,7 +14,7 @@ from reference import lrn_grad_ref, lrn_ref
 
 tf = pytest.importorskip("tensorflow")
 
-from lrn_core.adapters import _tf_op  # noqa: E402
+from lrn_core.adapters.tensorflow import _compiled as _tf_op  # noqa: E402
 
 pytestmark = pytest.mark.skipif(_tf_op.load() is None, reason=f"TF op: {_tf_op.status()}")
 
@@ -134,7 +134,7 @@ def test_loading_is_lazy_and_leaves_tf_configurable():
     _child(
         """
         import tensorflow as tf
-        from lrn_core.adapters import _tf_op
+        from lrn_core.adapters.tensorflow import _compiled as _tf_op
         assert _tf_op.status() == "not loaded yet", _tf_op.status()
         tf.config.threading.set_intra_op_parallelism_threads(1)  # TF not initialised yet
         assert _tf_op.load() is not None and _tf_op.status() == "", _tf_op.status()
@@ -146,7 +146,7 @@ def test_loading_is_lazy_and_leaves_tf_configurable():
 def test_a_missing_library_is_reported():
     _child(
         """
-        from lrn_core.adapters import _tf_op
+        from lrn_core.adapters.tensorflow import _compiled as _tf_op
         _tf_op._library = lambda: None
         assert _tf_op.load() is None
         assert "without its TF op library" in _tf_op.status(), _tf_op.status()

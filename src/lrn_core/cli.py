@@ -29,7 +29,7 @@ def _tf_op_info():
     if "tensorflow" not in frameworks_found():
         return
     try:
-        from .adapters import _tf_op
+        from .adapters.tensorflow import _compiled as _tf_op
 
         loaded = _tf_op.load() is not None
         status = "loaded" if loaded else f"not loaded: {_tf_op.status()}"

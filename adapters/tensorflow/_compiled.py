@@ -1,4 +1,6 @@
-"""lrn-core's compiled TensorFlow ops: ``LrnCoreLrn`` and ``LrnCoreLrnGrad`` (float32, float64).
+"""lrn-core's compiled TensorFlow op: what runs in a ``tf.function`` graph on the CPU.
+
+``LrnCoreLrn`` and ``LrnCoreLrnGrad`` (float32, float64, channels last).
 
 The ops are C (``src/lrn_core/_simd/lrn_tf_op.c``), built with the core into the plain shared
 library ``lrn_core/_lrn_tf_op*.so`` (no TensorFlow needed to build it: it finds TF's C API in the
@@ -9,7 +11,10 @@ the formula of :mod:`lrn_core.formulas` in TF ops, so derivatives of every order
 call nothing runs in Python: TF's executor calls the C kernel, which calls the core's driver.
 
 If the library is missing or TensorFlow refuses it, :func:`load` returns None and
-:func:`status` says why; the adapter then keeps its other routes (docs/tensorflow.rst).
+:func:`status` says why (``lrn-core info`` prints it); the adapter then keeps its other routes
+(docs/tensorflow.rst). :func:`route` is the adapter's graph route over the op: recorded like the
+TF-ops LRNs (one op each way, higher derivatives in TF ops), and refused in a SavedModel, which
+another process could not load (the portable routes are taken while TF traces for one).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import threading
 
 import tensorflow as tf
 
-from .. import formulas
-from .._api import kernels
+from ... import formulas
+from ..._api import kernels
+from ._composite import _lrn_tf_ops, _window_sum_tf
+from ._record import _save_guard
 
-__all__ = ["load", "status", "lrn", "lrn_grad"]
+__all__ = ["load", "status", "lrn", "lrn_grad", "route"]
 
 _lock = threading.Lock()
 _module = None
@@ -73,9 +80,7 @@ def _register_gradients(module):
 
     @tf.RegisterGradient("LrnCoreLrnGrad")
     def _lrn_grad_gradient(op, g):
-        from .tensorflow import _window_sum_tf  # the TF-ops window: differentiable again
-
-        dy, x = op.inputs
+        dy, x = op.inputs  # the TF-ops window sum: differentiable again
         ops = formulas.Ops(window=_window_sum_tf)
         return list(formulas.backward_vjp(ops, dy, x, g, *_params_of(op)))
 
@@ -126,3 +131,14 @@ def lrn(x, p):
 def lrn_grad(dy, x, p):
     """``LrnCoreLrnGrad(dy, x)``: the gradient of ``<dy, lrn(x)>`` in ``x``."""
     return _module.lrn_core_lrn_grad(dy, x, **_attrs(p))
+
+
+def route(x, p):
+    """LRN of ``x`` in a graph by the compiled op, with its gradient (the compiled gradient op)
+    and derivatives of every order; ``x`` float32 or float64, :func:`load` succeeded."""
+
+    def forward(v):
+        with tf.control_dependencies(_save_guard()):  # never written into a SavedModel
+            return lrn(v, p)
+
+    return _lrn_tf_ops("lrn_core_compiled_lrn", x, p, forward, lambda dy, v: lrn_grad(dy, v, p))
