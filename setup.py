@@ -182,6 +182,7 @@ def _extensions():
             depends=[
                 f"{simd}/lrn_kernels.h",
                 f"{simd}/lrn_kernels.c",
+                f"{simd}/lrn_driver.h",
                 f"{simd}/lrn_xla_ffi.h",
                 f"{simd}/lrn_xla_ffi.c",
                 f"{simd}/xla_ffi_c_api.h",
@@ -192,6 +193,20 @@ def _extensions():
         )
         for name in names
     ]
+    # lrn_tf_op.c: TensorFlow ops over the same driver, a plain shared library (no Python module)
+    # that the TF adapter loads with tf.load_op_library. It declares the TF C API it calls
+    # (_simd/tf_c_api.h) and looks it up in the process when TF loads it, so it builds without
+    # TensorFlow (docs/tensorflow-op.rst). POSIX only (dlopen).
+    if os.name == "posix" and "mingw" not in sysconfig.get_platform():
+        exts.append(
+            Extension(
+                "lrn_core._lrn_tf_op",
+                [f"{simd}/lrn_tf_op.c"],
+                include_dirs=[simd],
+                libraries=["dl"],
+                depends=[f"{simd}/tf_c_api.h", f"{simd}/lrn_driver.h"],
+            )
+        )
     return cythonize(
         exts,
         compiler_directives={
@@ -215,7 +230,14 @@ setup(
         "lrn_core",
         "lrn_core.adapters",
         "lrn_core.adapters.jax",
+    packages=[
+        "lrn_core",
+        "lrn_core.adapters",
+        "lrn_core.adapters.jax",
+        "lrn_core.adapters.tensorflow",
         "lrn_core.adapters.torch",
+        "lrn_core.benchmarks",
+    ],
         "lrn_core.benchmarks",
     ],
 )

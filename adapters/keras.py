@@ -9,11 +9,11 @@ backends.
     >>> model.output_shape
     (None, 6, 6, 16)
 
-Parameters and config keys are those of
-:class:`lrn_core.adapters.tensorflow.LocalResponseNormalization` (TensorFlow's convention:
-window ``2 * depth_radius + 1`` centred on each channel, ``alpha`` not divided by it; input 4-D,
-channels last). The layer calls the adapter of the backend Keras runs on, importing only that
-framework:
+Parameters and config keys are TensorFlow's (window ``2 * depth_radius + 1`` centred on each
+channel, ``alpha`` not divided by it; input 4-D, channels last). This is lrn-core's only Keras
+layer: :mod:`lrn_core.adapters.tensorflow` re-exports it under its old name, and ``.keras`` files
+saved with that name (``lrn_core>LocalResponseNormalization``) load as this layer. The layer
+calls the adapter of the backend Keras runs on, importing only that framework:
 
 - tensorflow: :func:`lrn_core.adapters.tensorflow.local_response_normalization`;
 - torch: the torch adapter on the channels moved to dim 1 (a view, no copy: the kernels take the
@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import keras
 
-from ._keras_layer import IMPLEMENTATIONS, LocalResponseNormalizationBase
+from .. import conventions
+from ..validation import IMPLEMENTATIONS, check_implementation, check_params, check_tf_params
 
 __all__ = ["LocalResponseNormalization", "IMPLEMENTATIONS", "BACKENDS"]
 
@@ -43,7 +44,6 @@ BACKENDS = ("tensorflow", "torch", "jax")
 
 def _tensorflow(x, layer):
     # imported on the first call: this module must not import TensorFlow on the other backends
-    # (the dependency is one way, the TF adapter's layer does not import this module)
     from .tensorflow import local_response_normalization
 
     return local_response_normalization(
@@ -85,7 +85,7 @@ _CALLS = {"tensorflow": _tensorflow, "torch": _torch, "jax": _jax}
 
 
 @keras.saving.register_keras_serializable(package="lrn_core.keras")
-class LocalResponseNormalization(LocalResponseNormalizationBase):
+class LocalResponseNormalization(keras.layers.Layer):
     """Keras 3 layer: cross-channel LRN with TensorFlow's parameters, on any of BACKENDS.
 
     ``output = input / (bias + alpha * sqr_sum) ** beta`` with ``sqr_sum`` the sum of squares over
@@ -111,14 +111,54 @@ class LocalResponseNormalization(LocalResponseNormalizationBase):
                 f"lrn_core.adapters.keras.LocalResponseNormalization runs on the "
                 f"Keras backends {BACKENDS}, got {backend!r}"
             )
-        super().__init__(depth_radius, bias, alpha, beta, implementation, **kwargs)
+        super().__init__(**kwargs)
+        self.implementation = check_implementation(implementation)
+        self.depth_radius, self.bias, self.alpha, self.beta = check_tf_params(
+            depth_radius, bias, alpha, beta
+        )
+        #: lrn-core's parameters (alpha divided by the window), checked once
+        self.core_params = conventions.LRNParams(
+            *check_params(
+                *conventions.from_tensorflow(self.depth_radius, self.bias, self.alpha, self.beta)
+            )
+        )
+        if backend == "tensorflow":  # under XLA "auto" computes TF ops: the model keeps XLA
+            self.supports_jit = self.implementation != "core"
         self._call = _CALLS[backend]
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "implementation": self.implementation,
+        }
+
     def call(self, inputs):
-        rank = len(inputs.shape)
+        rank = _rank(inputs)
+        if rank is None:  # a TF graph of unknown rank: the TF function checks it at run time
+            return self._call(inputs, self)
         if rank != 4:
             raise ValueError(
                 f"input must be 4-dimensional (NHWC, channels last), got rank {rank} "
                 f"with shape {tuple(inputs.shape)}"
             )
         return self._call(inputs, self)
+
+
+def _rank(x):
+    """The rank of ``x``, None when unknown (a TensorShape of unknown rank in a TF graph)."""
+    shape = x.shape
+    return shape.rank if hasattr(shape, "rank") else len(shape)
+
+
+# the old name of the layer on the TensorFlow backend (lrn_core.adapters.tensorflow, before this
+# was the only layer): .keras files that recorded it load as this layer
+keras.saving.get_custom_objects()["lrn_core>LocalResponseNormalization"] = (
+    LocalResponseNormalization
+)

@@ -153,12 +153,24 @@ def test_config_round_trips():
         (dict(depth_radius=-1), ValueError, "depth_radius must be an integer >= 0, got -1"),
         (dict(depth_radius=1.5), TypeError, "depth_radius must be an integer"),
         (dict(beta=float("inf")), ValueError, "beta must be finite"),
-        (dict(implementation="xla"), ValueError, "implementation must be one of"),
+        (dict(implementation="fast"), ValueError, "implementation must be one of"),
     ],
 )
 def test_bad_arguments_raise(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         LocalResponseNormalization(**kwargs)
+
+
+def test_the_old_spelling_xla_is_native_with_a_deprecation_warning():
+    """One vocabulary for every adapter ("auto", "core", "native"); JAX's old "xla" still works."""
+    with pytest.warns(DeprecationWarning, match="implementation='native'"):
+        layer = LocalResponseNormalization(implementation="xla")
+    assert layer.implementation == "native" and layer.get_config()["implementation"] == "native"
+    x = np.random.default_rng(3).standard_normal((1, 3, 3, 8)).astype(np.float32)
+    native = LocalResponseNormalization(implementation="native")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer(x)), keras.ops.convert_to_numpy(native(x))
+    )
 
 
 def test_rank_other_than_4_raises():

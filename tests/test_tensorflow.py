@@ -35,6 +35,17 @@ from lrn_core.adapters.tensorflow import (  # noqa: E402
 #: bfloat16 is computed in float32 and rounded once, like float16 (lrn_core.tolerances)
 BF16_RTOL = REFERENCE["bfloat16"]
 
+#: the ops through which a graph runs lrn-core's kernels: the compiled op where its library
+#: loads (tests/test_tensorflow_op.py), else the Python callback
+KERNEL_OPS = {"LrnCoreLrn", "LrnCoreLrnGrad", "EagerPyFunc", "PyFunc", "PyFuncStateless"}
+
+
+def _holds_kernel(op_types):
+    """Does a graph with these op types run lrn-core's kernels (an op another process cannot
+    run: a SavedModel, TFLite or XLA must hold none)?"""
+    return bool(KERNEL_OPS & set(op_types))
+
+
 PARAMS = [  # (bias, alpha, beta), TF's convention
     (1.0, 1.0, 0.5),  # TF's defaults
     (2.0, 1e-4, 0.75),  # AlexNet
@@ -78,9 +89,9 @@ def _tf_ops_formula(request, monkeypatch):
     """Tests parametrized with impl="tf_ops" run the TF-ops formula at every size and mode."""
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("impl") == "tf_ops":
-        monkeypatch.setattr(lrn_tf, "_small", lambda x: True)
+        monkeypatch.setattr(lrn_tf._routes, "_small", lambda x: True)
         # eager calls of "auto" go straight to the kernel (lrn_tf._eager_route): not here
-        monkeypatch.setattr(lrn_tf, "_KERNEL_DTYPES", ())
+        monkeypatch.setattr(lrn_tf._record, "_KERNEL_DTYPES", ())
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -289,14 +300,14 @@ def test_eager_route_numbers(shape, dtype, monkeypatch):
         kw = dict(depth_radius=i + 1, bias=bias, alpha=alpha, beta=beta)
         x, dy = _inputs(shape, dtype, seed=sum(shape) + i)
         with monkeypatch.context() as m:
-            m.setattr(lrn_tf, "_numpy_call", _no_checked_route)
+            m.setattr(lrn_tf._record, "_numpy_call", _no_checked_route)
             y, g = _forward_and_grad(local_response_normalization, x, dy, **kw)
         yr, gr = _reference(x, dy, **kw)
         assert y.dtype == g.dtype == dtype and y.shape == g.shape == shape
         assert_close(y.numpy(), yr, dtype)
         assert_close(g.numpy(), gr, dtype, scale=gr)
         with monkeypatch.context() as m:  # the checked route: lrn_core's NumPy API
-            m.setattr(lrn_tf, "_KERNEL_DTYPES", ())
+            m.setattr(lrn_tf._record, "_KERNEL_DTYPES", ())
             yc, gc = _forward_and_grad(local_response_normalization, x, dy, **kw)
         np.testing.assert_array_equal(y, yc)
         np.testing.assert_array_equal(g, gc)
@@ -326,7 +337,7 @@ def test_graph_route_numbers(shape, dtype):
         f = fwd_grad.get_concrete_function(tf.constant(x), tf.constant(dy), **kw)
         types = _op_types(f)
         small = _band_route(shape)
-        assert ("EagerPyFunc" in types) is not small and ("MatMul" in types) is small
+        assert _holds_kernel(types) is not small and ("MatMul" in types) is small
         y, g = f(tf.constant(x), tf.constant(dy))
         yr, gr = _reference(x, dy, **kw)
         assert_close(y.numpy(), yr, dtype)
@@ -345,7 +356,7 @@ def test_band_route_uneven_windows(size, before):
     product against finite differences."""
     p = conventions.LRNParams(size, 1.5, 0.75, 1.0, before)
     x, dy = _inputs((2, 2, 3, 7), "float64", size + before)
-    lrn = tf.autograph.experimental.do_not_convert(lambda x: lrn_tf._lrn_small(x, p))
+    lrn = tf.autograph.experimental.do_not_convert(lambda x: lrn_tf._composite._lrn_small(x, p))
 
     @tf.function
     def fwd_grad_hvp(x, dy):
@@ -498,7 +509,7 @@ def test_xla_auto_uses_tf_ops():
     f = tf.function(lambda x: fwd_grad(x, "auto"), jit_compile=True)
     y, g = f(tf.constant(x))
     graph = f.get_concrete_function(tf.constant(x)).graph
-    assert not any("PyFunc" in op.type for op in graph.get_operations())
+    assert not _holds_kernel(op.type for op in graph.get_operations())
     _, gn = _forward_and_grad(
         tf.nn.local_response_normalization, x, dy, depth_radius=2, bias=1.0, alpha=0.3, beta=0.75
     )
@@ -630,7 +641,7 @@ def test_hessian_vector_product_uneven_windows(size, before):
     """The transposed window (TF's centred windows never need it): the core op directly."""
     p = conventions.LRNParams(size, 1.5, 0.75, 1.0, before)
     x, v = _inputs((2, 2, 3, 7), "float64", size + before)
-    h = _hvp(lambda x: lrn_tf._lrn(x, p), tf.constant(x), tf.constant(v)).numpy()
+    h = _hvp(lambda x: lrn_tf._kernel_ops._lrn(x, p), tf.constant(x), tf.constant(v)).numpy()
     np.testing.assert_allclose(h, _fd_hvp(x, v, *p), rtol=1e-6, atol=1e-9)
 
 
@@ -1055,7 +1066,7 @@ def test_keras_export_uses_the_native_op(tmp_path):
     expected = np.asarray(model(x))
     model.export(tmp_path / "sm", format="tf_saved_model", verbose=False)
     ops = _saved_ops(tmp_path / "sm")
-    assert "LRN" in ops and not any("PyFunc" in op for op in ops)
+    assert "LRN" in ops and not _holds_kernel(ops)
     np.save(tmp_path / "x.npy", x)
     subprocess.run(
         [
@@ -1083,7 +1094,7 @@ def test_tf_saved_model_save_uses_the_native_op(tmp_path):
     expected = module(x)  # traced (with the core) before saving: saving traces again
     tf.saved_model.save(module, str(tmp_path / "m"))
     ops = _saved_ops(tmp_path / "m")
-    assert "LRN" in ops and not any("PyFunc" in op for op in ops)
+    assert "LRN" in ops and not _holds_kernel(ops)
     np.testing.assert_allclose(tf.saved_model.load(str(tmp_path / "m"))(x), expected, rtol=1e-5)
 
 
@@ -1124,7 +1135,7 @@ def _input_8x8x6(seed=31):
 def test_saving_a_pretraced_callback_raises_at_save_time(tmp_path, implementation):
     """The TF guide's pattern: signatures=f.get_concrete_function(...) traced before saving."""
     module, concrete = _pretraced_module(implementation)
-    assert any(op.type == "EagerPyFunc" for op in concrete.graph.get_operations())
+    assert _holds_kernel(op.type for op in concrete.graph.get_operations())
     with pytest.raises(
         ValueError,
         match=r"lrn-core: a tf.function traced earlier .*"
@@ -1145,7 +1156,7 @@ def test_saving_a_pretraced_callback_raises_at_save_time(tmp_path, implementatio
     else:
         tf.saved_model.save(module, str(tmp_path / "m3"))
         ops = _saved_ops(tmp_path / "m3")
-        assert "LRN" in ops and not any("PyFunc" in op for op in ops)
+        assert "LRN" in ops and not _holds_kernel(ops)
 
 
 def test_saving_a_pretraced_native_function_works(tmp_path):
@@ -1168,7 +1179,7 @@ def test_saving_a_pretraced_small_function_works(tmp_path):
     concrete = module.f.get_concrete_function(tf.TensorSpec([3, 8, 8, 6], tf.float32))
     tf.saved_model.save(module, str(tmp_path / "m"), signatures=concrete)
     ops = _saved_ops(tmp_path / "m")
-    assert "MatMul" in ops and not any("PyFunc" in op for op in ops)
+    assert "MatMul" in ops and not _holds_kernel(ops)
     x = _input_8x8x6()
     y = _run_signature_elsewhere(tmp_path / "m", x)
     yr = lrn_ref(
@@ -1220,7 +1231,7 @@ def test_keras_export_archive_endpoint_traced_by_the_archive(tmp_path):
     archive.add_endpoint("serve", layer.call, input_signature=[SPEC])
     archive.write_out(str(tmp_path / "m"), verbose=False)
     assert "LRN" in _saved_ops(tmp_path / "m")
-    assert not any("PyFunc" in op for op in _saved_ops(tmp_path / "m"))
+    assert not _holds_kernel(_saved_ops(tmp_path / "m"))
     x = _input_8x8x6()
     np.testing.assert_allclose(
         _run_elsewhere(tmp_path, tmp_path / "m", x),
@@ -1239,7 +1250,7 @@ def test_float64_export_uses_tf_ops(tmp_path):
 
     tf.saved_model.save(Module(), str(tmp_path / "m"))
     ops = _saved_ops(tmp_path / "m")
-    assert "AvgPool" in ops and not any("PyFunc" in op for op in ops)
+    assert "AvgPool" in ops and not _holds_kernel(ops)
     x = np.random.default_rng(0).standard_normal((3, 2, 2, 6))
     yr = lrn_ref(x, axis=-1, **conventions.from_tensorflow(1, 1.0, 0.5, 0.75)._asdict())
     assert_close(_run_elsewhere(tmp_path, tmp_path / "m", x), yr)
@@ -1269,7 +1280,7 @@ def test_tflite_from_concrete_functions():
     x = _input_8x8x6()
     expected = tf.nn.local_response_normalization(x, 2, 1.0, 0.3, 0.75).numpy()
     module, concrete = _pretraced_module("auto")
-    with pytest.raises(Exception, match="EagerPyFunc"):
+    with pytest.raises(Exception, match="EagerPyFunc|LrnCoreLrn"):
         tf.lite.TFLiteConverter.from_concrete_functions([concrete], module).convert()
     small = tf.TensorSpec((1, 8, 8, 6), tf.float32)  # <= SMALL_ELEMENTS: TF ops in a graph
     for implementation, spec in [("native", SPEC), ("auto", small)]:
@@ -1309,7 +1320,7 @@ def test_tf_saved_model_save_of_a_called_keras_model(tmp_path):
     model.predict(x, verbose=0)  # Keras traced its predict function with the kernel
     tf.saved_model.save(model, str(tmp_path / "m"))
     ops = _saved_ops(tmp_path / "m")
-    assert "LRN" in ops and not any("PyFunc" in op for op in ops)
+    assert "LRN" in ops and not _holds_kernel(ops)
 
 
 def test_tflite_from_keras_model():
@@ -1365,3 +1376,25 @@ def test_kernel_in_cond_nested_functions_and_tf_data(tmp_path):
     np.testing.assert_allclose(
         np.concatenate([b.numpy() for b in ds]), expected, rtol=1e-5, atol=1e-6
     )
+
+
+def test_private_tensorflow_names_are_in_compat_and_resolve():
+    """Every private TensorFlow name the adapter uses comes through ``_compat`` (one module to
+    update when TensorFlow moves one), and each resolves on this TensorFlow (the tf rows run the
+    oldest and newest supported versions)."""
+    import ast
+    import pathlib
+
+    from lrn_core.adapters.tensorflow import _compat
+
+    for name in _compat.__all__:
+        assert getattr(_compat, name) is not None, name
+    assert callable(_compat.record.record_operation)
+    assert callable(_compat.in_save_context) and _compat.in_save_context() is False
+    root = pathlib.Path(lrn_tf.__file__).parent
+    for path in root.glob("*.py"):
+        if path.name == "_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("tensorflow.python"), (path.name, node.module)

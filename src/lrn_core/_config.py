@@ -53,8 +53,17 @@ def get_config():
         "forked_child": k.fork_capped(),
         "build_cflags": k.build_cflags,
         "output_cache_mib": _buffers.limit >> 20,
+        "tf_op_library": _tf_op_library(),
         "frameworks": frameworks_found(),
     }
+
+
+def _tf_op_library():
+    """The file name of the TF op library built with the core (docs/tensorflow.rst), or why not."""
+    import pathlib
+
+    found = sorted(pathlib.Path(__file__).parent.glob("_lrn_tf_op*.so"))
+    return found[0].name if found else "not built (TensorFlow graphs use the other routes)"
 
 
 def restore_threads_after_fork():

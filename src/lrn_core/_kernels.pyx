@@ -922,3 +922,9 @@ def xla_ffi_handlers():
         "lrn_vjp": PyCapsule_New(<void*>lrn_xla_ffi_lrn_vjp, NULL, NULL),
         "window_sum": PyCapsule_New(<void*>lrn_xla_ffi_window_sum, NULL, NULL),
     }
+
+
+def driver_table():
+    """The driver's entry points (``lrn_driver*``, _simd/lrn_xla_ffi.h) as a PyCapsule named
+    ``lrn_core.lrn_driver``: handed once to the TF op library (``lrn_tf_op_set_driver``)."""
+    return PyCapsule_New(<void*>&_driver, b"lrn_core.lrn_driver", NULL)

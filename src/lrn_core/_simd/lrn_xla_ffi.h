@@ -11,26 +11,8 @@
 
 #include <stddef.h>
 
+#include "lrn_driver.h"
 #include "xla_ffi_c_api.h"
-
-/* A 3-D (outer, C, inner) view shared by all operands and the result; strides in elements. */
-typedef struct lrn_view {
-    ptrdiff_t outer, C, inner;
-    ptrdiff_t s0, s1, s2;
-} lrn_view;
-
-/* The driver's entry points: 0 on success, -1 when the per-thread scratch cannot be allocated.
- * dy NULL is the forward pass. */
-typedef struct lrn_driver {
-    int (*lrn_f32)(const float* x, const float* dy, float* out, const lrn_view* v, ptrdiff_t size,
-                   ptrdiff_t before, double alpha, double beta, double k);
-    int (*lrn_f64)(const double* x, const double* dy, double* out, const lrn_view* v,
-                   ptrdiff_t size, ptrdiff_t before, double alpha, double beta, double k);
-    int (*window_f32)(const float* v, float* out, const lrn_view* view, ptrdiff_t size,
-                      ptrdiff_t before);
-    int (*window_f64)(const double* v, double* out, const lrn_view* view, ptrdiff_t size,
-                      ptrdiff_t before);
-} lrn_driver;
 
 /* Copies the table; called once by the Cython module at import, before any handler exists. */
 void lrn_xla_ffi_set_driver(const lrn_driver* driver);
