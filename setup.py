@@ -230,14 +230,8 @@ setup(
         "lrn_core",
         "lrn_core.adapters",
         "lrn_core.adapters.jax",
-    packages=[
-        "lrn_core",
-        "lrn_core.adapters",
-        "lrn_core.adapters.jax",
         "lrn_core.adapters.tensorflow",
         "lrn_core.adapters.torch",
-        "lrn_core.benchmarks",
-    ],
         "lrn_core.benchmarks",
     ],
 )
