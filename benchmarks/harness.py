@@ -7,14 +7,22 @@ Markdown (printed, and optionally written), JSON and a PNG bar chart::
     lrn-core bench --quick
     lrn-core bench --shapes alexnet-conv1 --threads 1,2 --markdown bench.md --plot bench.png
 
-Ours are the cases and the reports; the rest is borrowed. Each thread count runs in a fresh child
-process started with ``OMP_NUM_THREADS`` (threadpoolctl holds the OpenMP and BLAS pools to it,
-torch and TensorFlow get the same intra-op count before they initialise). There ``timeit`` times
-the calls (``time.perf_counter``, gc off), ``statistics`` summarises them and tqdm shows progress.
-Every row of a case runs in the same time window: the repeats are split into rounds, and in each
-round every row runs its warm-up calls and then its share of the timed calls.
+Ours are the cases and the reports; warm-up, loop calibration, repetition, statistics and process
+isolation are pyperf's. pyperf, not asv or torch.utils.benchmark: asv benchmarks a project's
+history from its repository with its own runner and environments, not an installed package from
+one command; torch.utils.benchmark times in the calling process and needs torch, while most rows
+here are NumPy, TensorFlow or JAX, and a row must not inherit another framework's thread pools,
+allocator caches or compiled graphs. ``pyperf.Runner`` runs every row in fresh worker processes
+(calibrating its loops once, discarding warm-up values) and keeps every value.
 
-Importing this module imports no framework; :func:`run` returns a :class:`BenchResult`.
+:func:`run` writes the plan into a temporary directory and starts ``python -m
+lrn_core.benchmarks.harness --suite plan.json`` there (the one ``pyperf.Runner`` of that process
+parses its own argv; the directory keeps a stray ``statistics.py`` of the caller's off
+``sys.path``); pyperf re-runs the same command with ``--worker`` for each row, with
+``OMP_NUM_THREADS`` set to the row's thread count. A worker builds only its own row, calls it once
+untimed (imports, tracing, compilation: a failure becomes the row's status), measures its peak
+memory (pyperf has no per-call peak) and writes both beside the plan. Importing this module
+imports no framework; :func:`run` returns a :class:`BenchResult`.
 """
 
 from __future__ import annotations
@@ -26,23 +34,21 @@ import functools
 import gc
 import importlib
 import importlib.util
+import itertools
 import json
-import multiprocessing
 import operator
 import os
 import platform
-import statistics
+import subprocess
 import sys
+import tempfile
 import time
-import timeit
 from collections import namedtuple
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 __all__ = ["main", "run", "plot", "BenchResult", "Row", "Case", "Settings", "SHAPES", "VARIANTS"]
-
-# --- the cases -----------------------------------------------------------------------------------
 
 #: name -> ((C, H, W), description); the batch comes from --batch
 SHAPES = {
@@ -51,22 +57,26 @@ SHAPES = {
     "googlenet-lrn1": ((64, 56, 56), "GoogLeNet LRN after conv1/pool1"),
     "googlenet-lrn2": ((192, 56, 56), "GoogLeNet LRN after conv2"),
 }
-#: defaults of the counting options: (normal, with --quick)
-DEFAULTS = {"batch": (32, 2), "repeat": (15, 3), "rounds": (3, 1), "warmup": (1, 1)}
+#: defaults of the counting options: (normal, with --quick); loops None: pyperf calibrates them
+DEFAULTS = {"batch": (32, 2), "processes": (4, 1), "values": (3, 3), "warmups": (1, 1)}
+DEFAULTS["loops"] = (None, 1)
 VARIANTS = {
     "size25": "size 25 (a wide window) on the first selected shape",
+    "sizes": "sizes 9, 13, 25 and 32 on the first selected shape (does the window cost?)",
     "float64": "float64 on the first selected shape (TensorFlow has no float64 LRN)",
     "beta0.6": "beta 0.6 (the generic pow path) on the first selected shape",
     "nhwc": "extra lrn-core NumPy rows with axis=-1 on the NHWC array, in every case",
+    "copy-threads": "an extra copy floor split over the case's threads (is the bus full?)",
     "small": "a small input (1, 16, 8, 8) at 1 and 2 threads (call overhead)",
     "ladder": "sizes from 1x1x1x1 (the per-call overhead) and 1x16x8x8 up to the AlexNet shape",
     "tiny": "a tiny input (1, 8, 2, 2) at 1 thread (fixed cost per call)",
 }
-#: variants on the first shape: name -> (suffix of the case name, Case fields)
+#: variants on the first shape: name -> [(suffix of the case name, Case fields)]
 FIRST_SHAPE_VARIANTS = {
-    "size25": (" size=25", {"size": 25}),
-    "float64": (" float64", {"dtype": "float64"}),
-    "beta0.6": (" beta=0.6", {"beta": 0.6}),
+    "size25": [(" size=25", {"size": 25})],
+    "sizes": [(f" size={n}", {"size": n}) for n in (9, 13, 25, 32)],
+    "float64": [(" float64", {"dtype": "float64"})],
+    "beta0.6": [(" beta=0.6", {"beta": 0.6})],
 }
 #: variants of their own shape: name -> (shape, thread counts)
 OWN_SHAPE_VARIANTS = {"small": ((1, 16, 8, 8), (1, 2)), "tiny": ((1, 8, 2, 2), (1,))}
@@ -98,13 +108,15 @@ class Case:
 @dataclasses.dataclass
 class Settings:
     """The options of ``lrn-core bench --help``, kept as ``meta["settings"]``. None means the
-    default, which ``quick`` changes as ``--quick`` does; :func:`run` fills every one in."""
+    default, which ``quick`` changes as ``--quick`` does; :func:`run` fills every one in.
+    ``pyperf``: further options of ``pyperf.Runner`` (``--min-time``, ``--affinity``, ...)."""
 
     shapes: list | str | None = None  # names of SHAPES, or CxHxW / NxCxHxW
     batch: int | None = None
-    repeat: int | None = None
-    rounds: int | None = None
-    warmup: int | None = None
+    processes: int | None = None
+    values: int | None = None
+    warmups: int | None = None
+    loops: int | None = None
     threads: list | int | None = None
     frameworks: list | str | None = None
     variants: list | str | None = None
@@ -112,6 +124,7 @@ class Settings:
     quick: bool = False
     progress: bool = True
     memory: bool = True
+    pyperf: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -129,15 +142,16 @@ class Row:
     framework: str  # numpy | torch | tensorflow | jax
     layout: str  # NCHW | NHWC
     pass_: str  # copy | fwd | bwd | fwd+bwd
-    times_ms: list = dataclasses.field(default_factory=list)
+    times_ms: list = dataclasses.field(default_factory=list)  # pyperf's values, per call
     status: str = "ok"  # ok, or why there is no number ("n/a: ...", "error: ...")
     median_ms: float | None = None
     min_ms: float | None = None
-    iqr_pct: float | None = None
+    p90_ms: float | None = None
     x_copy: float | None = None  # median / copy-floor median of the same case
     speedup: float | None = None  # fastest native median of the same case and pass / median
     best_native: str | None = None
     peak_extra_mib: float | None = None  # rise of the peak resident set during one call
+    loops: int | None = None  # calls per pyperf value
 
     @property
     def ok(self):
@@ -184,13 +198,19 @@ def _bind(f, params):
     if isinstance(f, str):
         module, attr = f.split(":")
         f = operator.attrgetter(attr)(importlib.import_module(module))
-    if isinstance(params, dict):
-        return lambda t: f(t, **params)
-    return lambda t: f(t, *params)
+    return (lambda t: f(t, **params)) if isinstance(params, dict) else (lambda t: f(t, *params))
 
 
-def _copy(axis, p, x, dy):
-    return {"copy": functools.partial(np.copyto, np.empty_like(x), x)}
+def _copy(split, p, x, dy):
+    """``numpy.copyto``; split: in equal slabs over a pool of OMP_NUM_THREADS threads started
+    once, as OpenMP's is (NumPy releases the GIL while copying)."""
+    y = np.empty_like(x)
+    if not split:
+        return {"copy": functools.partial(np.copyto, y, x)}
+    n = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    parts = list(zip(*(np.array_split(a.reshape(-1), n) for a in (y, x)), strict=True))
+    pool = ThreadPoolExecutor(n)
+    return {"copy": lambda: list(pool.map(lambda ab: np.copyto(*ab), parts))}
 
 
 def _numpy(axis, p, x, dy):
@@ -208,9 +228,7 @@ def _torch(f, p, x, dy, compiled=False):
     import torch
 
     fp = _bind(f, p)
-    if compiled:
-        torch._dynamo.reset()  # one compiled graph per case, no recompile limit
-        fp = torch.compile(fp, dynamic=False)
+    fp = torch.compile(fp, dynamic=False) if compiled else fp
     xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
     xg = xt.clone().requires_grad_(True)
 
@@ -266,7 +284,8 @@ COMPILED, EAGER = {"compiled": True}, {"graph": False}
 Impl = namedtuple("Impl", "label framework kind layout build f kw", defaults=[{}])
 #: every implementation, in table order; its rows come from ``build(f, p, x, dy, **kw)``
 IMPLS = [
-    Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy, 1),
+    Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy, False),
+    Impl("copy split over the threads", "numpy", "copy", "NCHW", _copy, True),
     Impl("lrn-core numpy", "numpy", "core", "NCHW", _numpy, 1),
     Impl("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy, -1),
     Impl("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch, TORCH_ADAPTER),
@@ -284,23 +303,17 @@ IMPL_ORDER = {i.label: n for n, i in enumerate(IMPLS)}
 PASSES = {"copy": ("copy",), "core": ("fwd", "bwd", "fwd+bwd"), "adapter": FB, "native": FB}
 
 
-def _impls(case, settings):
+def _impls(case, s):
     """The implementations a case runs."""
     skip = {
         "lrn-core numpy NHWC": not case.nhwc_core,
-        "torch.compile (native)": not settings.compile,
+        "copy split over the threads": "copy-threads" not in s.variants,
+        "torch.compile (native)": not s.compile,
     }
-    return [i for i in IMPLS if i.framework in settings.frameworks and not skip.get(i.label)]
+    return [i for i in IMPLS if i.framework in s.frameworks and not skip.get(i.label)]
 
 
-# --- measuring (in a child process per thread count) --------------------------------------------
-
-
-def _installed(module):
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+# --- in pyperf's processes ----------------------------------------------------------------------
 
 
 def _short(exc):
@@ -335,127 +348,96 @@ def _peak_extra_mib(fn):
     return max(status("VmHWM") - rss, 0) / 2**20
 
 
-def _split(repeat, rounds):
-    """Timed calls per round: ``repeat`` split into at most ``rounds`` near-equal shares."""
-    rounds = max(1, min(rounds, repeat))
-    return [repeat // rounds + (i < repeat % rounds) for i in range(rounds)]
-
-
-def _time_case(case, settings, bar):
-    """The rows of a case, timed. Every callable is called once first (imports, tracing,
-    compilation; a failure becomes the row's status), then rounds of (warm-up, then back-to-back
-    timed calls) go over every row; with ``memory``, one more untimed call per row in the first
-    round measures its peak extra memory."""
-    rng = np.random.default_rng(20240605)
-    x, dy = (rng.standard_normal(case.shape).astype(case.dtype) for _ in range(2))
-    arrays = {"NCHW": (x, dy)}
-    arrays["NHWC"] = tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
-    p = (case.size, case.alpha, case.beta, case.k)
-    head = (case.name, tuple(case.shape), case.dtype, case.size, case.beta, case.threads)
-    label, tasks = f"{case.name} t={case.threads}", []
-    for impl in _impls(case, settings):
-        bar.set_postfix_str(f"{label}: preparing {impl.label}", refresh=False)
-        try:
-            fns, err = impl.build(impl.f, p, *arrays[impl.layout], **impl.kw), None
-        except Exception as exc:
-            fns, err = {}, exc
-        for pass_ in PASSES[impl.kind]:
-            row = Row(*head, impl.label, impl.kind, impl.framework, impl.layout, pass_)
-            fn = fns.get(pass_)
-            try:
-                if err is not None:
-                    raise err
-                fn()
-            except Exception as exc:
-                na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
-                row.status, fn = f"{'n/a' if na else 'error'}: {_short(exc)}", None
-            tasks.append((row, fn))
-    gc.collect()  # once per case: with torch and TF loaded a collection takes ~0.3 s
-    for r, n in enumerate(_split(settings.repeat, settings.rounds)):
-        for row, fn in tasks:
-            if fn is not None and row.status == "ok":
-                bar.set_postfix_str(f"{label}: {row.impl} {row.pass_} (round {r + 1})", False)
-                timer = timeit.Timer(fn)  # time.perf_counter, gc off while timing
-                try:
-                    timer.timeit(settings.warmup)
-                    if r == 0 and settings.memory:
-                        row.peak_extra_mib = _peak_extra_mib(fn)
-                    row.times_ms += [t * 1e3 for t in timer.repeat(n, 1)]
-                except Exception as exc:
-                    row.status = f"error: {_short(exc)}"
-            bar.update(settings.warmup + n)
-    return [row for row, _ in tasks]
-
-
-def _run_threads(cases, settings, threads):
-    """Run cases (all at ``threads``) in this process, started with ``OMP_NUM_THREADS=threads``:
-    (rows, the thread count each pool reports)."""
+def _pin_threads(threads, framework):
+    """Hold this worker's pools to ``threads`` (OMP_NUM_THREADS is set already): the count each
+    runtime then reports. TensorFlow's intra-op count must be set before it initialises."""
     from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
 
     from lrn_core._api import kernels
 
     report = {"lrn-core (OpenMP)": int(kernels().max_threads())}
     threadpool_limits(threads)  # OpenMP and BLAS, for the life of this process
-    if "torch" in settings.frameworks:
-        with contextlib.suppress(ImportError):  # a broken torch shows in its rows
+    with contextlib.suppress(ImportError):  # a broken framework shows in its rows
+        if framework == "torch":
             import torch
 
             torch.set_num_threads(threads)
             report["torch (intra-op)"] = torch.get_num_threads()
-    if "tensorflow" in settings.frameworks:
-        with contextlib.suppress(ImportError):  # a broken TF shows in its rows
+        if framework == "tensorflow":
             import tensorflow as tf
 
-            tf.config.threading.set_intra_op_parallelism_threads(threads)  # before it initialises
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
             report["tensorflow (intra-op)"] = tf.config.threading.get_intra_op_parallelism_threads()
-    s = settings
-    calls = (s.repeat + s.warmup * len(_split(s.repeat, s.rounds))) * sum(
-        len(PASSES[i.kind]) for c in cases for i in _impls(c, s)
+    return report
+
+
+_BUILT = {}  # task index -> its callable (None: it failed), in a worker
+
+
+def _prepare(task, workdir):
+    """Build one row, call it once, measure its memory, and note what pyperf's values cannot
+    carry (status, peak memory, thread counts) in ``row<index>.json`` beside the plan."""
+    case = Case(**{**task["case"], "shape": tuple(task["case"]["shape"])})
+    impl = IMPLS[IMPL_ORDER[task["impl"]]]
+    note = {"status": "ok", "peak_extra_mib": None}
+    note["threads"] = _pin_threads(case.threads, impl.framework)
+    rng = np.random.default_rng(20240605)
+    x, dy = (rng.standard_normal(case.shape).astype(case.dtype) for _ in range(2))
+    if impl.layout == "NHWC":
+        x, dy = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
+    try:
+        fn = impl.build(impl.f, (case.size, case.alpha, case.beta, case.k), x, dy, **impl.kw)
+        fn = fn[task["pass"]]
+        fn()  # imports, tracing, compilation: not pyperf's warm-up, which times its calls
+        if task["memory"]:
+            note["peak_extra_mib"] = _peak_extra_mib(fn)
+    except Exception as exc:
+        na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
+        note["status"], fn = f"{'n/a' if na else 'error'}: {_short(exc)}", None
+    with open(os.path.join(workdir, f"row{task['index']}.json"), "w") as f:
+        json.dump(note, f)
+    return fn
+
+
+def _time_row(loops, task, workdir):
+    """pyperf's time function of a row: seconds for ``loops`` calls, gc off (as timeit). A
+    failed row takes 1 s a call, so that calibration stops at once; its values are dropped."""
+    if task["index"] not in _BUILT:
+        _BUILT[task["index"]] = _prepare(task, workdir)
+    fn, enabled = _BUILT[task["index"]], gc.isenabled()
+    if fn is None:
+        return float(loops)
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for _ in itertools.repeat(None, loops):
+            fn()
+        return time.perf_counter() - t0
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _suite(argv):
+    """``python -m lrn_core.benchmarks.harness --suite plan.json [pyperf options]``: every row
+    of the plan as one pyperf benchmark; pyperf re-runs this command with ``--worker``."""
+    import pyperf
+
+    runner = pyperf.Runner(
+        program_args=("-m", "lrn_core.benchmarks.harness"),
+        add_cmdline_args=lambda cmd, args: cmd.extend(("--suite", args.suite)),
     )
-    kw = {"unit": "call", "leave": False, "dynamic_ncols": True, "disable": not s.progress}
-    kw["mininterval"] = 0.2 if sys.stderr.isatty() else 30
-    with tqdm(total=calls, desc=f"bench threads={threads}", **kw) as bar:
-        return [row for case in cases for row in _time_case(case, s, bar)], report
+    runner.argparser.add_argument("--suite", required=True)
+    args = runner.parse_args(argv)
+    with open(args.suite) as f:
+        plan = json.load(f)
+    workdir = os.path.dirname(os.path.abspath(args.suite))
+    for task in plan:  # the manager spawns the row's workers with this environment
+        os.environ["OMP_NUM_THREADS"] = str(task["case"]["threads"])
+        runner.bench_time_func(task["name"], _time_row, task, workdir)
 
 
-def _child_env(threads):
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when lrn-core's and torch's OpenMP load
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _run_child(cases, settings, threads):
-    """:func:`_run_threads` in a fresh process (spawned: no framework or OpenMP pool inherited)."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, spawn, initializer=_child_env, initargs=(threads,)) as pool:
-        return pool.submit(_run_threads, cases, settings, threads).result()
-
-
-def _summarise(rows):
-    """Median, min and IQR of every row; ``x copy`` and ``speedup`` only within a case."""
-    for r in rows:
-        if r.status == "ok" and not r.times_ms:
-            r.status = "n/a: not timed"
-        if r.status == "ok":
-            r.median_ms, r.min_ms = statistics.median(r.times_ms), min(r.times_ms)
-            if len(r.times_ms) >= 4 and r.median_ms > 0:
-                q = statistics.quantiles(r.times_ms, n=4)
-                r.iqr_pct = 100.0 * (q[2] - q[0]) / r.median_ms
-    for key in dict.fromkeys((r.case, r.threads) for r in rows):
-        rs = [r for r in rows if (r.case, r.threads) == key and r.ok]
-        copy = next((r for r in rs if r.kind == "copy"), None)
-        best = {}
-        for r in sorted((r for r in rs if r.kind == "native"), key=lambda r: -r.median_ms):
-            best[r.pass_] = r  # the fastest comes last
-        for r in rs:
-            if copy is not None and copy.median_ms > 0:
-                r.x_copy = r.median_ms / copy.median_ms
-            if r.pass_ in best and r.median_ms > 0:
-                r.speedup, r.best_native = best[r.pass_].median_ms / r.median_ms, best[r.pass_].impl
-    return rows
-
-
-# --- planning and the entry point ---------------------------------------------------------------
+# --- planning and running -----------------------------------------------------------------------
 
 
 def _parse_shape(spec, batch):
@@ -479,8 +461,9 @@ def _plan(shapes, batch, variants, threads_list):
     named = [Case(*_parse_shape(s, batch), nhwc_core=nhwc) for s in shapes]
     named += [
         dataclasses.replace(named[0], name=named[0].name + suffix, **kw)
-        for v, (suffix, kw) in FIRST_SHAPE_VARIANTS.items()
+        for v, extra in FIRST_SHAPE_VARIANTS.items()
         if v in variants
+        for suffix, kw in extra
     ]
     cases = [dataclasses.replace(c, threads=t) for t in threads_list for c in named]
     ladder = LADDER if "ladder" in variants else []
@@ -491,7 +474,7 @@ def _plan(shapes, batch, variants, threads_list):
         if v in variants
         for t in ts
     ]
-    return cases
+    return list(dict.fromkeys(cases))  # size25 and sizes share a case
 
 
 def _names(value):
@@ -509,6 +492,13 @@ def _choose(value, known, what, aliases=None):
     return list(known) if "all" in names else names
 
 
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _require(modules, why=""):
     missing = [m for m in modules if not _installed(m)]
     if missing:
@@ -517,15 +507,72 @@ def _require(modules, why=""):
         )
 
 
+def _run_suite(plan, s):
+    """Run the plan under pyperf in a fresh process: (benchmarks by name, row notes, failure)."""
+    import pyperf
+
+    import lrn_core
+
+    with tempfile.TemporaryDirectory(prefix="lrn-core-bench-") as tmp:
+        with open(os.path.join(tmp, "plan.json"), "w") as f:
+            json.dump(plan, f)
+        counts = {k: getattr(s, k) for k in ("processes", "values", "warmups", "loops")}
+        opts = [f"--{k}={v}" for k, v in counts.items() if v is not None] + list(s.pyperf)
+        out = os.path.join(tmp, "out.json")
+        cmd = [sys.executable, "-m", __spec__.name, "--suite", "plan.json", "-o", out]
+        paths = [os.path.dirname(os.path.dirname(lrn_core.__file__))]  # this lrn_core, in a tmp cwd
+        paths += [
+            os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+        ]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        proc = subprocess.run(
+            [*cmd, "--copy-env", *opts] + ([] if s.progress else ["--quiet"]),
+            cwd=tmp,
+            env=env,
+            stdout=2 if s.progress else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        err = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        if proc.returncode == 2 and "usage:" in proc.stderr:
+            raise ValueError(f"pyperf: {err}")
+        benches = pyperf.BenchmarkSuite.load(out).get_benchmarks() if os.path.exists(out) else []
+        notes = {}
+        for t in plan:
+            with (
+                contextlib.suppress(OSError),
+                open(os.path.join(tmp, f"row{t['index']}.json")) as f,
+            ):
+                notes[t["index"]] = json.load(f)
+    failed = f"the pyperf run failed (status {proc.returncode}): {err}" if proc.returncode else None
+    return {b.get_name(): b for b in benches}, notes, failed
+
+
+def _summarise(rows):
+    """``x copy`` and ``speedup``, only within a case (the first copy row is the floor)."""
+    for key in dict.fromkeys((r.case, r.threads) for r in rows):
+        rs = [r for r in rows if (r.case, r.threads) == key and r.ok]
+        copy = next((r for r in rs if r.kind == "copy"), None)
+        best = {}
+        for r in sorted((r for r in rs if r.kind == "native"), key=lambda r: -r.median_ms):
+            best[r.pass_] = r  # the fastest comes last
+        for r in rs:
+            if copy is not None and copy.median_ms > 0:
+                r.x_copy = r.median_ms / copy.median_ms
+            if r.pass_ in best and r.median_ms > 0:
+                r.speedup, r.best_native = best[r.pass_].median_ms / r.median_ms, best[r.pass_].impl
+    return rows
+
+
 def _environment(frameworks):
+    import pyperf
+
     import lrn_core
     from lrn_core._api import kernels
 
-    k, found, cpu = (
-        kernels(),
-        lrn_core.get_config()["frameworks"],
-        platform.processor() or platform.machine(),
-    )
+    k, found = kernels(), lrn_core.get_config()["frameworks"]
+    cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
         cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     return {
@@ -533,6 +580,7 @@ def _environment(frameworks):
         "kernels": f"{k.__name__} (simd {k.simd}, openmp {k.openmp_enabled})",
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "pyperf": pyperf.__version__,
         **{fw: found.get(fw) if fw in frameworks else None for fw in FRAMEWORKS},
         "platform": platform.platform(),
         "cpu": cpu,
@@ -552,27 +600,26 @@ def run(shapes=None, **options):
 
     ``options`` are the fields of :class:`Settings`, the options of ``lrn-core bench --help``:
     ``shapes``, ``frameworks`` and ``variants`` are lists or comma-separated strings, ``threads``
-    an int or a list (default: the process's OpenMP default). Each thread count runs in a child
-    process started with ``OMP_NUM_THREADS``.
+    an int or a list (default: the process's OpenMP default), ``pyperf`` a list of further
+    pyperf options. The rows run in pyperf's worker processes, never in this one.
     """
     from lrn_core._api import kernels
 
     t_start = time.perf_counter()
-    _require(["threadpoolctl", "tqdm"])
+    _require(["threadpoolctl", "pyperf"])
     s = Settings(shapes=_names(shapes) or list(SHAPES), **options)
     s.variants = _choose(s.variants, VARIANTS, "variant")
-    wanted = (
-        _choose(s.frameworks, ("numpy",) + FRAMEWORKS, "framework", FRAMEWORK_ALIASES) or FRAMEWORKS
-    )
+    known = ("numpy",) + FRAMEWORKS
+    wanted = _choose(s.frameworks, known, "framework", FRAMEWORK_ALIASES) or FRAMEWORKS
     s.frameworks = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
     missing = [f for f in FRAMEWORKS if f in wanted and f not in s.frameworks]
     for name, (normal, quick) in DEFAULTS.items():
         if getattr(s, name) is None:
             setattr(s, name, quick if s.quick else normal)
-    if min(s.repeat, s.rounds, s.batch) < 1 or s.warmup < 0:
+    if min(s.processes, s.values, s.batch, s.loops or 1) < 1 or s.warmups < 0:
         raise ValueError(
-            f"repeat ({s.repeat}), rounds ({s.rounds}) and batch ({s.batch}) must be "
-            f">= 1, warmup ({s.warmup}) >= 0"
+            f"processes ({s.processes}), values ({s.values}), loops ({s.loops}) and batch "
+            f"({s.batch}) must be >= 1, warmups ({s.warmups}) >= 0"
         )
     threads = [s.threads] if isinstance(s.threads, int) else _names(s.threads)
     try:
@@ -592,16 +639,32 @@ def run(shapes=None, **options):
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "loadavg_start": _loadavg(),
     }
-    rows = []
-    for t in s.threads:
-        try:
-            got, report = _run_child([c for c in cases if c.threads == t], s, t)
-        except Exception as exc:  # the child died or failed: go on with the other counts
-            meta["notes"].append(f"threads={t}: the child process failed: {_short(exc)}")
-            continue
-        rows += got
-        meta["threads_reported"][str(t)] = report
-        if report["lrn-core (OpenMP)"] != t:
+    rows, plan = [], []
+    for c in cases:
+        head = (c.name, tuple(c.shape), c.dtype, c.size, c.beta, c.threads)
+        for i in _impls(c, s):
+            for p in PASSES[i.kind]:
+                rows.append(Row(*head, i.label, i.kind, i.framework, i.layout, p))
+                name = f"{c.name} t={c.threads}: {i.label} {p}"
+                task = {"name": name, "case": dataclasses.asdict(c), "impl": i.label, "pass": p}
+                plan.append({**task, "index": len(plan), "memory": s.memory})
+    benches, notes, failed = _run_suite(plan, s)
+    meta["notes"] += [failed] if failed else []
+    for row, task in zip(rows, plan, strict=True):
+        note, bench = notes.get(task["index"]), benches.get(task["name"])
+        row.status = note["status"] if note else "error: no result (its worker failed)"
+        if row.status == "ok" and bench is None:
+            row.status = "error: no values (its worker failed)"
+        if note:
+            reported = meta["threads_reported"].setdefault(str(row.threads), {})
+            reported.update(note["threads"])
+            row.peak_extra_mib = note["peak_extra_mib"]
+        if row.status == "ok":
+            row.times_ms = [v * 1e3 for v in bench.get_values()]
+            row.median_ms, row.p90_ms = bench.median() * 1e3, bench.percentile(90) * 1e3
+            row.min_ms, row.loops = min(row.times_ms), bench.get_loops()
+    for t, report in meta["threads_reported"].items():
+        if report["lrn-core (OpenMP)"] != int(t):
             meta["notes"].append(f"lrn-core ran {report['lrn-core (OpenMP)']} threads, not {t}")
     _summarise(rows)
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
@@ -618,7 +681,7 @@ def run(shapes=None, **options):
 
 # --- reports -------------------------------------------------------------------------------------
 
-COLUMNS = ["implementation", "layout", "pass", "median ms", "min ms", "IQR %", "x copy"]
+COLUMNS = ["implementation", "layout", "pass", "median ms", "min ms", "p90 ms", "x copy"]
 COLUMNS += ["speedup vs best native", "peak extra MiB"]
 ADAPTERS = {
     "numpy": ("lrn-core numpy", "lrn-core numpy ms"),
@@ -634,10 +697,6 @@ def _fmt_ms(v):
 
 def _fmt_ratio(v, suffix=""):
     return "" if v is None else f"{v:.{0 if v >= 100 else 1 if v >= 10 else 2}f}{suffix}"
-
-
-def _fmt(v, spec):
-    return "" if v is None else f"{v:{spec}}"
 
 
 def _md_table(header, rows):
@@ -658,9 +717,9 @@ def _case_section(result, key):
     cells, notes = [], []
     for r in rows:
         if r.ok:
-            numbers = [_fmt_ms(r.median_ms), _fmt_ms(r.min_ms), _fmt(r.iqr_pct, ".0f")]
+            numbers = [_fmt_ms(v) for v in (r.median_ms, r.min_ms, r.p90_ms)]
             numbers += [_fmt_ratio(r.x_copy), _fmt_ratio(r.speedup, "x")]
-            numbers += [_fmt(r.peak_extra_mib, ".1f")]
+            numbers += ["" if r.peak_extra_mib is None else f"{r.peak_extra_mib:.1f}"]
         else:
             short, _, why = r.status.partition(": ")
             note = f"{r.impl}: {why or short}"
@@ -694,9 +753,7 @@ def _summary(result):
 
 
 def _markdown(result):
-    meta, env = result.meta, result.meta["environment"]
-    s = meta["settings"]
-    per = _split(s["repeat"], s["rounds"])
+    meta, env, s = result.meta, result.meta["environment"], result.meta["settings"]
     names = {"torch": "torch", "tensorflow": "TensorFlow", "jax": "JAX"}
     fws = "".join(f", {name} {env[key]}" for key, name in names.items() if env.get(key))
     a, b = meta.get("loadavg_start"), meta.get("loadavg_end")
@@ -706,10 +763,12 @@ def _markdown(result):
         if a and b
         else "load average unknown"
     )
+    loops = f"{s['loops']} call(s)" if s["loops"] else "as many calls as pyperf calibrates"
     lines = [
-        f"method: median of {s['repeat']} timed calls per row ({len(per)} round(s) of "
-        f"{'/'.join(map(str, per))} back-to-back calls, each after {s['warmup']} untimed "
-        "warm-up call(s)); time.perf_counter, gc off; ratios within the same run",
+        f"method: pyperf {env.get('pyperf', '')}, per row {s['processes']} worker process(es) x "
+        f"{s['values']} value(s) of {loops} each, after {s['warmups']} warm-up value(s) and "
+        "one untimed call; median, min and p90 of the values; gc off while timing; ratios "
+        "within the same run",
         f"environment: lrn-core {env['lrn_core']}, kernels {env['kernels']}, Python "
         f"{env['python']}, NumPy {env['numpy']}{fws}",
         f"machine: {env['cpu']}, {env['logical_cpus']} logical CPUs, {env['platform']}",
@@ -781,46 +840,32 @@ def plot(result, path):
 
 # --- command line --------------------------------------------------------------------------------
 
-
-#: ``lrn-core bench``'s options: flag, then its help (``{...}`` filled in by :func:`build_parser`)
-HELP = """
---shapes       comma-separated names ({shapes}) or CxHxW / NxCxHxW (default: the four names)
---batch        batch of the shapes (default {batch[0]}; {batch[1]} with --quick)
---repeat       timed calls per row (default {repeat[0]}; {repeat[1]} with --quick)
---rounds       rounds the timed calls are split into, every row once per round (default \
-{rounds[0]}; {rounds[1]} with --quick)
---warmup       untimed calls per row before each round (default {warmup[0]})
---threads      thread counts, e.g. 1,2 (default: the process default)
---frameworks   numpy,torch,tf,jax (default: every one installed; numpy always runs)
---variants     extra cases: {variants} or all
---compile      time torch.compile (default: yes, except with --quick; compiling takes tens of \
-seconds per case)
---quick        smoke run: batch {batch[1]}, {repeat[1]} repeats in {rounds[1]} round, no \
-torch.compile
---markdown     also write the report as Markdown
---plot         also write a PNG bar chart (needs matplotlib)
---json         also write every timing as JSON
---no-progress  no progress bar (tqdm) on stderr
---no-memory    do not measure each row's peak extra memory (one untimed call)
-"""
 LIST, INT = {"metavar": "LIST"}, {"type": int}  # run() splits and checks them
-#: argparse keywords of each option
+#: ``lrn-core bench``'s options: flag -> (argparse keywords, help; ``{...}`` from DEFAULTS)
 OPTIONS = {
-    "--shapes": LIST,
-    "--batch": INT,
-    "--repeat": INT,
-    "--rounds": INT,
-    "--warmup": INT,
-    "--threads": LIST,
-    "--frameworks": LIST,
-    "--variants": LIST,
-    "--compile": {"action": argparse.BooleanOptionalAction},
-    "--quick": {"action": "store_true"},
-    "--markdown": {"metavar": "FILE"},
-    "--plot": {"metavar": "FILE"},
-    "--json": {"metavar": "FILE"},
-    "--no-progress": {"dest": "progress", "action": "store_false"},
-    "--no-memory": {"dest": "memory", "action": "store_false"},
+    "--shapes": (LIST, "comma-separated names ({shapes}) or CxHxW / NxCxHxW (default: all four)"),
+    "--batch": (INT, "batch of the shapes (default {batch[0]}; {batch[1]} with --quick)"),
+    "--processes": (INT, "pyperf worker processes per row (default {processes[0]})"),
+    "--values": (INT, "pyperf values per worker process (default {values[0]})"),
+    "--warmups": (INT, "pyperf warm-up values per worker, dropped (default {warmups[0]})"),
+    "--loops": (INT, "calls per value (default: calibrated by pyperf; 1 with --quick)"),
+    "--threads": (LIST, "thread counts, e.g. 1,2 (default: the process default)"),
+    "--frameworks": (LIST, "numpy,torch,tf,jax (default: every one installed; numpy always runs)"),
+    "--variants": (LIST, "extra cases: {variants} or all"),
+    "--compile": (
+        {"action": argparse.BooleanOptionalAction},
+        "time torch.compile (default: yes, except with --quick; compiling takes tens of seconds "
+        "per case and worker)",
+    ),
+    "--quick": ({"action": "store_true"}, "smoke run: batch 2, 1 process of 3 single calls"),
+    "--markdown": ({"metavar": "FILE"}, "also write the report as Markdown"),
+    "--plot": ({"metavar": "FILE"}, "also write a PNG bar chart (needs matplotlib)"),
+    "--json": ({"metavar": "FILE"}, "also write every timing as JSON"),
+    "--no-progress": ({"dest": "progress", "action": "store_false"}, "no pyperf output"),
+    "--no-memory": (
+        {"dest": "memory", "action": "store_false"},
+        "do not measure each row's peak extra memory (one untimed call)",
+    ),
 }
 
 
@@ -829,19 +874,19 @@ def build_parser(prog="lrn-core bench"):
         prog=prog,
         description="Time lrn-core against the native LRNs installed (torch eager, torch.compile, "
         "TensorFlow in tf.function and eager, jitted jnp) and the copy floor "
-        "(numpy.copyto of the same array). Prints medians and ratios measured in the "
-        "same run, as Markdown.",
+        "(numpy.copyto of the same array), under pyperf. Prints medians and ratios measured in "
+        "the same run, as Markdown. Other options go to pyperf's Runner (e.g. --min-time, "
+        "--affinity, --rigorous).",
         epilog="Shapes: "
         + "; ".join(f"{n} = (N, {', '.join(map(str, s))}): {d}" for n, (s, d) in SHAPES.items())
         + ". Variants: "
         + "; ".join(f"{n}: {d}" for n, d in VARIANTS.items())
-        + ". Each thread count runs in a child process with OMP_NUM_THREADS set; torch and "
+        + ". Each row runs in pyperf's worker processes with OMP_NUM_THREADS set; torch and "
         "TensorFlow (intra-op) follow it.",
     )
     fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS), **DEFAULTS}
-    helps = dict(ln.split(None, 1) for ln in HELP.strip().splitlines())
-    for flag, kw in OPTIONS.items():
-        p.add_argument(flag, **kw, help=helps[flag].format(**fill))
+    for flag, (kw, text) in OPTIONS.items():
+        p.add_argument(flag, **kw, help=text.format(**fill))
     return p
 
 
@@ -849,11 +894,12 @@ def main(argv=None):
     """``lrn-core bench [options]``: run, print the report, write the files asked for. A usage
     error or a missing library exits with status 2 (argparse's ``error``)."""
     parser = build_parser()
-    options = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    args, extra = parser.parse_known_args(argv)
+    options = {k: v for k, v in vars(args).items() if v is not None}
     markdown, json_path, png = (options.pop(k, None) for k in ("markdown", "json", "plot"))
     try:
         _require(["matplotlib"] if png else [], " --plot")
-        result = run(**options)
+        result = run(**options, pyperf=extra)
     except (ValueError, ImportError) as exc:
         parser.error(str(exc))
     print(result.markdown(), end="")
@@ -871,4 +917,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(_suite(sys.argv[1:]) if "--suite" in sys.argv else main())

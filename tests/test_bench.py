@@ -1,11 +1,10 @@
 """The benchmark harness behind ``lrn-core bench``: structure of its results and reports.
 
-Tiny shapes and few repeats; no assertion on any timing (the machines are shared and noisy).
-torch.compile is never run here (it compiles for tens of seconds).
+Tiny shapes, one pyperf worker per row with few values; no assertion on any timing (the machines
+are shared and noisy). torch.compile is never run here (it compiles for tens of seconds).
 """
 
 import json
-import re
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from lrn_core import check, cli
 from lrn_core.benchmarks import harness
 
 TINY = "8x6x6"  # C x H x W; the batch comes from --batch / quick (2)
-FAST = ["--quick", "--shapes", TINY, "--repeat", "2", "--no-compile", "--no-progress"]
+FAST = ["--quick", "--shapes", TINY, "--values", "2", "--no-compile", "--no-progress"]
 
 
 def _installed(name):
@@ -25,7 +24,7 @@ def _installed(name):
 
 
 def test_run_numpy_rows_and_ratios():
-    res = harness.run([TINY], frameworks="numpy", repeat=3, rounds=1, quick=True, progress=False)
+    res = harness.run([TINY], frameworks="numpy", values=3, quick=True, progress=False)
     assert res.cases() == [(f"2x{TINY}", res.rows[0].threads)]
     got = {(r.impl, r.pass_) for r in res.rows}
     assert got == {
@@ -40,9 +39,10 @@ def test_run_numpy_rows_and_ratios():
         assert r.shape == (2, 8, 6, 6) and r.dtype == "float32" and r.size == 5
         assert len(r.times_ms) == 3 and r.median_ms > 0 and r.min_ms <= r.median_ms
         assert r.median_ms == sorted(r.times_ms)[1] and r.min_ms == min(r.times_ms)
+        assert r.median_ms <= r.p90_ms <= max(r.times_ms) and r.loops == 1
         assert r.x_copy == pytest.approx(r.median_ms / copy.median_ms)
         assert r.speedup is None  # no native requested
-    assert res.meta["settings"]["repeat"] == 3
+    assert res.meta["settings"]["values"] == 3 and res.meta["settings"]["processes"] == 1
     assert res.meta["settings"]["frameworks"] == ["numpy"]
     # the dict form round-trips
     again = harness.BenchResult.from_dict(json.loads(json.dumps(res.to_dict())))
@@ -66,6 +66,7 @@ def test_ratios_are_within_a_case():
             layout="NCHW",
             pass_=pass_,
             times_ms=[ms, ms, ms],
+            median_ms=ms,
         )
 
     rows = [
@@ -99,7 +100,8 @@ def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
         "copy floor (numpy.copyto)",
         "lrn-core numpy",
         "Summary (medians, ms)",
-        "median of 2 timed calls",
+        "pyperf",
+        "1 worker process(es) x 2 value(s) of 1 call(s)",
     ):
         assert text in out
     data = json.loads(js.read_text())
@@ -140,21 +142,24 @@ def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
     assert f"## 2x{TINY}: x 2x{TINY} float32, size 5" in text
 
 
-def test_threads_run_in_child_processes(tmp_path):
+def test_threads_run_in_worker_processes(tmp_path):
+    """pyperf's workers get OMP_NUM_THREADS of their row; the split copy (--variants
+    copy-threads) uses as many Python threads."""
     js = tmp_path / "bench.json"
-    assert (
-        harness.main(FAST + ["--frameworks", "numpy", "--threads", "1,2", "--json", str(js)]) == 0
-    )
+    args = ["--frameworks", "numpy", "--threads", "1,2", "--variants", "copy-threads"]
+    assert harness.main(FAST + args + ["--json", str(js)]) == 0
     data = json.loads(js.read_text())
     assert {r["threads"] for r in data["rows"]} == {1, 2}
+    split = [r for r in data["rows"] if r["impl"] == "copy split over the threads"]
+    assert [r["threads"] for r in split] == [1, 2] and all(r["status"] == "ok" for r in split)
     for t in ("1", "2"):
         assert data["meta"]["threads_reported"][t]["lrn-core (OpenMP)"] == int(t)
     assert not [n for n in data["meta"]["notes"] if "threads" in n]  # none ran another count
 
 
-def test_child_processes_ignore_modules_in_the_working_directory(tmp_path, monkeypatch):
-    """A script in the current directory named like a module the child imports must not
-    shadow it (``python -c`` would put the directory first on sys.path)."""
+def test_worker_processes_ignore_modules_in_the_working_directory(tmp_path, monkeypatch):
+    """A script in the current directory named like a module the workers import must not
+    shadow it (``python -m`` puts the current directory first on sys.path)."""
     (tmp_path / "statistics.py").write_text("raise ImportError('the stray statistics.py')\n")
     monkeypatch.chdir(tmp_path)
     js = tmp_path / "bench.json"
@@ -179,13 +184,13 @@ def test_cli_bench_passes_its_options_on(tmp_path, capsys):
     assert md.read_text().startswith("# lrn-core bench")
 
 
-@pytest.mark.parametrize("module", ["matplotlib", "tqdm", "threadpoolctl"])
+@pytest.mark.parametrize("module", ["matplotlib", "pyperf", "threadpoolctl"])
 def test_a_missing_library_is_a_clear_error(module, monkeypatch, tmp_path, capsys):
-    """matplotlib for --plot, tqdm and threadpoolctl always: exit 2 naming it and the extra,
+    """matplotlib for --plot, pyperf and threadpoolctl always: exit 2 naming it and the extra,
     before anything runs."""
     real = harness._installed
     monkeypatch.setattr(harness, "_installed", lambda m: m != module and real(m))
-    monkeypatch.setattr(harness, "_run_child", lambda *a, **k: pytest.fail("must not run"))
+    monkeypatch.setattr(harness, "_run_suite", lambda *a, **k: pytest.fail("must not run"))
     plot = ["--plot", str(tmp_path / "x.png")] if module == "matplotlib" else []
     with pytest.raises(SystemExit) as exc:
         harness.main(FAST + plot)
@@ -196,14 +201,15 @@ def test_a_missing_library_is_a_clear_error(module, monkeypatch, tmp_path, capsy
     assert not (tmp_path / "x.png").exists()
 
 
-def test_progress_bar_from_the_child(capfd):
-    """tqdm's bar (drawn by the child, on stderr) counts every call: 4 numpy rows x (2 timed +
-    1 warm-up) = 12."""
-    harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=True)
-    err = capfd.readouterr().err
-    assert "bench threads=" in err and "0/12" in err
-    harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False)
-    assert capfd.readouterr().err == ""
+def test_progress_is_pyperfs_output_on_stderr(capfd):
+    """pyperf's line per row (its name, mean and standard deviation) goes to stderr, so that
+    stdout keeps the report; --no-progress, nothing."""
+    kw = {"frameworks": "numpy", "values": 2, "quick": True, "threads": 1}
+    harness.run([TINY], **kw, progress=True)
+    out, err = capfd.readouterr()
+    assert f"2x{TINY} t=1: lrn-core numpy fwd+bwd: Mean +- std dev:" in err and out == ""
+    harness.run([TINY], **kw, progress=False)
+    assert capfd.readouterr() == ("", "")
 
 
 def test_the_parent_leaves_its_thread_pools_alone():
@@ -212,7 +218,7 @@ def test_the_parent_leaves_its_thread_pools_alone():
     from lrn_core._dispatch import kernels
 
     default = kernels().max_threads()
-    res = harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False, threads=1)
+    res = harness.run([TINY], frameworks="numpy", values=2, quick=True, progress=False, threads=1)
     assert res.meta["threads_reported"] == {"1": {"lrn-core (OpenMP)": 1}}
     assert {r.threads for r in res.rows} == {1}
     assert kernels().max_threads() == default
@@ -233,21 +239,24 @@ def test_plan_variants_and_shapes():
     cases = harness._plan(
         ["alexnet-conv1", "googlenet-lrn2"],
         32,
-        ["size25", "float64", "beta0.6", "nhwc", "small"],
+        ["size25", "sizes", "float64", "beta0.6", "nhwc", "small"],
         [2],
     )
     names = [(c.name, c.threads) for c in cases]
     assert names == [
         ("alexnet-conv1", 2),
         ("googlenet-lrn2", 2),
-        ("alexnet-conv1 size=25", 2),
+        ("alexnet-conv1 size=25", 2),  # once, though size25 and sizes both have it
+        ("alexnet-conv1 size=9", 2),
+        ("alexnet-conv1 size=13", 2),
+        ("alexnet-conv1 size=32", 2),
         ("alexnet-conv1 float64", 2),
         ("alexnet-conv1 beta=0.6", 2),
         ("small 1x16x8x8", 1),
         ("small 1x16x8x8", 2),
     ]
     assert cases[0].shape == (32, 96, 55, 55) and cases[1].shape == (32, 192, 56, 56)
-    assert cases[2].size == 25 and cases[3].dtype == "float64" and cases[4].beta == 0.6
+    assert cases[2].size == 25 and cases[6].dtype == "float64" and cases[7].beta == 0.6
     assert all(c.nhwc_core for c in cases)
     assert harness._parse_shape("4x8x3x3", 32) == ("4x8x3x3", (4, 8, 3, 3))
     with pytest.raises(ValueError, match="unknown shape"):
@@ -259,8 +268,8 @@ def test_bad_options(capsys):
         (["--threads", "0,2"], "threads must be integers >= 1, got '0,2'"),
         (["--threads", "two"], "threads must be integers >= 1, got 'two'"),
         (["--batch", "1,2"], "argument --batch: invalid int value: '1,2'"),
-        (["--warmup", "-1"], "warmup (-1) >= 0"),
-        (["--rounds", "0"], "rounds (0) and batch (32) must be >= 1"),
+        (["--warmups", "-1"], "warmups (-1) >= 0"),
+        (["--processes", "0"], "processes (0), values (3), loops (None) and batch (32) must be"),
     ):
         with pytest.raises(SystemExit) as exc:
             harness.main(args)
@@ -272,49 +281,33 @@ def test_bad_options(capsys):
     with pytest.raises(SystemExit) as exc:
         harness.main(["--quick", "--shapes", "vgg", "--no-progress"])
     assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:  # an option neither ours nor pyperf's
+        harness.main(FAST + ["--frameworks", "numpy", "--bogus"])
+    assert exc.value.code == 2 and "pyperf: " in capsys.readouterr().err
 
 
 def test_importing_the_harness_imports_no_framework():
     code = (
         "import sys, lrn_core.benchmarks.harness as h; h.build_parser(); "
-        "print(','.join(m for m in ('torch', 'tensorflow', 'jax', 'matplotlib', 'tqdm') "
+        "print(','.join(m for m in ('torch', 'tensorflow', 'jax', 'matplotlib', 'pyperf') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
 
-def test_copy_threads_reports_both_copies(capsys):
-    from lrn_core.benchmarks import copy_threads
-
-    copy_threads.main(["--shape", "4,1000", "--threads", "2", "--repeat", "2"])
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        "copy 0.0 MiB, 1 thread",
-        "copy 0.0 MiB, 2 threads",
-    ]
-    assert lines[0].endswith("1.00x one thread)")
-
-
-def test_window_sizes_times_every_size_against_the_first(capsys):
-    from lrn_core.benchmarks import window_sizes
-
-    window_sizes.main(
-        ["--shape", "2,12,4,5", "--sizes", "5,25", "--repeat", "2", "--layout", "nhwc"]
-    )
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("NHWC 2x4x5x12 float32, beta 0.75")
-    rows = [line.split() for line in lines[2:]]
-    assert [r[0] for r in rows] == ["5", "25"]
-    assert rows[0][3] == "1.00x"
-    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
-    assert re.fullmatch(r"\d+\.\d\dx", rows[1][3]) and float(rows[1][3][:-1]) > 0
+def test_the_module_runs_as_a_script():
+    """``python -m lrn_core.benchmarks.harness`` is the command line too (and, with --suite,
+    pyperf's worker entry point, whatever started the run)."""
+    cmd = [sys.executable, "-m", "lrn_core.benchmarks.harness", *FAST, "--frameworks", "numpy"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("# lrn-core bench\n") and "| lrn-core numpy | NCHW | fwd |" in out
 
 
 def test_jax_rows_adapter_and_jitted_jnp():
     """JAX rows: the adapter and the jnp LRN a JAX user writes, both under jax.jit, NHWC."""
     pytest.importorskip("jax")
-    res = harness.run([TINY], frameworks="jax", repeat=2, rounds=1, quick=True, progress=False)
+    res = harness.run([TINY], frameworks="jax", values=2, quick=True, progress=False)
     rows = {(r.impl, r.pass_): r for r in res.rows if r.framework == "jax"}
     assert set(rows) == {
         (impl, p)
