@@ -8,21 +8,17 @@ Markdown (printed, and optionally written), JSON and a PNG bar chart::
     lrn-core bench --shapes alexnet-conv1 --threads 1,2 --markdown bench.md --plot bench.png
 
 Ours are the cases and the reports; warm-up, loop calibration, repetition, statistics and process
-isolation are pyperf's. pyperf, not asv or torch.utils.benchmark: asv benchmarks a project's
-history from its repository with its own runner and environments, not an installed package from
-one command; torch.utils.benchmark times in the calling process and needs torch, while most rows
-here are NumPy, TensorFlow or JAX, and a row must not inherit another framework's thread pools,
-allocator caches or compiled graphs. ``pyperf.Runner`` runs every row in fresh worker processes
-(calibrating its loops once, discarding warm-up values) and keeps every value.
+isolation are pyperf's. Why pyperf: asv benchmarks a project's history from its repository, not
+an installed package from one command; torch.utils.benchmark times in the calling process and
+needs torch, while most rows are NumPy, TensorFlow or JAX, and no row may inherit another
+framework's thread pools, allocator caches or compiled graphs: pyperf gives each a fresh worker.
 
-:func:`run` writes the plan into a temporary directory and starts ``python -m
-lrn_core.benchmarks.harness --suite plan.json`` there (the one ``pyperf.Runner`` of that process
-parses its own argv; the directory keeps a stray ``statistics.py`` of the caller's off
-``sys.path``); pyperf re-runs the same command with ``--worker`` for each row, with
-``OMP_NUM_THREADS`` set to the row's thread count. A worker builds only its own row, calls it once
-untimed (imports, tracing, compilation: a failure becomes the row's status), measures its peak
-memory (pyperf has no per-call peak) and writes both beside the plan. Importing this module
-imports no framework; :func:`run` returns a :class:`BenchResult`.
+:func:`run` writes the plan to a temporary directory and runs ``python -m
+lrn_core.benchmarks.harness --suite plan.json`` there (its one ``pyperf.Runner`` parses its own
+argv; the directory keeps a caller's stray ``statistics.py`` off ``sys.path``). pyperf re-runs that
+command with ``--worker`` per row, with the row's ``OMP_NUM_THREADS``. A worker builds only its row,
+calls it once untimed (a failure becomes the row's status), measures its peak memory (pyperf has
+no per-call peak) and writes both beside the plan. Importing this module imports no framework.
 """
 
 from __future__ import annotations
@@ -669,13 +665,9 @@ def run(shapes=None, **options):
     _summarise(rows)
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     meta["loadavg_end"] = _loadavg()
-    start, ncpu = meta["loadavg_start"], os.cpu_count() or 1
-    if start and start[0] >= 0.5 * ncpu:
-        meta["notes"].append(
-            f"the machine was busy before the run (1-min load average {start[0]:g} on {ncpu} "
-            "logical CPUs): other processes competed for the cores; look at the min column too, "
-            "or rerun on a quiet machine"
-        )
+    start = meta["loadavg_start"]
+    if start and start[0] >= 0.5 * (os.cpu_count() or 1):
+        meta["notes"].append("the machine was busy before the run: look at the min column too")
     return BenchResult(rows, meta)
 
 
