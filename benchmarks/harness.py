@@ -35,6 +35,7 @@ import json
 import operator
 import os
 import platform
+import site
 import subprocess
 import sys
 import tempfile
@@ -516,7 +517,10 @@ def _run_suite(plan, s):
         opts = [f"--{k}={v}" for k, v in counts.items() if v is not None] + list(s.pyperf)
         out = os.path.join(tmp, "out.json")
         cmd = [sys.executable, "-m", __spec__.name, "--suite", "plan.json", "-o", out]
-        paths = [os.path.dirname(os.path.dirname(lrn_core.__file__))]  # this lrn_core, in a tmp cwd
+        # the workers import this lrn_core (not a site-packages one), without putting
+        # site-packages ahead of the standard library
+        root = os.path.dirname(os.path.dirname(lrn_core.__file__))
+        paths = [] if root in site.getsitepackages() + [site.getusersitepackages()] else [root]
         paths += [
             os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
         ]
