@@ -1,24 +1,15 @@
-"""The side-by-side timing harness behind ``lrn-core bench``.
-
-Times lrn-core (the NumPy core and the torch, TensorFlow and JAX adapters) against every native LRN
-installed and against the copy floor (``numpy.copyto`` of the same array), forward, backward and
-forward+backward, and prints one Markdown table per case (median, p90, ratios)::
-
-    lrn-core bench --quick
-    lrn-core bench --shapes alexnet-conv1 --threads 1,2 --json bench.json --plot bench.png
+"""The side-by-side timing harness behind ``lrn-core bench``: lrn-core (its NumPy core and
+adapters) against every native LRN installed and the copy floor (``numpy.copyto`` of the same
+array), fwd, bwd and fwd+bwd, one Markdown table per case (``lrn-core bench --quick``).
 
 Ours are the rows (the table :data:`IMPLS`) and the report; warm-up, loop calibration, values,
-statistics, worker processes and the JSON file are pyperf's, and so are its options (``-p``,
-``-n``, ``--min-time``, ``--append``, ...), which pass through. Why pyperf: asv benchmarks a
-repository's history, torch.utils.benchmark times in the calling process and needs torch, and no
-row may inherit another framework's thread pools, allocator caches or compiled graphs.
-
-:func:`run` writes the plan to a temporary directory and runs ``python -m
-lrn_core.benchmarks.harness --suite plan.json`` there (one ``pyperf.Runner``; the directory keeps
-a caller's stray ``statistics.py`` off ``sys.path``). pyperf re-runs it with ``--worker`` per row
-and the row's ``OMP_NUM_THREADS``; that worker alone builds the row, calls it once untimed (a
-failure becomes its status), measures its peak memory and adds these to its run's metadata
-(``lrn_*`` keys, in pyperf's JSON). Importing this module imports no framework.
+statistics, worker processes, the JSON file and their options (``-p``, ``-n``, ``--min-time``,
+``--append``, ...) are pyperf's. :func:`run` writes the plan to a temporary directory (which
+keeps a caller's stray ``statistics.py`` off ``sys.path``) and runs ``python -m
+lrn_core.benchmarks.harness --suite plan.json`` there; pyperf re-runs it with ``--worker`` per
+row, with the row's ``OMP_NUM_THREADS``. That worker alone builds its row, calls it once untimed
+(a failure becomes the row's status), measures its peak memory and puts both in its run's
+``lrn_*`` metadata. Importing this module imports no framework.
 """
 
 from __future__ import annotations
@@ -215,10 +206,8 @@ def _prepare(task):
 
     from lrn_core._api import kernels
 
-    case, impl = (
-        Case(**{**task["case"], "shape": tuple(task["case"]["shape"])}),
-        IMPLS[task["impl"]],
-    )
+    case = Case(**{**task["case"], "shape": tuple(task["case"]["shape"])})
+    impl = IMPLS[task["impl"]]
     meta = {"lrn_status": "ok", "lrn_omp_threads": int(kernels().max_threads())}
     threadpool_limits(case.threads)  # OpenMP and BLAS, for the life of this worker
     with contextlib.suppress(ImportError):  # a broken framework shows in its status
@@ -248,16 +237,13 @@ def _time_row(loops, fn):
     """Seconds for ``loops`` calls, gc off (as timeit); a failed row: 1 s a call (dropped)."""
     if fn is None:
         return float(loops)
-    enabled = gc.isenabled()
     gc.disable()
-    try:
-        t0 = time.perf_counter()
-        for _ in itertools.repeat(None, loops):
-            fn()
-        return time.perf_counter() - t0
-    finally:
-        if enabled:
-            gc.enable()
+    t0 = time.perf_counter()
+    for _ in itertools.repeat(None, loops):
+        fn()
+    dt = time.perf_counter() - t0
+    gc.enable()
+    return dt
 
 
 def _suite(argv):
@@ -372,17 +358,11 @@ def rows(suite):
     return out
 
 
-@dataclasses.dataclass
-class Result:
+class Result(namedtuple("Result", "suite rows settings notes")):
     """What :func:`run` returns: pyperf's suite, its rows, the settings and notes."""
 
-    suite: object
-    rows: list
-    settings: dict
-    notes: list
-
     def markdown(self):
-        return markdown(self.rows, self.settings, self.notes)
+        return markdown(*self[1:])
 
 
 def _plan(shapes, batch, threads, fws, variants, compile, memory):
@@ -505,16 +485,7 @@ def env_line(suite):
 
 # --- reports -------------------------------------------------------------------------------------
 
-COLUMNS = [
-    "implementation",
-    "pass",
-    "median ms",
-    "p90 ms",
-    "p90/median",
-    "x native",
-    "x copy",
-    "peak MiB",
-]
+COLUMNS = "implementation|pass|median ms|p90 ms|p90/median|x native|x copy|peak MiB".split("|")
 
 
 def _ms(v):
@@ -594,6 +565,26 @@ def plot(rows, path):
 # --- command line --------------------------------------------------------------------------------
 
 
+FILE, OFF = {"metavar": "FILE"}, {"action": "store_false"}
+# fmt: off
+OPTIONS = [  # flag, help, argparse keywords
+    ("--shapes", f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW", {}),
+    ("--batch", "batch of the named and CxHxW shapes (default 32; 2 with --quick)", {"type": int}),
+    ("--threads", "thread counts, e.g. 1,2 (OMP_NUM_THREADS of the rows' workers)", {}),
+    ("--frameworks", "numpy,torch,tf,jax (default: every one installed; numpy always)", {}),
+    ("--variants", f"extra cases: {', '.join(VARIANTS)} or all", {}),
+    ("--compile", "time torch.compile (default: yes, except with --quick without ladder)",
+     {"action": argparse.BooleanOptionalAction}),
+    ("--quick", "batch 2, pyperf -p 1 -n 3 -w 1 -l 1, no compile", {"action": "store_true"}),
+    ("--no-memory", "no peak-memory measurement", {"dest": "memory", **OFF}),
+    ("--no-progress", "no pyperf output", {"dest": "progress", **OFF}),
+    ("--markdown", "also write the report as Markdown", FILE),
+    ("--json", "also write pyperf's JSON suite (every value, lrn_* metadata)", FILE),
+    ("--plot", "also write a PNG bar chart (needs matplotlib)", FILE),
+]
+# fmt: on
+
+
 def build_parser(prog="lrn-core bench"):
     p = argparse.ArgumentParser(
         prog=prog,
@@ -608,29 +599,8 @@ def build_parser(prog="lrn-core bench"):
         + "; ".join(f"{n}: {d}" for n, d in VARIANTS.items())
         + ".",
     )
-    add = p.add_argument
-    add("--shapes", help=f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW")
-    add(
-        "--batch", type=int, help="batch of the named and CxHxW shapes (default 32; 2 with --quick)"
-    )
-    add("--threads", help="thread counts, e.g. 1,2 (OMP_NUM_THREADS of the rows' workers)")
-    add("--frameworks", help="numpy,torch,tf,jax (default: every one installed; numpy always)")
-    add("--variants", help=f"extra cases: {', '.join(VARIANTS)} or all")
-    add(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        help="time torch.compile (default: yes, except with --quick without ladder)",
-    )
-    add("--quick", action="store_true", help="batch 2, pyperf -p 1 -n 3 -w 1 -l 1, no compile")
-    add("--no-memory", dest="memory", action="store_false", help="no peak-memory measurement")
-    add("--no-progress", dest="progress", action="store_false", help="no pyperf output")
-    add("--markdown", metavar="FILE", help="also write the report as Markdown")
-    add(
-        "--json",
-        metavar="FILE",
-        help="also write pyperf's JSON suite (every value, lrn_* metadata)",
-    )
-    add("--plot", metavar="FILE", help="also write a PNG bar chart (needs matplotlib)")
+    for flag, help, kw in OPTIONS:
+        p.add_argument(flag, help=help, **kw)
     return p
 
 
