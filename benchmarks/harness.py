@@ -1,20 +1,15 @@
-"""The side-by-side timing harness behind ``lrn-core bench``.
+"""The side-by-side timing harness behind ``lrn-core bench``: lrn-core (its NumPy core and
+adapters) against every native LRN installed and the copy floor (``numpy.copyto`` of the same
+array), fwd, bwd and fwd+bwd, one Markdown table per case (``lrn-core bench --quick``).
 
-Times lrn-core against every native LRN installed and against the copy floor (``numpy.copyto`` of
-the same array), forward, backward and forward+backward, and reports medians and ratios as
-Markdown (printed, and optionally written), JSON and a PNG bar chart::
-
-    lrn-core bench --quick
-    lrn-core bench --shapes alexnet-conv1 --threads 1,2 --markdown bench.md --plot bench.png
-
-Ours are the cases and the reports; the rest is borrowed. Each thread count runs in a fresh child
-process started with ``OMP_NUM_THREADS`` (threadpoolctl holds the OpenMP and BLAS pools to it,
-torch and TensorFlow get the same intra-op count before they initialise). There ``timeit`` times
-the calls (``time.perf_counter``, gc off), ``statistics`` summarises them and tqdm shows progress.
-Every row of a case runs in the same time window: the repeats are split into rounds, and in each
-round every row runs its warm-up calls and then its share of the timed calls.
-
-Importing this module imports no framework; :func:`run` returns a :class:`BenchResult`.
+Ours are the rows (the table :data:`IMPLS`) and the report; warm-up, loop calibration, values,
+statistics, worker processes, the JSON file and their options (``-p``, ``-n``, ``--min-time``,
+``--append``, ...) are pyperf's. :func:`run` writes the plan to a temporary directory (which
+keeps a caller's stray ``statistics.py`` off ``sys.path``) and runs ``python -m
+lrn_core.benchmarks.harness --suite plan.json`` there; pyperf re-runs it with ``--worker`` per
+row, with the row's ``OMP_NUM_THREADS``. That worker alone builds its row, calls it once untimed
+(a failure becomes the row's status), measures its peak memory and puts both in its run's
+``lrn_*`` metadata. Importing this module imports no framework.
 """
 
 from __future__ import annotations
@@ -26,23 +21,21 @@ import functools
 import gc
 import importlib
 import importlib.util
+import itertools
 import json
-import multiprocessing
 import operator
 import os
-import platform
-import statistics
+import site
+import subprocess
 import sys
+import tempfile
 import time
-import timeit
 from collections import namedtuple
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["main", "run", "plot", "BenchResult", "Row", "Case", "Settings", "SHAPES", "VARIANTS"]
-
-# --- the cases -----------------------------------------------------------------------------------
+__all__ = ["main", "run", "rows", "markdown", "plot", "Result", "Row", "IMPLS", "SHAPES"]
 
 #: name -> ((C, H, W), description); the batch comes from --batch
 SHAPES = {
@@ -51,150 +44,50 @@ SHAPES = {
     "googlenet-lrn1": ((64, 56, 56), "GoogLeNet LRN after conv1/pool1"),
     "googlenet-lrn2": ((192, 56, 56), "GoogLeNet LRN after conv2"),
 }
-#: defaults of the counting options: (normal, with --quick)
-DEFAULTS = {"batch": (32, 2), "repeat": (15, 3), "rounds": (3, 1), "warmup": (1, 1)}
+#: the four shapes of issue 25, from call overhead to the AlexNet batch
+LADDER = ((1, 16, 8, 8), (4, 64, 16, 16), (8, 96, 27, 27), (32, 96, 55, 55))
 VARIANTS = {
-    "size25": "size 25 (a wide window) on the first selected shape",
-    "float64": "float64 on the first selected shape (TensorFlow has no float64 LRN)",
-    "beta0.6": "beta 0.6 (the generic pow path) on the first selected shape",
-    "nhwc": "extra lrn-core NumPy rows with axis=-1 on the NHWC array, in every case",
-    "small": "a small input (1, 16, 8, 8) at 1 and 2 threads (call overhead)",
-    "ladder": "sizes from 1x1x1x1 (the per-call overhead) and 1x16x8x8 up to the AlexNet shape",
-    "tiny": "a tiny input (1, 8, 2, 2) at 1 thread (fixed cost per call)",
+    "ladder": "the four shapes "
+    + ", ".join("x".join(map(str, s)) for s in LADDER)
+    + " (instead of the default shapes), with torch.compile unless --no-compile",
+    "sizes": "sizes 9, 13, 25 and 32 on the first shape (does the window cost?)",
+    "float64": "float64 on the first shape (TensorFlow has no float64 LRN)",
+    "beta0.6": "beta 0.6 (the generic pow path) on the first shape",
+    "nhwc": "an extra lrn-core NumPy row with axis=-1 on the NHWC array",
+    "copy-threads": "an extra copy floor split over the row's threads (is the bus full?)",
 }
-#: variants on the first shape: name -> (suffix of the case name, Case fields)
-FIRST_SHAPE_VARIANTS = {
-    "size25": (" size=25", {"size": 25}),
-    "float64": (" float64", {"dtype": "float64"}),
-    "beta0.6": (" beta=0.6", {"beta": 0.6}),
-}
-#: variants of their own shape: name -> (shape, thread counts)
-OWN_SHAPE_VARIANTS = {"small": ((1, 16, 8, 8), (1, 2)), "tiny": ((1, 8, 2, 2), (1,))}
-LADDER = [("per-call overhead 1x1x1x1", (1, 1, 1, 1))] + [
-    (f"ladder {'x'.join(map(str, s))}", s)
-    for s in ((1, 16, 8, 8), (1, 96, 27, 27), (1, 96, 55, 55), (8, 96, 55, 55), (32, 96, 55, 55))
-]
-FRAMEWORKS = ("torch", "tensorflow", "jax")  # numpy always runs
-FRAMEWORK_ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow"}
-PASS_ORDER = {"copy": 0, "fwd": 1, "bwd": 2, "fwd+bwd": 3}
-FB = ("fwd", "fwd+bwd")
+FIRST_SHAPE = {"sizes": [{"size": n} for n in (9, 13, 25, 32)], "float64": [{"dtype": "float64"}]}
+FIRST_SHAPE["beta0.6"] = [{"beta": 0.6}]
+FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
+ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow"}
+#: pyperf options before the caller's (which win): normal, --quick
+PYPERF_DEFAULTS = (["--processes=4"], ["--processes=1", "--values=3", "--warmups=1", "--loops=1"])
+Case = namedtuple("Case", "name shape size alpha beta k dtype threads")
+Case.__new__.__defaults__ = (5, 1e-4, 0.75, 1.0, "float32", 1)
 
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One input and parameter set, timed at one thread count."""
-
-    name: str
-    shape: tuple
-    size: int = 5
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 1.0
-    dtype: str = "float32"
-    threads: int = 1
-    nhwc_core: bool = False
-
-
-@dataclasses.dataclass
-class Settings:
-    """The options of ``lrn-core bench --help``, kept as ``meta["settings"]``. None means the
-    default, which ``quick`` changes as ``--quick`` does; :func:`run` fills every one in."""
-
-    shapes: list | str | None = None  # names of SHAPES, or CxHxW / NxCxHxW
-    batch: int | None = None
-    repeat: int | None = None
-    rounds: int | None = None
-    warmup: int | None = None
-    threads: list | int | None = None
-    frameworks: list | str | None = None
-    variants: list | str | None = None
-    compile: bool | None = None
-    quick: bool = False
-    progress: bool = True
-    memory: bool = True
-
-
-@dataclasses.dataclass
-class Row:
-    """One implementation and pass of one case: its timings, and ratios within the case."""
-
-    case: str
-    shape: tuple
-    dtype: str
-    size: int
-    beta: float
-    threads: int
-    impl: str
-    kind: str  # copy | core | adapter | native
-    framework: str  # numpy | torch | tensorflow | jax
-    layout: str  # NCHW | NHWC
-    pass_: str  # copy | fwd | bwd | fwd+bwd
-    times_ms: list = dataclasses.field(default_factory=list)
-    status: str = "ok"  # ok, or why there is no number ("n/a: ...", "error: ...")
-    median_ms: float | None = None
-    min_ms: float | None = None
-    iqr_pct: float | None = None
-    x_copy: float | None = None  # median / copy-floor median of the same case
-    speedup: float | None = None  # fastest native median of the same case and pass / median
-    best_native: str | None = None
-    peak_extra_mib: float | None = None  # rise of the peak resident set during one call
-
-    @property
-    def ok(self):
-        return self.status == "ok" and self.median_ms is not None
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(**{**d, "shape": tuple(d["shape"])})
-
-
-@dataclasses.dataclass
-class BenchResult:
-    """Rows of every case, plus the environment, settings and notes (``meta``)."""
-
-    rows: list
-    meta: dict
-
-    def cases(self):
-        """Case keys ``(name, threads)`` in plan order."""
-        return list(dict.fromkeys((r.case, r.threads) for r in self.rows))
-
-    def case_rows(self, key):
-        rows = [r for r in self.rows if (r.case, r.threads) == key]
-        return sorted(rows, key=lambda r: (PASS_ORDER[r.pass_], IMPL_ORDER.get(r.impl, 99)))
-
-    def markdown(self):
-        """The report (what ``lrn-core bench`` prints): method, environment, summary, cases."""
-        return _markdown(self)
-
-    def to_dict(self):
-        return {"meta": self.meta, "rows": [dataclasses.asdict(r) for r in self.rows]}
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls([Row.from_dict(r) for r in d["rows"]], d["meta"])
-
-
-# --- the timed callables: build(f, p, x, dy) -> {pass: callable}, p = (size, alpha, beta, k) ---
+# --- the rows: build(target, p, x, dy, compiled) -> {pass: callable}, p = (size, alpha, beta, k) --
 
 
 def _bind(f, params):
-    """``f(t)`` with the LRN's parameters bound (a tuple in torch's order, or a dict of
-    TensorFlow's keywords); ``f`` is a function or its ``"module:attribute"`` path."""
-    if isinstance(f, str):
-        module, attr = f.split(":")
-        f = operator.attrgetter(attr)(importlib.import_module(module))
-    if isinstance(params, dict):
-        return lambda t: f(t, **params)
-    return lambda t: f(t, *params)
+    """``f(t)`` with the LRN's parameters bound (torch's order, or TensorFlow's keywords)."""
+    module, attr = f.split(":")
+    f = operator.attrgetter(attr)(importlib.import_module(module))
+    return (lambda t: f(t, **params)) if isinstance(params, dict) else (lambda t: f(t, *params))
 
 
-def _copy(axis, p, x, dy):
-    return {"copy": functools.partial(np.copyto, np.empty_like(x), x)}
+def _copy(split, p, x, dy, compiled):
+    """``numpy.copyto``; split: in slabs over a pool of OMP_NUM_THREADS threads started once."""
+    y = np.empty_like(x)
+    if not split:
+        return {"copy": functools.partial(np.copyto, y, x)}
+    n = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    parts = list(zip(*(np.array_split(a.reshape(-1), n) for a in (y, x)), strict=True))
+    pool = ThreadPoolExecutor(n)
+    return {"copy": lambda: list(pool.map(lambda ab: np.copyto(*ab), parts))}
 
 
-def _numpy(axis, p, x, dy):
-    """``lrn`` and ``lrn_backward`` of lrn-core over ``axis``, into preallocated outputs."""
+def _numpy(axis, p, x, dy, compiled):
+    """``lrn`` and ``lrn_backward`` over ``axis``, into preallocated outputs."""
     import lrn_core
 
     kw = dict(zip(("size", "alpha", "beta", "k"), p, strict=True), axis=axis)
@@ -203,14 +96,11 @@ def _numpy(axis, p, x, dy):
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": lambda: (fwd(), bwd())}
 
 
-def _torch(f, p, x, dy, compiled=False):
-    """``f(x)`` and ``f(x).backward(dy)`` of torch function ``f``, or of ``torch.compile(f)``."""
+def _torch(f, p, x, dy, compiled):
+    """``f(x)`` and ``f(x).backward(dy)``, eager or under ``torch.compile``."""
     import torch
 
-    fp = _bind(f, p)
-    if compiled:
-        torch._dynamo.reset()  # one compiled graph per case, no recompile limit
-        fp = torch.compile(fp, dynamic=False)
+    fp = torch.compile(_bind(f, p), dynamic=False) if compiled else _bind(f, p)
     xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
     xg = xt.clone().requires_grad_(True)
 
@@ -221,9 +111,8 @@ def _torch(f, p, x, dy, compiled=False):
     return {"fwd": lambda: fp(xt), "fwd+bwd": fwd_bwd}
 
 
-def _tf(f, p, x, dy, graph=True):
-    """``f(x)`` and a ``GradientTape`` over it, in ``tf.function`` (as ``model.fit`` runs a
-    step) or eagerly; ``f`` gets TensorFlow's parameters of the same LRN."""
+def _tf(f, p, x, dy, compiled):
+    """``f(x)`` and a ``GradientTape`` over it, in ``tf.function`` (as ``model.fit``) or eager."""
     import tensorflow as tf
 
     from lrn_core import conventions
@@ -236,14 +125,14 @@ def _tf(f, p, x, dy, graph=True):
             y = fp(x)
         return tape.gradient(y, x, output_gradients=dy)
 
-    fwd, fwd_bwd = (tf.function(g) if graph else g for g in (fp, fwd_bwd))
+    fwd, fwd_bwd = (tf.function(g) if compiled else g for g in (fp, fwd_bwd))
     with tf.device("/CPU:0"):
         xt, dyt = tf.constant(x), tf.constant(dy)
     return {"fwd": lambda: fwd(xt), "fwd+bwd": lambda: fwd_bwd(xt, dyt)}
 
 
-def _jax(f, p, x, dy):
-    """The forward, and forward with the input gradient (``jax.vjp``), each under ``jax.jit``."""
+def _jax(f, p, x, dy, compiled):
+    """The forward, and the forward with the input gradient (``jax.vjp``), under ``jax.jit``."""
     import jax
 
     fp = _bind(f, p)
@@ -256,63 +145,39 @@ def _jax(f, p, x, dy):
     }
 
 
-TORCH_NATIVE = "torch.nn.functional:local_response_norm"
-TORCH_ADAPTER = "lrn_core.adapters.torch:local_response_norm"
-TF_ADAPTER = "lrn_core.adapters.tensorflow:local_response_normalization"
-TF_NATIVE = "tensorflow:nn.local_response_normalization"
-JAX_ADAPTER = "lrn_core.adapters.jax:local_response_norm"
-JAX_NATIVE = "lrn_core.check:jnp_lrn"  # the LRN a JAX user writes (JAX has none)
-COMPILED, EAGER = {"compiled": True}, {"graph": False}
-Impl = namedtuple("Impl", "label framework kind layout build f kw", defaults=[{}])
-#: every implementation, in table order; its rows come from ``build(f, p, x, dy, **kw)``
+TORCH = ("lrn_core.adapters.torch:local_response_norm", "torch.nn.functional:local_response_norm")
+TF = "lrn_core.adapters.tensorflow:local_response_normalization"
+TF = (TF, "tensorflow:nn.local_response_normalization")
+JAX = ("lrn_core.adapters.jax:local_response_norm", "lrn_core.check:jnp_lrn")  # JAX has no LRN
+#: ``only``: the row runs only with that variant ("compile": unless --no-compile)
+Impl = namedtuple("Impl", "label framework kind layout build target compiled only")
+# fmt: off
 IMPLS = [
-    Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy, 1),
-    Impl("lrn-core numpy", "numpy", "core", "NCHW", _numpy, 1),
-    Impl("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy, -1),
-    Impl("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch, TORCH_ADAPTER),
-    Impl("torch eager (native)", "torch", "native", "NCHW", _torch, TORCH_NATIVE),
-    Impl("torch.compile (native)", "torch", "native", "NCHW", _torch, TORCH_NATIVE, COMPILED),
-    Impl("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", _tf, TF_ADAPTER),
-    Impl("tf native", "tensorflow", "native", "NHWC", _tf, TF_NATIVE),
-    Impl("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf, TF_ADAPTER, EAGER),
-    Impl("tf native, eager", "tensorflow", "native", "NHWC", _tf, TF_NATIVE, EAGER),
-    Impl("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax, JAX_ADAPTER),
-    Impl("jax.jit jnp (native)", "jax", "native", "NHWC", _jax, JAX_NATIVE),
+    Impl("copy floor (numpy.copyto)", "numpy", "copy", "NCHW", _copy, False, False, None),
+    Impl("copy split over the threads", "numpy", "copy", "NCHW", _copy, True, 0, "copy-threads"),
+    Impl("lrn-core numpy", "numpy", "core", "NCHW", _numpy, 1, False, None),
+    Impl("lrn-core numpy NHWC", "numpy", "core", "NHWC", _numpy, -1, False, "nhwc"),
+    Impl("lrn-core torch adapter", "torch", "adapter", "NCHW", _torch, TORCH[0], False, None),
+    Impl("torch.compile(adapter)", "torch", "adapter", "NCHW", _torch, TORCH[0], True, "compile"),
+    Impl("torch eager (native)", "torch", "native", "NCHW", _torch, TORCH[1], False, None),
+    Impl("torch.compile (native)", "torch", "native", "NCHW", _torch, TORCH[1], True, "compile"),
+    Impl("lrn-core tf adapter", "tensorflow", "adapter", "NHWC", _tf, TF[0], True, None),
+    Impl("lrn-core tf adapter, eager", "tensorflow", "adapter", "NHWC", _tf, TF[0], False, None),
+    Impl("tf native", "tensorflow", "native", "NHWC", _tf, TF[1], True, None),
+    Impl("tf native, eager", "tensorflow", "native", "NHWC", _tf, TF[1], False, None),
+    Impl("lrn-core jax adapter", "jax", "adapter", "NHWC", _jax, JAX[0], True, None),
+    Impl("jax.jit jnp (native)", "jax", "native", "NHWC", _jax, JAX[1], True, None),
 ]
-IMPL_KIND = {i.label: i.kind for i in IMPLS}
-IMPL_ORDER = {i.label: n for n, i in enumerate(IMPLS)}
-PASSES = {"copy": ("copy",), "core": ("fwd", "bwd", "fwd+bwd"), "adapter": FB, "native": FB}
+# fmt: on
+PASSES = {"copy": ("copy",), "core": ("fwd", "bwd", "fwd+bwd")}  # others: fwd, fwd+bwd
 
-
-def _impls(case, settings):
-    """The implementations a case runs."""
-    skip = {
-        "lrn-core numpy NHWC": not case.nhwc_core,
-        "torch.compile (native)": not settings.compile,
-    }
-    return [i for i in IMPLS if i.framework in settings.frameworks and not skip.get(i.label)]
-
-
-# --- measuring (in a child process per thread count) --------------------------------------------
-
-
-def _installed(module):
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _short(exc):
-    msg = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
-    return msg if len(msg) <= 110 else msg[:107] + "..."
+# --- in pyperf's processes ----------------------------------------------------------------------
 
 
 def _peak_extra_mib(fn):
     """Rise of the peak resident set (VmHWM, reset through /proc/self/clear_refs) during one call,
-    on Linux; None elsewhere. No library resets the peak, and tracemalloc does not see torch's,
-    TensorFlow's or XLA's allocators. Freed heap memory is returned to the system first and
-    lrn-core's output cache is emptied, so that a call's allocations count as fresh memory."""
+    on Linux; None elsewhere (tracemalloc does not see torch's, TensorFlow's or XLA's allocators).
+    Freed heap goes back to the system and lrn-core's output cache is emptied first."""
     import ctypes
 
     import lrn_core
@@ -335,178 +200,103 @@ def _peak_extra_mib(fn):
     return max(status("VmHWM") - rss, 0) / 2**20
 
 
-def _split(repeat, rounds):
-    """Timed calls per round: ``repeat`` split into at most ``rounds`` near-equal shares."""
-    rounds = max(1, min(rounds, repeat))
-    return [repeat // rounds + (i < repeat % rounds) for i in range(rounds)]
-
-
-def _time_case(case, settings, bar):
-    """The rows of a case, timed. Every callable is called once first (imports, tracing,
-    compilation; a failure becomes the row's status), then rounds of (warm-up, then back-to-back
-    timed calls) go over every row; with ``memory``, one more untimed call per row in the first
-    round measures its peak extra memory."""
-    rng = np.random.default_rng(20240605)
-    x, dy = (rng.standard_normal(case.shape).astype(case.dtype) for _ in range(2))
-    arrays = {"NCHW": (x, dy)}
-    arrays["NHWC"] = tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
-    p = (case.size, case.alpha, case.beta, case.k)
-    head = (case.name, tuple(case.shape), case.dtype, case.size, case.beta, case.threads)
-    label, tasks = f"{case.name} t={case.threads}", []
-    for impl in _impls(case, settings):
-        bar.set_postfix_str(f"{label}: preparing {impl.label}", refresh=False)
-        try:
-            fns, err = impl.build(impl.f, p, *arrays[impl.layout], **impl.kw), None
-        except Exception as exc:
-            fns, err = {}, exc
-        for pass_ in PASSES[impl.kind]:
-            row = Row(*head, impl.label, impl.kind, impl.framework, impl.layout, pass_)
-            fn = fns.get(pass_)
-            try:
-                if err is not None:
-                    raise err
-                fn()
-            except Exception as exc:
-                na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
-                row.status, fn = f"{'n/a' if na else 'error'}: {_short(exc)}", None
-            tasks.append((row, fn))
-    gc.collect()  # once per case: with torch and TF loaded a collection takes ~0.3 s
-    for r, n in enumerate(_split(settings.repeat, settings.rounds)):
-        for row, fn in tasks:
-            if fn is not None and row.status == "ok":
-                bar.set_postfix_str(f"{label}: {row.impl} {row.pass_} (round {r + 1})", False)
-                timer = timeit.Timer(fn)  # time.perf_counter, gc off while timing
-                try:
-                    timer.timeit(settings.warmup)
-                    if r == 0 and settings.memory:
-                        row.peak_extra_mib = _peak_extra_mib(fn)
-                    row.times_ms += [t * 1e3 for t in timer.repeat(n, 1)]
-                except Exception as exc:
-                    row.status = f"error: {_short(exc)}"
-            bar.update(settings.warmup + n)
-    return [row for row, _ in tasks]
-
-
-def _run_threads(cases, settings, threads):
-    """Run cases (all at ``threads``) in this process, started with ``OMP_NUM_THREADS=threads``:
-    (rows, the thread count each pool reports)."""
+def _prepare(task):
+    """In the row's worker: its callable (None if it failed) and the metadata of its run."""
     from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
 
     from lrn_core._api import kernels
 
-    report = {"lrn-core (OpenMP)": int(kernels().max_threads())}
-    threadpool_limits(threads)  # OpenMP and BLAS, for the life of this process
-    if "torch" in settings.frameworks:
-        with contextlib.suppress(ImportError):  # a broken torch shows in its rows
-            import torch
-
-            torch.set_num_threads(threads)
-            report["torch (intra-op)"] = torch.get_num_threads()
-    if "tensorflow" in settings.frameworks:
-        with contextlib.suppress(ImportError):  # a broken TF shows in its rows
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(threads)  # before it initialises
-            report["tensorflow (intra-op)"] = tf.config.threading.get_intra_op_parallelism_threads()
-    s = settings
-    calls = (s.repeat + s.warmup * len(_split(s.repeat, s.rounds))) * sum(
-        len(PASSES[i.kind]) for c in cases for i in _impls(c, s)
-    )
-    kw = {"unit": "call", "leave": False, "dynamic_ncols": True, "disable": not s.progress}
-    kw["mininterval"] = 0.2 if sys.stderr.isatty() else 30
-    with tqdm(total=calls, desc=f"bench threads={threads}", **kw) as bar:
-        return [row for case in cases for row in _time_case(case, s, bar)], report
-
-
-def _child_env(threads):
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when lrn-core's and torch's OpenMP load
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _run_child(cases, settings, threads):
-    """:func:`_run_threads` in a fresh process (spawned: no framework or OpenMP pool inherited)."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, spawn, initializer=_child_env, initargs=(threads,)) as pool:
-        return pool.submit(_run_threads, cases, settings, threads).result()
-
-
-def _summarise(rows):
-    """Median, min and IQR of every row; ``x copy`` and ``speedup`` only within a case."""
-    for r in rows:
-        if r.status == "ok" and not r.times_ms:
-            r.status = "n/a: not timed"
-        if r.status == "ok":
-            r.median_ms, r.min_ms = statistics.median(r.times_ms), min(r.times_ms)
-            if len(r.times_ms) >= 4 and r.median_ms > 0:
-                q = statistics.quantiles(r.times_ms, n=4)
-                r.iqr_pct = 100.0 * (q[2] - q[0]) / r.median_ms
-    for key in dict.fromkeys((r.case, r.threads) for r in rows):
-        rs = [r for r in rows if (r.case, r.threads) == key and r.ok]
-        copy = next((r for r in rs if r.kind == "copy"), None)
-        best = {}
-        for r in sorted((r for r in rs if r.kind == "native"), key=lambda r: -r.median_ms):
-            best[r.pass_] = r  # the fastest comes last
-        for r in rs:
-            if copy is not None and copy.median_ms > 0:
-                r.x_copy = r.median_ms / copy.median_ms
-            if r.pass_ in best and r.median_ms > 0:
-                r.speedup, r.best_native = best[r.pass_].median_ms / r.median_ms, best[r.pass_].impl
-    return rows
-
-
-# --- planning and the entry point ---------------------------------------------------------------
-
-
-def _parse_shape(spec, batch):
-    if spec in SHAPES:
-        return spec, (batch,) + SHAPES[spec][0]
+    case = Case(**{**task["case"], "shape": tuple(task["case"]["shape"])})
+    impl = IMPLS[task["impl"]]
+    meta = {"lrn_status": "ok", "lrn_omp_threads": int(kernels().max_threads())}
+    threadpool_limits(case.threads)  # OpenMP and BLAS, for the life of this worker
+    with contextlib.suppress(ImportError):  # a broken framework shows in its status
+        if impl.framework == "torch":
+            importlib.import_module("torch").set_num_threads(case.threads)
+        if impl.framework == "tensorflow":  # before TensorFlow initialises
+            tf = importlib.import_module("tensorflow")
+            tf.config.threading.set_intra_op_parallelism_threads(case.threads)
+    rng = np.random.default_rng(20240605)
+    x, dy = (rng.standard_normal(case.shape).astype(case.dtype) for _ in range(2))
+    if impl.layout == "NHWC":
+        x, dy = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
     try:
-        dims = tuple(int(d) for d in spec.lower().replace(",", "x").split("x") if d)
-    except ValueError:
-        dims = ()
-    dims = (batch,) + dims if len(dims) == 3 else dims
-    if len(dims) != 4 or min(dims) < 1:
-        raise ValueError(
-            f"unknown shape {spec!r}: use one of {', '.join(SHAPES)} or CxHxW or NxCxHxW"
-        )
-    return "x".join(map(str, dims)), dims
+        p = (case.size, case.alpha, case.beta, case.k)
+        fn = impl.build(impl.target, p, x, dy, impl.compiled)[task["meta"]["lrn_pass"]]
+        fn()  # imports, tracing, compilation: not pyperf's warm-up, which times its calls
+        peak = _peak_extra_mib(fn) if task["memory"] else None
+        meta.update({} if peak is None else {"lrn_peak_mib": peak})
+    except Exception as exc:
+        msg = (f"{type(exc).__name__}: {exc}".strip().splitlines() or ["?"])[0][:110]
+        na = isinstance(exc, ModuleNotFoundError) or "lrn_core.adapters" in str(exc)
+        meta["lrn_status"], fn = f"{'n/a' if na else 'error'}: {msg}", None
+    return fn, meta
 
 
-def _plan(shapes, batch, variants, threads_list):
-    """The cases to run, in order."""
-    nhwc = "nhwc" in variants
-    named = [Case(*_parse_shape(s, batch), nhwc_core=nhwc) for s in shapes]
-    named += [
-        dataclasses.replace(named[0], name=named[0].name + suffix, **kw)
-        for v, (suffix, kw) in FIRST_SHAPE_VARIANTS.items()
-        if v in variants
-    ]
-    cases = [dataclasses.replace(c, threads=t) for t in threads_list for c in named]
-    ladder = LADDER if "ladder" in variants else []
-    cases += [Case(n, s, threads=t, nhwc_core=nhwc) for t in threads_list for n, s in ladder]
-    cases += [
-        Case(f"{v} " + "x".join(map(str, shape)), shape, threads=t, nhwc_core=nhwc)
-        for v, (shape, ts) in OWN_SHAPE_VARIANTS.items()
-        if v in variants
-        for t in ts
-    ]
-    return cases
+def _time_row(loops, fn):
+    """Seconds for ``loops`` calls, gc off (as timeit); a failed row: 1 s a call (dropped)."""
+    if fn is None:
+        return float(loops)
+    gc.disable()
+    t0 = time.perf_counter()
+    for _ in itertools.repeat(None, loops):
+        fn()
+    dt = time.perf_counter() - t0
+    gc.enable()
+    return dt
+
+
+def _suite(argv):
+    """``python -m lrn_core.benchmarks.harness --suite plan.json [pyperf options]``."""
+    import pyperf
+
+    runner = pyperf.Runner(
+        program_args=("-m", "lrn_core.benchmarks.harness"),
+        add_cmdline_args=lambda cmd, args: cmd.extend(("--suite", args.suite)),
+    )
+    runner.argparser.add_argument("--suite", required=True)
+    args = runner.parse_args(argv)
+    with open(args.suite) as f:
+        plan = json.load(f)
+    runner.metadata.update(plan["environment"])
+    for n, task in enumerate(plan["rows"]):  # the n-th call is pyperf's worker task n
+        os.environ["OMP_NUM_THREADS"] = str(task["case"]["threads"])  # for the row's workers
+        fn, meta = _prepare(task) if args.worker and args.worker_task == n else (None, {})
+        runner.bench_time_func(task["name"], _time_row, fn, metadata={**task["meta"], **meta})
+
+
+# --- planning, running, summarising --------------------------------------------------------------
 
 
 def _names(value):
-    """A list from a list or a comma-separated string, blanks dropped."""
     names = value.split(",") if isinstance(value, str) else value or []
-    return [n.strip() if isinstance(n, str) else n for n in names if str(n).strip()]
+    return [str(n).strip() for n in names if str(n).strip()]
 
 
-def _choose(value, known, what, aliases=None):
-    """The names in ``value`` (a list or a comma-separated string; "all" for every known one)."""
-    names = [(aliases or {}).get(n.lower(), n.lower()) for n in _names(value)]
+def _choose(value, known, what):
+    names = [ALIASES.get(n.lower(), n.lower()) for n in _names(value)]
     for n in names:
         if n not in known and n != "all":
             raise ValueError(f"unknown {what} {n!r}: use {', '.join(known)} or all")
     return list(known) if "all" in names else names
+
+
+def _shape(spec, batch):
+    if spec in SHAPES:
+        return spec, (batch,) + SHAPES[spec][0]
+    with contextlib.suppress(ValueError):
+        dims = tuple(int(d) for d in spec.lower().replace(",", "x").split("x") if d)
+        dims = (batch,) + dims if len(dims) == 3 else dims
+        if len(dims) == 4 and min(dims) >= 1:
+            return "x".join(map(str, dims)), dims
+    raise ValueError(f"unknown shape {spec!r}: use one of {', '.join(SHAPES)} or CxHxW or NxCxHxW")
+
+
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _require(modules, why=""):
@@ -517,263 +307,256 @@ def _require(modules, why=""):
         )
 
 
-def _environment(frameworks):
+KEYS = ("case", "heading", "threads", "impl", "kind", "pass")  # lrn_<key> metadata of a Row
+
+
+@dataclasses.dataclass
+class Row:
+    """One benchmark of pyperf's suite, read back through its ``lrn_*`` metadata."""
+
+    name: str
+    case: str
+    heading: str
+    threads: int
+    impl: str
+    kind: str
+    pass_: str
+    status: str = "error: no result (its worker failed)"
+    bench: object = None  # the pyperf.Benchmark
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    peak_mib: float | None = None
+    omp_threads: int | None = None
+    x_copy: float | None = None  # median / copy-floor median of the same case
+    x_native: float | None = None  # median / fastest native median of the same case and pass
+
+    @property
+    def ok(self):
+        return self.status == "ok" and self.median_ms is not None
+
+
+def rows(suite):
+    """The rows of a pyperf suite written by ``lrn-core bench`` (e.g. ``--json``'s file), with
+    pyperf's median and p90 and the ratios within each case."""
+    out = []
+    for b in suite.get_benchmarks():
+        runs = [run.get_metadata() for run in b.get_runs()]
+        r = Row(b.get_name(), *(runs[0][f"lrn_{k}"] for k in KEYS), bench=b)
+        r.status = next((s for s in (m.get("lrn_status", "ok") for m in runs) if s != "ok"), "ok")
+        peaks = [m["lrn_peak_mib"] for m in runs if "lrn_peak_mib" in m]
+        r.peak_mib, r.omp_threads = max(peaks, default=None), runs[-1].get("lrn_omp_threads")
+        if r.status == "ok" and b.get_nvalue():
+            r.median_ms, r.p90_ms = b.median() * 1e3, b.percentile(90) * 1e3
+        out.append(r)
+    for case in dict.fromkeys((r.case, r.threads) for r in out):
+        rs = [r for r in out if (r.case, r.threads) == case and r.ok]
+        copy = next((r.median_ms for r in rs if r.kind == "copy"), None)
+        for r in rs:
+            natives = [n.median_ms for n in rs if n.kind == "native" and n.pass_ == r.pass_]
+            r.x_copy = r.median_ms / copy if copy else None
+            r.x_native = r.median_ms / min(natives) if natives else None
+    return out
+
+
+class Result(namedtuple("Result", "suite rows settings notes")):
+    """What :func:`run` returns: pyperf's suite, its rows, the settings and notes."""
+
+    def markdown(self):
+        return markdown(*self[1:])
+
+
+def _plan(shapes, batch, threads, fws, variants, compile, memory):
+    """The rows to run: one pyperf benchmark each, with its ``lrn_*`` metadata."""
+    named = [_shape(s, batch) for s in _names(shapes)]
+    named = named or ([] if "ladder" in variants else [_shape(s, batch) for s in SHAPES])
+    named += [("x".join(map(str, s)), s) for s in LADDER if "ladder" in variants]
+    cases = [Case(n, s) for n, s in named]
+    for kw in (kw for v in variants for kw in FIRST_SHAPE.get(v, ())):
+        name = cases[0].name + "".join(f" {k}={v}" for k, v in kw.items())
+        cases.append(cases[0]._replace(name=name, **kw))
+    enabled = {*variants, None} | ({"compile"} if compile else set())
+    plan = []
+    for c in (c._replace(threads=t) for t in dict.fromkeys(threads) for c in cases):
+        heading = f"{'x'.join(map(str, c.shape))} {c.dtype}, size {c.size}, beta {c.beta:g}"
+        for n, i in enumerate(IMPLS):
+            for p in PASSES.get(i.kind, ("fwd", "fwd+bwd")) if i.only in enabled else ():
+                if i.framework in fws:
+                    values = (c.name, heading, c.threads, i.label, i.kind, p)
+                    meta = dict(zip(KEYS, values, strict=True))
+                    meta = {f"lrn_{k}": v for k, v in meta.items()} | {"lrn_layout": i.layout}
+                    name = f"{c.name} t={c.threads}: {i.label} {p}"
+                    plan.append({"name": name, "case": c._asdict(), "impl": n, "meta": meta})
+                    plan[-1]["memory"] = memory
+    return plan
+
+
+def _run_suite(plan, env, opts, progress):
+    """Run the plan under pyperf in a fresh process: (its suite, a note if it failed)."""
+    import pyperf
+
+    import lrn_core
+
+    with tempfile.TemporaryDirectory(prefix="lrn-core-bench-") as tmp:
+        with open(os.path.join(tmp, "plan.json"), "w") as f:
+            json.dump({"rows": plan, "environment": env}, f)
+        out = os.path.join(tmp, "out.json")
+        # the workers import this lrn_core, without putting site-packages ahead of the stdlib
+        root = os.path.dirname(os.path.dirname(lrn_core.__file__))
+        paths = [] if root in site.getsitepackages() + [site.getusersitepackages()] else [root]
+        paths += [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(":") if p]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        cmd = [sys.executable, "-m", __spec__.name, "--suite", "plan.json", "--copy-env", *opts]
+        proc = subprocess.run(
+            [*cmd, "-o", out] + ([] if progress else ["--quiet"]),
+            cwd=tmp,
+            env=env,
+            stdout=2 if progress else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        err = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        if proc.returncode == 2 and "usage:" in proc.stderr:
+            raise ValueError(f"pyperf: {err}")
+        suite = pyperf.BenchmarkSuite.load(out) if os.path.exists(out) else None
+    failed = f"the pyperf run failed (status {proc.returncode}): {err}"
+    return suite or pyperf.BenchmarkSuite([]), [failed] if proc.returncode else []
+
+
+def run(shapes=None, *, batch=None, threads=None, frameworks=None, variants=None, **options):
+    """Run the benchmark under pyperf, in worker processes only, and return a :class:`Result`.
+    ``shapes``, ``frameworks``, ``variants``: lists or comma-separated strings; ``threads``: an
+    int or a list (default: the OpenMP default); ``options``: ``compile`` (default: not
+    ``quick``, or ``ladder``), ``quick``, ``memory``, ``progress`` (True, False, True) and
+    ``pyperf``, a list of pyperf options (they win over the defaults)."""
+    import pyperf
+
     import lrn_core
     from lrn_core._api import kernels
 
-    k, found, cpu = (
-        kernels(),
-        lrn_core.get_config()["frameworks"],
-        platform.processor() or platform.machine(),
-    )
-    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    return {
-        "lrn_core": lrn_core.__version__,
-        "kernels": f"{k.__name__} (simd {k.simd}, openmp {k.openmp_enabled})",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        **{fw: found.get(fw) if fw in frameworks else None for fw in FRAMEWORKS},
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-    }
-
-
-def _loadavg():
-    with contextlib.suppress(OSError, AttributeError):
-        return [round(v, 2) for v in os.getloadavg()]
-    return None
-
-
-def run(shapes=None, **options):
-    """Run the benchmark and return a :class:`BenchResult`.
-
-    ``options`` are the fields of :class:`Settings`, the options of ``lrn-core bench --help``:
-    ``shapes``, ``frameworks`` and ``variants`` are lists or comma-separated strings, ``threads``
-    an int or a list (default: the process's OpenMP default). Each thread count runs in a child
-    process started with ``OMP_NUM_THREADS``.
-    """
-    from lrn_core._api import kernels
-
-    t_start = time.perf_counter()
-    _require(["threadpoolctl", "tqdm"])
-    s = Settings(shapes=_names(shapes) or list(SHAPES), **options)
-    s.variants = _choose(s.variants, VARIANTS, "variant")
-    wanted = (
-        _choose(s.frameworks, ("numpy",) + FRAMEWORKS, "framework", FRAMEWORK_ALIASES) or FRAMEWORKS
-    )
-    s.frameworks = ["numpy"] + [f for f in FRAMEWORKS if f in wanted and _installed(f)]
-    missing = [f for f in FRAMEWORKS if f in wanted and f not in s.frameworks]
-    for name, (normal, quick) in DEFAULTS.items():
-        if getattr(s, name) is None:
-            setattr(s, name, quick if s.quick else normal)
-    if min(s.repeat, s.rounds, s.batch) < 1 or s.warmup < 0:
-        raise ValueError(
-            f"repeat ({s.repeat}), rounds ({s.rounds}) and batch ({s.batch}) must be "
-            f">= 1, warmup ({s.warmup}) >= 0"
-        )
-    threads = [s.threads] if isinstance(s.threads, int) else _names(s.threads)
+    _require(["threadpoolctl", "pyperf"])
+    quick, compile = options.pop("quick", False), options.pop("compile", None)
+    memory, progress = options.pop("memory", True), options.pop("progress", True)
+    opts = PYPERF_DEFAULTS[bool(quick)] + list(options.pop("pyperf", ()))
+    if options:
+        raise TypeError(f"run() got unknown options {sorted(options)}")
+    if any(o in ("-o", "--output") or o.startswith("--output=") for o in opts):
+        raise ValueError("pyperf's -o/--output is the harness's own: use --json FILE")
+    variants = _choose(variants, VARIANTS, "variant")
+    wanted = _choose(frameworks, FRAMEWORKS, "framework") or FRAMEWORKS
+    fws = ["numpy"] + [f for f in FRAMEWORKS[1:] if f in wanted and _installed(f)]
+    notes = [f"{f} is not installed: its rows are skipped" for f in wanted if f not in fws]
+    batch = batch if batch is not None else 2 if quick else 32
+    spec, threads = threads, [threads] if isinstance(threads, int) else _names(threads)
     try:
         threads = [int(t) for t in threads] or [int(kernels().max_threads())]
     except ValueError:
         threads = [0]
-    if min(threads) < 1:
-        raise ValueError(f"threads must be integers >= 1, got {s.threads!r}")
-    cases = _plan(s.shapes, s.batch, s.variants, dict.fromkeys(threads))
-    s.compile = (not s.quick if s.compile is None else bool(s.compile)) and "torch" in s.frameworks
-    s.threads = list(dict.fromkeys(c.threads for c in cases))
-    meta = {
-        "environment": _environment(s.frameworks),
-        "settings": dataclasses.asdict(s),
-        "threads_reported": {},
-        "notes": [f"{f} is not installed: its rows are skipped" for f in missing],
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "loadavg_start": _loadavg(),
+    if min(threads) < 1 or batch < 1:
+        raise ValueError(f"threads and batch must be integers >= 1, got {spec!r} and {batch}")
+    compile = ("ladder" in variants or not quick) if compile is None else bool(compile)
+    plan = _plan(shapes, batch, threads, fws, variants, compile, memory)
+    versions = lrn_core.get_config()["frameworks"]
+    env = {"lrn_core_version": lrn_core.__version__, "lrn_kernels": kernels().__name__}
+    env["lrn_frameworks"] = ", ".join(f"{f} {versions.get(f)}" for f in fws[1:]) or "numpy only"
+    suite, failed = _run_suite(plan, {**env, "lrn_numpy": np.__version__}, opts, progress)
+    found = {r.name: r for r in rows(suite)}
+    keys = [[t["meta"][f"lrn_{k}"] for k in KEYS] for t in plan]
+    result = [found.get(t["name"]) or Row(t["name"], *k) for t, k in zip(plan, keys, strict=True)]
+    odd = {
+        (r.case, r.threads, r.omp_threads) for r in result if r.omp_threads not in (None, r.threads)
     }
-    rows = []
-    for t in s.threads:
-        try:
-            got, report = _run_child([c for c in cases if c.threads == t], s, t)
-        except Exception as exc:  # the child died or failed: go on with the other counts
-            meta["notes"].append(f"threads={t}: the child process failed: {_short(exc)}")
-            continue
-        rows += got
-        meta["threads_reported"][str(t)] = report
-        if report["lrn-core (OpenMP)"] != t:
-            meta["notes"].append(f"lrn-core ran {report['lrn-core (OpenMP)']} threads, not {t}")
-    _summarise(rows)
-    meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    meta["loadavg_end"] = _loadavg()
-    start, ncpu = meta["loadavg_start"], os.cpu_count() or 1
-    if start and start[0] >= 0.5 * ncpu:
-        meta["notes"].append(
-            f"the machine was busy before the run (1-min load average {start[0]:g} on {ncpu} "
-            "logical CPUs): other processes competed for the cores; look at the min column too, "
-            "or rerun on a quiet machine"
-        )
-    return BenchResult(rows, meta)
+    notes += failed + [f"{c} t={t}: lrn-core ran {n} threads" for c, t, n in sorted(odd)]
+    settings = {"pyperf": " ".join(opts), "pyperf_version": pyperf.__version__}
+    settings |= {"environment": env_line(suite), "frameworks": fws, "compile": compile}
+    return Result(suite, result, settings, notes)
+
+
+def env_line(suite):
+    """lrn-core, kernels, Python, NumPy, frameworks and machine, from the suite's metadata."""
+    benches = suite.get_benchmarks()
+    m = benches[0].get_metadata() if benches else {}
+    return (
+        f"lrn-core {m.get('lrn_core_version', '?')} ({m.get('lrn_kernels', '?')}), Python "
+        f"{m.get('python_version', '?')}, NumPy {m.get('lrn_numpy', '?')}, "
+        f"{m.get('lrn_frameworks', '')}; {m.get('cpu_model_name', '?')}, "
+        f"{m.get('cpu_count', '?')} logical CPUs, {m.get('platform', '?')}"
+    )
 
 
 # --- reports -------------------------------------------------------------------------------------
 
-COLUMNS = ["implementation", "layout", "pass", "median ms", "min ms", "IQR %", "x copy"]
-COLUMNS += ["speedup vs best native", "peak extra MiB"]
-ADAPTERS = {
-    "numpy": ("lrn-core numpy", "lrn-core numpy ms"),
-    "torch": ("lrn-core torch adapter", "torch adapter ms"),
-    "tensorflow": ("lrn-core tf adapter", "tf adapter ms"),
-    "jax": ("lrn-core jax adapter", "jax adapter ms"),
-}
+COLUMNS = "implementation|pass|median ms|p90 ms|p90/median|x native|x copy|peak MiB".split("|")
 
 
-def _fmt_ms(v):
-    return "-" if v is None else f"{v:.{1 if v >= 100 else 2 if v >= 10 else 3 if v >= 1 else 4}f}"
+def _ms(v):
+    return "" if v is None else f"{v:.{1 if v >= 100 else 2 if v >= 10 else 3 if v >= 1 else 4}f}"
 
 
-def _fmt_ratio(v, suffix=""):
-    return "" if v is None else f"{v:.{0 if v >= 100 else 1 if v >= 10 else 2}f}{suffix}"
+def _x(v):
+    return "" if v is None else f"{v:.{0 if v >= 100 else 1 if v >= 10 else 2}f}"
 
 
-def _fmt(v, spec):
-    return "" if v is None else f"{v:{spec}}"
-
-
-def _md_table(header, rows):
-    """A Markdown table; the columns from the fourth on are numbers, aligned right."""
-    lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
-    rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"
-    return lines[:1] + [rule] + lines[1:]
-
-
-def _case_section(result, key):
-    """Markdown of one case: heading, table, footnotes."""
-    rows = result.case_rows(key)
-    r0 = rows[0]
-    head = (
-        f"## {key[0]}: x {'x'.join(map(str, r0.shape))} {r0.dtype}, size {r0.size}, "
-        f"beta {r0.beta:g}, threads {key[1]}"
-    )
-    cells, notes = [], []
-    for r in rows:
-        if r.ok:
-            numbers = [_fmt_ms(r.median_ms), _fmt_ms(r.min_ms), _fmt(r.iqr_pct, ".0f")]
-            numbers += [_fmt_ratio(r.x_copy), _fmt_ratio(r.speedup, "x")]
-            numbers += [_fmt(r.peak_extra_mib, ".1f")]
-        else:
-            short, _, why = r.status.partition(": ")
-            note = f"{r.impl}: {why or short}"
-            notes += [note] if note not in notes else []
-            numbers = [f"{short} [{notes.index(note) + 1}]"] + [""] * 5
-        cells.append([r.impl, r.layout, r.pass_] + numbers)
-    out = ["", head, ""] + _md_table(COLUMNS, cells)
-    return out + ([""] + [f"[{i}] {n}  " for i, n in enumerate(notes, 1)] if notes else [])
-
-
-def _summary(result):
-    """Markdown of the summary: per case and pass, lrn-core's rows against the fastest native."""
-    adapters = [ADAPTERS[f] for f in result.meta["settings"]["frameworks"] if f in ADAPTERS]
-    header = ["case", "threads", "pass"] + [col for _, col in adapters]
-    out = []
-    for key in result.cases():
-        for p in FB:
-            rows = {r.impl: r for r in result.case_rows(key) if r.ok and r.pass_ == p}
-            cells = [key[0], str(key[1]), p]
-            cells += [_fmt_ms(rows[impl].median_ms) if impl in rows else "" for impl, _ in adapters]
-            best = next((r for r in rows.values() if r.best_native == r.impl), None)
-            core = rows.get("lrn-core numpy")
-            if best:
-                cells += [f"{best.impl} {_fmt_ms(best.median_ms)}"]
-                cells += [_fmt_ratio(core.speedup, "x") if core else ""]
-            else:
-                cells += ["(no native)", ""]
-            out.append(cells)
-    header += ["fastest native ms", "numpy speedup"]
-    return ["", "## Summary (medians, ms)", ""] + _md_table(header, out) if out else []
-
-
-def _markdown(result):
-    meta, env = result.meta, result.meta["environment"]
-    s = meta["settings"]
-    per = _split(s["repeat"], s["rounds"])
-    names = {"torch": "torch", "tensorflow": "TensorFlow", "jax": "JAX"}
-    fws = "".join(f", {name} {env[key]}" for key, name in names.items() if env.get(key))
-    a, b = meta.get("loadavg_start"), meta.get("loadavg_end")
-    load = (
-        f"1-min load average {a[0]:g} before, {b[0]:g} after the run (this one included), "
-        f"on {env['logical_cpus']} logical CPUs"
-        if a and b
-        else "load average unknown"
-    )
+def markdown(rows, settings, notes=()):
+    """The report: method and environment, then one table per case (shape and threads)."""
     lines = [
-        f"method: median of {s['repeat']} timed calls per row ({len(per)} round(s) of "
-        f"{'/'.join(map(str, per))} back-to-back calls, each after {s['warmup']} untimed "
-        "warm-up call(s)); time.perf_counter, gc off; ratios within the same run",
-        f"environment: lrn-core {env['lrn_core']}, kernels {env['kernels']}, Python "
-        f"{env['python']}, NumPy {env['numpy']}{fws}",
-        f"machine: {env['cpu']}, {env['logical_cpus']} logical CPUs, {env['platform']}",
-        *(
-            f"threads={t}: " + ", ".join(f"{k} {v}" for k, v in rep.items())
-            for t, rep in sorted(meta["threads_reported"].items())
-        ),
-        "*x copy*: median / copy floor (`numpy.copyto` of the same array, same run). An ideal "
-        "implementation moves 1 copy for fwd, 1.5 for bwd, 2.5 for fwd+bwd.",
-        "*speedup*: fastest native median of the same pass / this median (> 1: faster than "
-        "every native).",
-        "*peak extra MiB*: rise of the process's peak resident memory during one call, inputs "
-        "and preallocated outputs excluded, lrn-core's output cache emptied first (Linux only; "
-        "memory a framework's allocator caches between calls is not seen).",
-        f"date: {meta.get('date', '')}; wall time {meta.get('wall_seconds', '?')} s; {load}",
-        *(f"note: {n}" for n in meta["notes"]),
+        "# lrn-core bench",
+        "",
+        f"- method: pyperf {settings['pyperf_version']} ({settings['pyperf']}), each row in its "
+        "own worker processes after one untimed call; median and p90 of pyperf's values; gc off "
+        "while timing; ratios within one case of the same run",
+        f"- environment: {settings['environment']}",
+        "- *x native*: median / the fastest native median of the same pass (< 1: faster than "
+        "every native); *x copy*: median / copy floor (`numpy.copyto` of the same array; an "
+        "ideal LRN moves 1 copy for fwd, 1.5 for bwd, 2.5 for fwd+bwd); *peak MiB*: rise of the "
+        "peak resident memory during one call (Linux)",
+        *(f"- note: {n}" for n in notes),
     ]
-    out = ["# lrn-core bench", ""] + [f"- {ln}" for ln in lines] + _summary(result)
-    for key in result.cases():
-        out += _case_section(result, key)
-    return "\n".join(out) + "\n"
+    for case in dict.fromkeys((r.case, r.threads) for r in rows):
+        rs = [r for r in rows if (r.case, r.threads) == case]
+        head = f"## {case[0]}: {rs[0].heading}, threads {case[1]}"
+        lines += ["", head, "", "| " + " | ".join(COLUMNS) + " |", "|---|---|" + "---:|" * 6]
+        for r in rs:
+            cells = [_ms(r.median_ms), _ms(r.p90_ms), _x(r.p90_ms / r.median_ms)] if r.ok else []
+            cells += [_x(r.x_native), _x(r.x_copy)] if r.ok else [r.status, "", "", "", ""]
+            cells += ["" if r.peak_mib is None else f"{r.peak_mib:.1f}"]
+            lines.append("| " + " | ".join([r.impl, r.pass_, *cells]) + " |")
+    return "\n".join(lines) + "\n"
 
 
-def plot(result, path):
-    """A PNG bar chart of the medians: one panel per case, log scale, the copy floor dashed.
-    Raises ImportError without matplotlib."""
+def plot(rows, path):
+    """One PNG figure of the medians: a panel per case, log scale, the copy floor dashed."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    panels = []
-    for key in result.cases():
-        rows = [r for r in result.case_rows(key) if r.ok]
-        impls = list(dict.fromkeys(r.impl for r in rows if r.pass_ in FB)) or ["(none)"]
-        panels.append((key, impls, rows))
-    heights = [len(p[1]) for p in panels]
-    size = (9, max(3.0, 0.8 + sum(0.5 + 0.32 * h for h in heights)))
-    grid = {"height_ratios": heights}
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=size, gridspec_kw=grid)
-    for ax, (key, impls, rows) in zip(axes[:, 0], panels, strict=True):
-        y = np.arange(len(impls))
-        for j, (p, color) in enumerate((("fwd", "#4c72b0"), ("fwd+bwd", "#dd8452"))):
-            ms = {r.impl: r.median_ms for r in rows if r.pass_ == p}
-            widths = [ms.get(i, 0.0) for i in impls]
-            bars = ax.barh(y + (j - 0.5) * 0.38, widths, height=0.38, color=color, label=p)
-            ax.bar_label(bars, [f" {_fmt_ms(ms[i])}" if i in ms else "" for i in impls], fontsize=7)
-        for r in rows:
+    cases = list(dict.fromkeys((r.case, r.threads) for r in rows))
+    panels = [[r for r in rows if (r.case, r.threads) == c and r.ok] for c in cases]
+    impls = [list(dict.fromkeys(r.impl for r in p if r.kind != "copy")) or ["-"] for p in panels]
+    fig, axes = plt.subplots(
+        len(cases),
+        1,
+        squeeze=False,
+        figsize=(9, 1 + sum(0.6 + 0.3 * len(i) for i in impls)),
+        gridspec_kw={"height_ratios": [len(i) for i in impls]},
+    )
+    for ax, case, rs, names in zip(axes[:, 0], cases, panels, impls, strict=True):
+        y = np.arange(len(names))
+        for j, p in enumerate(("fwd", "fwd+bwd")):
+            ms = {r.impl: r.median_ms for r in rs if r.pass_ == p}
+            bars = ax.barh(y + (j - 0.5) * 0.38, [ms.get(i, 0) for i in names], 0.38, label=p)
+            ax.bar_label(bars, [f" {_ms(ms.get(i))}" for i in names], fontsize=7)
+        for r in rs:
             if r.kind == "copy":
                 ax.axvline(r.median_ms, color="k", ls="--", lw=1)
-                ax.text(r.median_ms, -0.75, f" copy floor {_fmt_ms(r.median_ms)} ms", fontsize=7)
-        ms = [r.median_ms for r in rows] or [1.0]
-        ax.set(xscale="log", xlim=(min(ms) / 1.6, max(ms) * 3), ylim=(len(impls) - 0.4, -0.9))
-        ax.set(yticks=y)
-        ax.set_yticklabels(impls, fontsize=8)
-        r0 = result.case_rows(key)[0]
-        shape = "x".join(map(str, r0.shape))
-        ax.set_title(f"{key[0]}  {shape} {r0.dtype}, threads {key[1]}", fontsize=9)
-        ax.grid(axis="x", which="both", alpha=0.3)
+        ms = [r.median_ms for r in rs] or [1.0]
+        ax.set(xscale="log", xlim=(min(ms) / 1.6, max(ms) * 3), yticks=y)
+        ax.set_yticklabels(names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{case[0]}, threads {case[1]} (dashed: copy floor)", fontsize=9)
     axes[-1, 0].set_xlabel("median time per call, ms (log scale; lower is better)")
-    handles = axes[0, 0].get_legend_handles_labels()
-    fig.legend(*handles, loc="upper right", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle("lrn-core bench", x=0.02, ha="left", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    axes[0, 0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -782,66 +565,42 @@ def plot(result, path):
 # --- command line --------------------------------------------------------------------------------
 
 
-#: ``lrn-core bench``'s options: flag, then its help (``{...}`` filled in by :func:`build_parser`)
-HELP = """
---shapes       comma-separated names ({shapes}) or CxHxW / NxCxHxW (default: the four names)
---batch        batch of the shapes (default {batch[0]}; {batch[1]} with --quick)
---repeat       timed calls per row (default {repeat[0]}; {repeat[1]} with --quick)
---rounds       rounds the timed calls are split into, every row once per round (default \
-{rounds[0]}; {rounds[1]} with --quick)
---warmup       untimed calls per row before each round (default {warmup[0]})
---threads      thread counts, e.g. 1,2 (default: the process default)
---frameworks   numpy,torch,tf,jax (default: every one installed; numpy always runs)
---variants     extra cases: {variants} or all
---compile      time torch.compile (default: yes, except with --quick; compiling takes tens of \
-seconds per case)
---quick        smoke run: batch {batch[1]}, {repeat[1]} repeats in {rounds[1]} round, no \
-torch.compile
---markdown     also write the report as Markdown
---plot         also write a PNG bar chart (needs matplotlib)
---json         also write every timing as JSON
---no-progress  no progress bar (tqdm) on stderr
---no-memory    do not measure each row's peak extra memory (one untimed call)
-"""
-LIST, INT = {"metavar": "LIST"}, {"type": int}  # run() splits and checks them
-#: argparse keywords of each option
-OPTIONS = {
-    "--shapes": LIST,
-    "--batch": INT,
-    "--repeat": INT,
-    "--rounds": INT,
-    "--warmup": INT,
-    "--threads": LIST,
-    "--frameworks": LIST,
-    "--variants": LIST,
-    "--compile": {"action": argparse.BooleanOptionalAction},
-    "--quick": {"action": "store_true"},
-    "--markdown": {"metavar": "FILE"},
-    "--plot": {"metavar": "FILE"},
-    "--json": {"metavar": "FILE"},
-    "--no-progress": {"dest": "progress", "action": "store_false"},
-    "--no-memory": {"dest": "memory", "action": "store_false"},
-}
+FILE, OFF = {"metavar": "FILE"}, {"action": "store_false"}
+# fmt: off
+OPTIONS = [  # flag, help, argparse keywords
+    ("--shapes", f"comma-separated names ({', '.join(SHAPES)}) or CxHxW / NxCxHxW", {}),
+    ("--batch", "batch of the named and CxHxW shapes (default 32; 2 with --quick)", {"type": int}),
+    ("--threads", "thread counts, e.g. 1,2 (OMP_NUM_THREADS of the rows' workers)", {}),
+    ("--frameworks", "numpy,torch,tf,jax (default: every one installed; numpy always)", {}),
+    ("--variants", f"extra cases: {', '.join(VARIANTS)} or all", {}),
+    ("--compile", "time torch.compile (default: yes, except with --quick without ladder)",
+     {"action": argparse.BooleanOptionalAction}),
+    ("--quick", "batch 2, pyperf -p 1 -n 3 -w 1 -l 1, no compile", {"action": "store_true"}),
+    ("--no-memory", "no peak-memory measurement", {"dest": "memory", **OFF}),
+    ("--no-progress", "no pyperf output", {"dest": "progress", **OFF}),
+    ("--markdown", "also write the report as Markdown", FILE),
+    ("--json", "also write pyperf's JSON suite (every value, lrn_* metadata)", FILE),
+    ("--plot", "also write a PNG bar chart (needs matplotlib)", FILE),
+]
+# fmt: on
 
 
 def build_parser(prog="lrn-core bench"):
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Time lrn-core against the native LRNs installed (torch eager, torch.compile, "
-        "TensorFlow in tf.function and eager, jitted jnp) and the copy floor "
-        "(numpy.copyto of the same array). Prints medians and ratios measured in the "
-        "same run, as Markdown.",
+        description="Time lrn-core against the native LRNs installed (torch eager and "
+        "torch.compile, TensorFlow in tf.function and eager, jitted jnp) and the copy floor, "
+        "under pyperf; print one Markdown table per case. pyperf's own options pass through "
+        "(-p/--processes, -n/--values, -w/--warmups, -l/--loops, --min-time, --affinity, "
+        "--rigorous, --append FILE, ...; default here --processes=4).",
         epilog="Shapes: "
         + "; ".join(f"{n} = (N, {', '.join(map(str, s))}): {d}" for n, (s, d) in SHAPES.items())
         + ". Variants: "
         + "; ".join(f"{n}: {d}" for n, d in VARIANTS.items())
-        + ". Each thread count runs in a child process with OMP_NUM_THREADS set; torch and "
-        "TensorFlow (intra-op) follow it.",
+        + ".",
     )
-    fill = {"shapes": ", ".join(SHAPES), "variants": ", ".join(VARIANTS), **DEFAULTS}
-    helps = dict(ln.split(None, 1) for ln in HELP.strip().splitlines())
-    for flag, kw in OPTIONS.items():
-        p.add_argument(flag, **kw, help=helps[flag].format(**fill))
+    for flag, help, kw in OPTIONS:
+        p.add_argument(flag, help=help, **kw)
     return p
 
 
@@ -849,26 +608,26 @@ def main(argv=None):
     """``lrn-core bench [options]``: run, print the report, write the files asked for. A usage
     error or a missing library exits with status 2 (argparse's ``error``)."""
     parser = build_parser()
-    options = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    markdown, json_path, png = (options.pop(k, None) for k in ("markdown", "json", "plot"))
+    args, extra = parser.parse_known_args(argv)
+    options = {k: v for k, v in vars(args).items() if v is not None}
+    md, js, png = (options.pop(k, None) for k in ("markdown", "json", "plot"))
     try:
         _require(["matplotlib"] if png else [], " --plot")
-        result = run(**options)
+        result = run(options.pop("shapes", None), **options, pyperf=extra)
     except (ValueError, ImportError) as exc:
         parser.error(str(exc))
     print(result.markdown(), end="")
-    for path, text in (
-        (markdown, result.markdown),
-        (json_path, lambda: json.dumps(result.to_dict(), indent=1)),
-    ):
-        if path:
-            with open(path, "w") as f:
-                f.write(text())
-            print(f"wrote {path}")
+    if md:
+        with open(md, "w") as f:
+            f.write(result.markdown())
+    if js:
+        result.suite.dump(js, replace=True)
     if png:
-        print(f"wrote {plot(result, png)}")
+        plot(result.rows, png)
+    for path in filter(None, (md, js, png)):
+        print(f"wrote {path}")
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(_suite(sys.argv[1:]) if "--suite" in sys.argv else main())

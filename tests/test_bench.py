@@ -1,11 +1,10 @@
-"""The benchmark harness behind ``lrn-core bench``: structure of its results and reports.
+"""The benchmark harness behind ``lrn-core bench``: its rows, pyperf's results and the reports.
 
-Tiny shapes and few repeats; no assertion on any timing (the machines are shared and noisy).
-torch.compile is never run here (it compiles for tens of seconds).
+Tiny shapes, one pyperf worker per row with few values; no assertion on any timing (the machines
+are shared and noisy). torch.compile is never run here (it compiles for tens of seconds).
 """
 
-import json
-import re
+import importlib.util
 import subprocess
 import sys
 
@@ -15,152 +14,168 @@ from lrn_core import check, cli
 from lrn_core.benchmarks import harness
 
 TINY = "8x6x6"  # C x H x W; the batch comes from --batch / quick (2)
-FAST = ["--quick", "--shapes", TINY, "--repeat", "2", "--no-compile", "--no-progress"]
+FAST = ["--quick", "--shapes", TINY, "--values", "2", "--no-compile", "--no-progress"]
+QUICK = {"quick": True, "progress": False, "pyperf": ["--values=3"]}
 
 
 def _installed(name):
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
 
 
 def test_run_numpy_rows_and_ratios():
-    res = harness.run([TINY], frameworks="numpy", repeat=3, rounds=1, quick=True, progress=False)
-    assert res.cases() == [(f"2x{TINY}", res.rows[0].threads)]
-    got = {(r.impl, r.pass_) for r in res.rows}
-    assert got == {
+    res = harness.run([TINY], frameworks="numpy", threads=1, **QUICK)
+    assert [(r.impl, r.pass_) for r in res.rows] == [
         ("copy floor (numpy.copyto)", "copy"),
         ("lrn-core numpy", "fwd"),
         ("lrn-core numpy", "bwd"),
         ("lrn-core numpy", "fwd+bwd"),
-    }
-    (copy,) = [r for r in res.rows if r.impl == "copy floor (numpy.copyto)" and r.pass_ == "copy"]
+    ]
+    copy = res.rows[0]
     for r in res.rows:
         assert r.ok, r.status
-        assert r.shape == (2, 8, 6, 6) and r.dtype == "float32" and r.size == 5
-        assert len(r.times_ms) == 3 and r.median_ms > 0 and r.min_ms <= r.median_ms
-        assert r.median_ms == sorted(r.times_ms)[1] and r.min_ms == min(r.times_ms)
+        assert (r.case, r.threads, r.omp_threads) == (f"2x{TINY}", 1, 1)
+        values = sorted(r.bench.get_values())
+        assert len(values) == 3 and r.bench.get_loops() == 1  # --quick: -p 1 -l 1, here -n 3
+        assert r.median_ms == pytest.approx(values[1] * 1e3)  # pyperf's median
+        assert r.median_ms <= r.p90_ms <= values[-1] * 1e3
         assert r.x_copy == pytest.approx(r.median_ms / copy.median_ms)
-        assert r.speedup is None  # no native requested
-    assert res.meta["settings"]["repeat"] == 3
-    assert res.meta["settings"]["frameworks"] == ["numpy"]
-    # the dict form round-trips
-    again = harness.BenchResult.from_dict(json.loads(json.dumps(res.to_dict())))
-    assert [r.median_ms for r in again.rows] == [r.median_ms for r in res.rows]
+        assert r.x_native is None  # no native requested
+    assert res.settings["frameworks"] == ["numpy"] and "--values=3" in res.settings["pyperf"]
+    # the result is pyperf's own suite, read back by rows()
+    again = harness.rows(res.suite)
+    assert [r.median_ms for r in again] == [r.median_ms for r in res.rows]
 
 
-def test_ratios_are_within_a_case():
-    """speedup = fastest native of the same case and pass / median; x copy = median / copy."""
+def test_ratios_are_within_a_case(tmp_path):
+    """x native = median / fastest native median of the same case and pass; x copy = median /
+    copy floor; both read from a pyperf suite."""
+    import pyperf
 
-    def row(case, impl, pass_, ms):
-        return harness.Row(
-            case=case,
-            shape=(1, 1, 1, 1),
-            dtype="float32",
-            size=5,
-            beta=0.75,
-            threads=1,
-            impl=impl,
-            kind=harness.IMPL_KIND[impl],
-            framework="x",
-            layout="NCHW",
-            pass_=pass_,
-            times_ms=[ms, ms, ms],
-        )
+    def bench(case, impl, kind, pass_, ms):
+        meta = dict(zip(harness.KEYS, (case, "h", 1, impl, kind, pass_), strict=True))
+        meta = {f"lrn_{k}": v for k, v in meta.items()} | {"name": f"{case} {impl} {pass_}"}
+        run = pyperf.Run([ms / 1e3] * 3, metadata={**meta, "lrn_status": "ok", "loops": 1})
+        return pyperf.Benchmark([run])
 
-    rows = [
-        row("a", "copy floor (numpy.copyto)", "copy", 2.0),
-        row("a", "lrn-core numpy", "fwd", 4.0),
-        row("a", "torch eager (native)", "fwd", 40.0),
-        row("a", "tf native", "fwd", 20.0),
-        row("b", "copy floor (numpy.copyto)", "copy", 1.0),
-        row("b", "lrn-core numpy", "fwd", 4.0),
-        row("b", "torch eager (native)", "fwd", 8.0),
-    ]
-    harness._summarise(rows)
-    assert rows[1].x_copy == 2.0 and rows[1].speedup == 5.0 and rows[1].best_native == "tf native"
-    assert rows[2].speedup == 0.5 and rows[3].speedup == 1.0
-    assert rows[5].x_copy == 4.0 and rows[5].speedup == 2.0
-
-
-def test_main_quick_writes_markdown_and_json(tmp_path, capsys):
-    md, js = tmp_path / "bench.md", tmp_path / "bench.json"
-    assert (
-        harness.main(
-            FAST + ["--frameworks", "numpy,torch,tf", "--markdown", str(md), "--json", str(js)]
-        )
-        == 0
+    suite = pyperf.BenchmarkSuite(
+        [
+            bench("a", "copy floor (numpy.copyto)", "copy", "copy", 2.0),
+            bench("a", "lrn-core numpy", "core", "fwd", 4.0),
+            bench("a", "torch eager (native)", "native", "fwd", 40.0),
+            bench("a", "tf native", "native", "fwd", 20.0),
+            bench("b", "copy floor (numpy.copyto)", "copy", "copy", 1.0),
+            bench("b", "lrn-core numpy", "core", "fwd", 4.0),
+            bench("b", "torch eager (native)", "native", "fwd", 8.0),
+        ]
     )
+    rows = harness.rows(suite)
+    assert rows[1].x_copy == pytest.approx(2.0) and rows[1].x_native == pytest.approx(0.2)
+    assert rows[2].x_native == pytest.approx(2.0) and rows[3].x_native == pytest.approx(1.0)
+    assert rows[5].x_copy == pytest.approx(4.0) and rows[5].x_native == pytest.approx(0.5)
+    text = harness.markdown(rows, {"pyperf": "", "pyperf_version": "x", "environment": "e"})
+    assert text.count("| " + " | ".join(harness.COLUMNS) + " |") == 2  # one table per case
+    assert "| lrn-core numpy | fwd | 4.000 | 4.000 | 1.00 | 0.20 | 2.00 |  |" in text
+
+
+def test_main_quick_writes_markdown_and_pyperf_json(tmp_path, capsys):
+    import pyperf
+
+    md, js = tmp_path / "bench.md", tmp_path / "bench.json"
+    argv = FAST + ["--frameworks", "numpy,torch,tf", "--markdown", str(md), "--json", str(js)]
+    assert harness.main(argv) == 0
     out = capsys.readouterr().out
     for text in (
-        "median ms",
-        "x copy",
-        "speedup vs best native",
+        "| implementation | pass | median ms | p90 ms | p90/median | x native | x copy",
         "copy floor (numpy.copyto)",
         "lrn-core numpy",
-        "Summary (medians, ms)",
-        "median of 2 timed calls",
+        "pyperf",
+        "--values 2",
+        f"wrote {md}",
+        f"wrote {js}",
     ):
         assert text in out
-    data = json.loads(js.read_text())
-    rows = data["rows"]
-    impls = {r["impl"] for r in rows}
+    rows = harness.rows(pyperf.BenchmarkSuite.load(str(js)))  # pyperf's own file
+    impls = {r.impl for r in rows}
     assert {"copy floor (numpy.copyto)", "lrn-core numpy"} <= impls
-    assert "torch.compile (native)" not in impls
+    assert not {"torch.compile (native)", "torch.compile(adapter)"} & impls
     if _installed("torch"):
-        assert {"lrn-core torch adapter", "torch eager (native)"} <= impls
-        eager = [r for r in rows if r["impl"] == "torch eager (native)"]
-        assert {r["pass_"] for r in eager} == {"fwd", "fwd+bwd"}
-        assert all(r["status"] == "ok" and len(r["times_ms"]) == 2 for r in eager)
-        core = [r for r in rows if r["impl"] == "lrn-core numpy" and r["pass_"] != "bwd"]
-        assert all(r["speedup"] is not None and r["best_native"] for r in core)
+        eager = [r for r in rows if r.impl == "torch eager (native)"]
+        assert [r.pass_ for r in eager] == ["fwd", "fwd+bwd"]
+        assert all(r.ok and r.bench.get_nvalue() == 2 for r in eager)
+        core = [r for r in rows if r.impl == "lrn-core numpy" and r.pass_ != "bwd"]
+        for r in core:  # torch's and TensorFlow's natives: the fastest of the same pass
+            native = min(n.median_ms for n in rows if n.kind == "native" and n.pass_ == r.pass_)
+            assert r.x_native == pytest.approx(r.median_ms / native)
     if _installed("tensorflow"):
-        tf_native = [r for r in rows if r["impl"] == "tf native"]
-        assert {r["layout"] for r in tf_native} == {"NHWC"}
-        assert all(r["status"] == "ok" for r in tf_native)
+        tf_rows = [r for r in rows if r.impl.startswith("tf native")]
+        assert {r.bench.get_metadata()["lrn_layout"] for r in tf_rows} == {"NHWC"}
+        assert len(tf_rows) == 4 and all(r.ok for r in tf_rows)  # tf.function and eager
     for r in rows:  # an adapter may still be missing, but nothing else may fail
-        assert r["status"] == "ok" or r["status"].startswith("n/a"), r
-
+        assert r.ok or r.status.startswith("n/a"), r
     text = md.read_text()
-    assert text.startswith("# lrn-core bench\n")
-    assert "## Summary (medians, ms)" in text
-    if _installed("torch") and _installed("tensorflow"):  # the columns BENCHMARKS.md quotes
-        assert (
-            "| case | threads | pass | lrn-core numpy ms | torch adapter ms | tf adapter ms "
-            "| fastest native ms | numpy speedup |"
-        ) in text
-    header = "| " + " | ".join(harness.COLUMNS) + " |"
-    assert text.count(header) == 1  # one case
-    table = [ln for ln in text.splitlines() if ln.startswith("| ")]
-    assert all(
-        ln.count("|") == len(harness.COLUMNS) + 1
-        for ln in table
-        if ln.startswith("| copy floor") or ln.startswith("| lrn-core numpy")
-    )
-    assert f"## 2x{TINY}: x 2x{TINY} float32, size 5" in text
+    assert text.startswith("# lrn-core bench\n") and text == out.split("wrote ")[0]
+    assert text.count("\n## ") == 1 and f"## 2x{TINY}: 2x{TINY} float32, size 5" in text
 
 
-def test_threads_run_in_child_processes(tmp_path):
-    js = tmp_path / "bench.json"
-    assert (
-        harness.main(FAST + ["--frameworks", "numpy", "--threads", "1,2", "--json", str(js)]) == 0
-    )
-    data = json.loads(js.read_text())
-    assert {r["threads"] for r in data["rows"]} == {1, 2}
-    for t in ("1", "2"):
-        assert data["meta"]["threads_reported"][t]["lrn-core (OpenMP)"] == int(t)
-    assert not [n for n in data["meta"]["notes"] if "threads" in n]  # none ran another count
+def test_threads_run_in_worker_processes():
+    """pyperf's workers get OMP_NUM_THREADS of their row; the split copy (--variants
+    copy-threads) uses as many Python threads; the parent's pool keeps its size."""
+    from lrn_core._dispatch import kernels
+
+    default = kernels().max_threads()
+    res = harness.run([TINY], frameworks="numpy", threads="1,2", variants="copy-threads", **QUICK)
+    assert {r.threads for r in res.rows} == {1, 2}
+    split = [r for r in res.rows if r.impl == "copy split over the threads"]
+    assert [r.threads for r in split] == [1, 2] and all(r.ok for r in split)
+    assert all(r.omp_threads == r.threads for r in res.rows)
+    assert not [n for n in res.notes if "threads" in n]
+    assert kernels().max_threads() == default
 
 
-def test_child_processes_ignore_modules_in_the_working_directory(tmp_path, monkeypatch):
-    """A script in the current directory named like a module the child imports must not
-    shadow it (``python -c`` would put the directory first on sys.path)."""
+def test_ladder_runs_the_four_shapes_of_issue_25():
+    """--variants ladder: exactly 1x16x8x8, 4x64x16x16, 8x96x27x27, 32x96x55x55, every route
+    (torch.compile too, unless --no-compile), fwd and fwd+bwd. Only planned here."""
+    plan = harness._plan(None, 32, [1], list(harness.FRAMEWORKS), ["ladder"], True, False)
+    cases = list(dict.fromkeys(t["meta"]["lrn_case"] for t in plan))
+    assert cases == ["1x16x8x8", "4x64x16x16", "8x96x27x27", "32x96x55x55"]
+    routes = {(t["meta"]["lrn_impl"], t["meta"]["lrn_pass"]) for t in plan}
+    for impl in harness.IMPLS:
+        if impl.only in (None, "compile"):
+            for p in ("copy",) if impl.kind == "copy" else ("fwd", "fwd+bwd"):
+                assert (impl.label, p) in routes
+    assert len(plan) == 4 * len({(t["meta"]["lrn_impl"], t["meta"]["lrn_pass"]) for t in plan})
+
+
+def test_plan_variants_and_shapes():
+    variants = ["sizes", "float64", "beta0.6", "nhwc"]
+    plan = harness._plan(["alexnet-conv1", "googlenet-lrn2"], 32, [2], ["numpy"], variants, 0, 0)
+    cases = {t["meta"]["lrn_case"]: t["case"] for t in plan}
+    assert list(cases) == [
+        "alexnet-conv1",
+        "googlenet-lrn2",
+        "alexnet-conv1 size=9",
+        "alexnet-conv1 size=13",
+        "alexnet-conv1 size=25",
+        "alexnet-conv1 size=32",
+        "alexnet-conv1 dtype=float64",
+        "alexnet-conv1 beta=0.6",
+    ]
+    assert cases["alexnet-conv1"]["shape"] == (32, 96, 55, 55)
+    assert cases["alexnet-conv1 beta=0.6"]["beta"] == 0.6
+    assert all(c["threads"] == 2 for c in cases.values())
+    assert "lrn-core numpy NHWC" in {t["meta"]["lrn_impl"] for t in plan}
+    assert harness._shape("4x8x3x3", 32) == ("4x8x3x3", (4, 8, 3, 3))
+    with pytest.raises(ValueError, match="unknown shape"):
+        harness._shape("vgg", 32)
+
+
+def test_worker_processes_ignore_modules_in_the_working_directory(tmp_path, monkeypatch):
+    """A script in the current directory named like a module the workers import must not
+    shadow it (``python -m`` puts the current directory first on sys.path)."""
     (tmp_path / "statistics.py").write_text("raise ImportError('the stray statistics.py')\n")
     monkeypatch.chdir(tmp_path)
-    js = tmp_path / "bench.json"
-    assert harness.main(FAST + ["--frameworks", "numpy", "--threads", "1", "--json", str(js)]) == 0
-    rows = json.loads(js.read_text())["rows"]
-    assert rows and all(r["status"] == "ok" for r in rows if r["impl"] == "lrn-core numpy")
+    res = harness.run([TINY], frameworks="numpy", threads=1, **QUICK)
+    assert res.rows and all(r.ok for r in res.rows)
 
 
 def test_plot_writes_a_png(tmp_path, capsys):
@@ -175,17 +190,17 @@ def test_plot_writes_a_png(tmp_path, capsys):
 def test_cli_bench_passes_its_options_on(tmp_path, capsys):
     md = tmp_path / "bench.md"
     assert cli.main(["bench"] + FAST + ["--frameworks", "numpy", "--markdown", str(md)]) == 0
-    assert "lrn-core numpy" in capsys.readouterr().out
+    assert "| lrn-core numpy | fwd |" in capsys.readouterr().out
     assert md.read_text().startswith("# lrn-core bench")
 
 
-@pytest.mark.parametrize("module", ["matplotlib", "tqdm", "threadpoolctl"])
+@pytest.mark.parametrize("module", ["matplotlib", "pyperf", "threadpoolctl"])
 def test_a_missing_library_is_a_clear_error(module, monkeypatch, tmp_path, capsys):
-    """matplotlib for --plot, tqdm and threadpoolctl always: exit 2 naming it and the extra,
+    """matplotlib for --plot, pyperf and threadpoolctl always: exit 2 naming it and the extra,
     before anything runs."""
     real = harness._installed
     monkeypatch.setattr(harness, "_installed", lambda m: m != module and real(m))
-    monkeypatch.setattr(harness, "_run_child", lambda *a, **k: pytest.fail("must not run"))
+    monkeypatch.setattr(harness, "_run_suite", lambda *a, **k: pytest.fail("must not run"))
     plot = ["--plot", str(tmp_path / "x.png")] if module == "matplotlib" else []
     with pytest.raises(SystemExit) as exc:
         harness.main(FAST + plot)
@@ -196,26 +211,15 @@ def test_a_missing_library_is_a_clear_error(module, monkeypatch, tmp_path, capsy
     assert not (tmp_path / "x.png").exists()
 
 
-def test_progress_bar_from_the_child(capfd):
-    """tqdm's bar (drawn by the child, on stderr) counts every call: 4 numpy rows x (2 timed +
-    1 warm-up) = 12."""
-    harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=True)
-    err = capfd.readouterr().err
-    assert "bench threads=" in err and "0/12" in err
-    harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False)
-    assert capfd.readouterr().err == ""
-
-
-def test_the_parent_leaves_its_thread_pools_alone():
-    """Every thread count runs in a fresh child: the calling process's OpenMP pool keeps its
-    size, and the child reports the count it ran."""
-    from lrn_core._dispatch import kernels
-
-    default = kernels().max_threads()
-    res = harness.run([TINY], frameworks="numpy", repeat=2, quick=True, progress=False, threads=1)
-    assert res.meta["threads_reported"] == {"1": {"lrn-core (OpenMP)": 1}}
-    assert {r.threads for r in res.rows} == {1}
-    assert kernels().max_threads() == default
+def test_progress_is_pyperfs_output_on_stderr(capfd):
+    """pyperf's line per row goes to stderr, so that stdout keeps the report; --no-progress,
+    nothing."""
+    kw = {"frameworks": "numpy", "quick": True, "threads": 1, "pyperf": ["-n", "2"]}
+    harness.run([TINY], **kw, progress=True)
+    out, err = capfd.readouterr()
+    assert f"2x{TINY} t=1: lrn-core numpy fwd+bwd: Mean +- std dev:" in err and out == ""
+    harness.run([TINY], **kw, progress=False)
+    assert capfd.readouterr() == ("", "")
 
 
 def test_peak_extra_memory_sees_a_fresh_array():
@@ -229,93 +233,49 @@ def test_peak_extra_memory_sees_a_fresh_array():
     assert harness._peak_extra_mib(lambda: np.ones(16)) < 16
 
 
-def test_plan_variants_and_shapes():
-    cases = harness._plan(
-        ["alexnet-conv1", "googlenet-lrn2"],
-        32,
-        ["size25", "float64", "beta0.6", "nhwc", "small"],
-        [2],
-    )
-    names = [(c.name, c.threads) for c in cases]
-    assert names == [
-        ("alexnet-conv1", 2),
-        ("googlenet-lrn2", 2),
-        ("alexnet-conv1 size=25", 2),
-        ("alexnet-conv1 float64", 2),
-        ("alexnet-conv1 beta=0.6", 2),
-        ("small 1x16x8x8", 1),
-        ("small 1x16x8x8", 2),
-    ]
-    assert cases[0].shape == (32, 96, 55, 55) and cases[1].shape == (32, 192, 56, 56)
-    assert cases[2].size == 25 and cases[3].dtype == "float64" and cases[4].beta == 0.6
-    assert all(c.nhwc_core for c in cases)
-    assert harness._parse_shape("4x8x3x3", 32) == ("4x8x3x3", (4, 8, 3, 3))
-    with pytest.raises(ValueError, match="unknown shape"):
-        harness._parse_shape("vgg", 32)
-
-
 def test_bad_options(capsys):
+    monkey = {"--processes 0": "pyperf: ", "--warmups -1": "pyperf: ", "--bogus": "pyperf: "}
     for args, text in (
-        (["--threads", "0,2"], "threads must be integers >= 1, got '0,2'"),
-        (["--threads", "two"], "threads must be integers >= 1, got 'two'"),
+        (["--threads", "0,2"], "threads and batch must be integers >= 1, got '0,2' and 2"),
+        (["--threads", "two"], "threads and batch must be integers >= 1, got 'two' and 2"),
         (["--batch", "1,2"], "argument --batch: invalid int value: '1,2'"),
-        (["--warmup", "-1"], "warmup (-1) >= 0"),
-        (["--rounds", "0"], "rounds (0) and batch (32) must be >= 1"),
+        (["--shapes", "vgg"], "unknown shape 'vgg': use one of alexnet-conv1"),
+        (["--variants", "fp8"], "unknown variant 'fp8': use ladder, sizes"),
+        (["--frameworks", "mxnet"], "unknown framework 'mxnet': use numpy, torch"),
+        (["-o", "x.json"], "pyperf's -o/--output is the harness's own: use --json FILE"),
+        *((["--frameworks", "numpy", *a.split()], t) for a, t in monkey.items()),
     ):
         with pytest.raises(SystemExit) as exc:
-            harness.main(args)
-        assert exc.value.code == 2 and text in capsys.readouterr().err
-    with pytest.raises(ValueError, match="unknown variant"):
-        harness.run([TINY], variants=["fp8"], quick=True, progress=False)
-    with pytest.raises(ValueError, match="unknown framework 'mxnet': use numpy, torch"):
-        harness.run([TINY], frameworks="mxnet", quick=True, progress=False)
-    with pytest.raises(SystemExit) as exc:
-        harness.main(["--quick", "--shapes", "vgg", "--no-progress"])
-    assert exc.value.code == 2
+            harness.main(FAST[:-3] + ["--no-progress", *args])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and text in err, (args, err)
+    with pytest.raises(TypeError, match="unknown options"):
+        harness.run([TINY], values=3)
 
 
 def test_importing_the_harness_imports_no_framework():
     code = (
         "import sys, lrn_core.benchmarks.harness as h; h.build_parser(); "
-        "print(','.join(m for m in ('torch', 'tensorflow', 'jax', 'matplotlib', 'tqdm') "
+        "print(','.join(m for m in ('torch', 'tensorflow', 'jax', 'matplotlib', 'pyperf') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
 
-def test_copy_threads_reports_both_copies(capsys):
-    from lrn_core.benchmarks import copy_threads
-
-    copy_threads.main(["--shape", "4,1000", "--threads", "2", "--repeat", "2"])
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        "copy 0.0 MiB, 1 thread",
-        "copy 0.0 MiB, 2 threads",
-    ]
-    assert lines[0].endswith("1.00x one thread)")
-
-
-def test_window_sizes_times_every_size_against_the_first(capsys):
-    from lrn_core.benchmarks import window_sizes
-
-    window_sizes.main(
-        ["--shape", "2,12,4,5", "--sizes", "5,25", "--repeat", "2", "--layout", "nhwc"]
-    )
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("NHWC 2x4x5x12 float32, beta 0.75")
-    rows = [line.split() for line in lines[2:]]
-    assert [r[0] for r in rows] == ["5", "25"]
-    assert rows[0][3] == "1.00x"
-    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
-    assert re.fullmatch(r"\d+\.\d\dx", rows[1][3]) and float(rows[1][3][:-1]) > 0
+def test_the_module_runs_as_a_script():
+    """``python -m lrn_core.benchmarks.harness`` is the command line too (and, with --suite,
+    pyperf's worker entry point, whatever started the run)."""
+    cmd = [sys.executable, "-m", "lrn_core.benchmarks.harness", *FAST, "--frameworks", "numpy"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("# lrn-core bench\n") and "| lrn-core numpy | fwd |" in out
 
 
 def test_jax_rows_adapter_and_jitted_jnp():
     """JAX rows: the adapter and the jnp LRN a JAX user writes, both under jax.jit, NHWC."""
     pytest.importorskip("jax")
-    res = harness.run([TINY], frameworks="jax", repeat=2, rounds=1, quick=True, progress=False)
-    rows = {(r.impl, r.pass_): r for r in res.rows if r.framework == "jax"}
+    res = harness.run([TINY], frameworks="jax", threads=1, **QUICK)
+    rows = {(r.impl, r.pass_): r for r in res.rows if r.kind != "copy" and "jax" in r.impl}
     assert set(rows) == {
         (impl, p)
         for impl in ("lrn-core jax adapter", "jax.jit jnp (native)")
@@ -323,9 +283,12 @@ def test_jax_rows_adapter_and_jitted_jnp():
     }
     for r in rows.values():
         assert r.ok, r.status
-        assert r.layout == "NHWC" and r.median_ms > 0
-    assert rows["lrn-core jax adapter", "fwd"].best_native == "jax.jit jnp (native)"
-    assert res.meta["environment"]["jax"]
+        assert r.bench.get_metadata()["lrn_layout"] == "NHWC" and r.median_ms > 0
+    fwd = rows["lrn-core jax adapter", "fwd"]
+    assert fwd.x_native == pytest.approx(
+        fwd.median_ms / rows["jax.jit jnp (native)", "fwd"].median_ms
+    )
+    assert "jax" in res.settings["environment"]
     import jax.numpy as jnp
     import numpy as np
 
