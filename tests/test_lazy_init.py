@@ -52,7 +52,12 @@ def _script(imports, init, steps, calls):
             f"try:\n{textwrap.indent(textwrap.dedent(code), '    ')}\n"
             f"except Exception as _e:\n    _failed[{name!r}] = f'{{type(_e).__name__}}: {{_e}}'"
         )
-    parts.append("print('FAILED', _json.dumps(_failed))\nif _failed:\n    _sys.exit(3)")
+    # a failed child leaves by os._exit after flushing: torch 2.15 aborts in its interpreter exit
+    # after parallel work ("terminate called without an active exception"), losing stdout
+    parts.append(
+        "print('FAILED', _json.dumps(_failed), flush=True)\n"
+        "if _failed:\n    import os as _os\n    _os._exit(3)"
+    )
     parts += [textwrap.dedent(calls), "print('ok')"]
     return "\n".join(parts)
 
