@@ -121,8 +121,10 @@ def _run(kernel, arrays, axis, out, params):
 # --- kernels on caller-provided buffers (the door for adapters) -------------------------------
 # ``kernels()`` is the compiled module for this CPU: ``lrn_forward(x3, out3, size, before, alpha,
 # beta, k)``, ``lrn_backward(dy3, x3, out3, ...)``, ``window_sum(v3, out3, size, before)`` on 3-D
-# (outer, C, inner) views of one dtype (float32 or float64) with unit inner stride, nothing
-# checked; ``max_threads()``; the XLA FFI handlers (``xla_ffi_handlers()``). ``output_buffer``
+# (outer, C, inner) views of one dtype (float32 or float64), any strides (channels last is
+# (1, C, positions), as ``_view3`` makes it), nothing checked; ``max_threads()``; the C driver
+# table for the XLA FFI handlers and the TF op (``xla_ffi_handlers()``, ``driver_table()``).
+# ``output_buffer``
 # gives an uninitialised C-contiguous, 64-byte aligned array from the output cache (see
 # ``LRN_CORE_OUTPUT_CACHE_MB``), which the framework may then own without a copy.
 
