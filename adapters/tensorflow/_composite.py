@@ -60,6 +60,28 @@ def lrn_backward_jvp(dy, x, tdy, tx, p, window):
     return formulas.backward_jvp(tf_ops(window), dy, x, tdy, tx, *p)
 
 
+def backward_rules(p, window):
+    """``(grad, jvp)`` of an op computing the input gradient ``dx(dy, x)``, for :func:`_op`.
+
+    ``dx`` is linear in ``dy`` (its derivative there is the forward's JVP) and, along ``x``, the
+    Hessian of ``<dy, lrn(x)>``, which is symmetric: so the gradient of ``<ddx, dx>`` is
+    ``(lrn_jvp(x, ddx), d_x dx . ddx)``, and no tape is needed (a tape inside a symbolic
+    gradient records nothing)."""
+
+    def grad(inputs, ddx):
+        dy, x = inputs
+        return [
+            lrn_jvp(x, ddx, p, window),
+            lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p, window),
+        ]
+
+    def jvp(inputs, tdy, tx):
+        dy, x = inputs
+        return lrn_backward_jvp(dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p, window)
+
+    return grad, jvp
+
+
 def _lrn_tf_ops(name, x, p, forward, backward):
     """``forward(x)`` with the gradient ``backward(dy, x)``, TF ops, as one differentiable op."""
 
@@ -78,20 +100,7 @@ def _lrn_tf_ops(name, x, p, forward, backward):
 
 def _lrn_tf_ops_grad(name, dy, x, p, backward):
     """``backward(dy, x)`` as an op of (dy, x), with derivatives of every order in TF ops."""
-
-    def grad(inputs, ddx):
-        dy, x = inputs
-        return [
-            lrn_jvp(x, ddx, p, _window_sum_tf),
-            lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p, _window_sum_tf),
-        ]
-
-    def jvp(inputs, tdy, tx):
-        dy, x = inputs
-        return lrn_backward_jvp(
-            dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p, _window_sum_tf
-        )
-
+    grad, jvp = backward_rules(p, _window_sum_tf)
     return _op(name, None, [dy, x], grad, jvp, tf_fn=backward)
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 
-import tensorflow as tf
-
 from ... import lrn, lrn_backward, window_sum
-from ._composite import lrn_backward_jvp, lrn_jvp
+from ._composite import backward_rules, lrn_jvp
 from ._record import _op, _zeros_if_none
 
 
@@ -32,31 +30,14 @@ def _lrn(x, p):
 
 
 def _lrn_backward(dy, x, p):
-    """Input gradient (lrn-core kernel); its own derivatives are written out with TF ops.
-
-    ``dx(dy, x)`` is the gradient of ``f(x) = <dy, lrn(x)>``: linear in ``dy`` (its derivative
-    along ``dy`` is the JVP of the forward) and, along ``x``, the Hessian of ``f``, which is
-    symmetric: so the gradient of ``<ddx, dx>`` is ``(lrn_jvp(x, ddx), d_x dx . ddx)``, and no
-    tape is needed (a tape inside a symbolic gradient records nothing).
-    """
+    """Input gradient (lrn-core kernel); its own derivatives are written out with TF ops around
+    the window-sum op (:func:`._composite.backward_rules`)."""
     size, alpha, beta, k, before = p
 
     def fn():
         return functools.partial(lrn_backward, **p._asdict(), axis=-1)
 
-    def grad(inputs, ddx):
-        dy, x = inputs
-        return [
-            lrn_jvp(x, ddx, p, _window_sum),
-            lrn_backward_jvp(dy, x, tf.zeros_like(dy), ddx, p, _window_sum),
-        ]
-
-    def jvp(inputs, tdy, tx):
-        dy, x = inputs
-        return lrn_backward_jvp(
-            dy, x, _zeros_if_none(tdy, dy), _zeros_if_none(tx, x), p, _window_sum
-        )
-
+    grad, jvp = backward_rules(p, _window_sum)
     return _op(
         "lrn_core_lrn_backward",
         fn,

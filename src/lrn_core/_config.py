@@ -94,9 +94,10 @@ def restore_threads_after_fork():
     return k.max_threads()
 
 
-def show_config():
-    """Print :func:`get_config` for bug reports (``lrn-core info`` prints the same)."""
-    cfg = get_config()
+def show_config(extra=None):
+    """Print :func:`get_config` for bug reports (``lrn-core info`` prints the same, and adds
+    rows of its own through ``extra``, a dict)."""
+    cfg = {**get_config(), **(extra or {})}
     width = max(len(key) for key in cfg)
     for key, value in cfg.items():
         if key == "frameworks":

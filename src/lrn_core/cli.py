@@ -16,18 +16,17 @@ import sys
 def _info(args):
     from ._config import show_config
 
-    show_config()
-    _tf_op_info()
+    show_config(_tf_op_info())
     return 0
 
 
 def _tf_op_info():
-    """Whether this TensorFlow loads lrn-core's compiled op, and if not why (imports TF: only
-    when it is installed)."""
+    """``{"tf_op": ...}``: whether this TensorFlow loads lrn-core's compiled op, and if not why
+    (imports TF: only when it is installed; else nothing)."""
     from ._config import frameworks_found
 
     if "tensorflow" not in frameworks_found():
-        return
+        return {}
     try:
         from .adapters.tensorflow import _compiled as _tf_op
 
@@ -35,7 +34,7 @@ def _tf_op_info():
         status = "loaded" if loaded else f"not loaded: {_tf_op.status()}"
     except Exception as exc:  # noqa: BLE001 - a report, never a crash
         status = f"not loaded: {type(exc).__name__}: {exc}"
-    print(f"{'tf_op':<16}  {status}")
+    return {"tf_op": status}
 
 
 def _check(args):
